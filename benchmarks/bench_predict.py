@@ -1,0 +1,340 @@
+"""Benchmark overlap-tile prediction: throughput, latency and memory (prints only).
+
+    PYTHONPATH=src python benchmarks/bench_predict.py            # full run (minutes on 2 cores)
+    PYTHONPATH=src python benchmarks/bench_predict.py --quick    # smoke run (~1 minute)
+
+Sections:
+1. raw throughput of one large 3x3 convolution (64 -> 64 channels), GFLOP/s;
+2./3. tiled prediction of a large image: output megapixels/s, network GFLOP/s (FLOPs of
+   the convolutions of the tiles actually run, halo included) and its ratio to (1);
+4. time for one 512x512 image;
+5. peak resident memory predicting a large uint16 zarr image (foreground only);
+6. MONAI sliding-window inference with a same-width padded U-Net, if MONAI is installed.
+No timing is asserted anywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from napari_unet import devices
+from napari_unet.devices import resolve_device, resolve_precision
+from napari_unet.network import UNet
+from napari_unet.tiling import auto_tile_shape, plan_tiles, predict_tiled
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--base-channels", type=int, default=16, help="small network width")
+    parser.add_argument("--depth", type=int, default=5)
+    parser.add_argument("--conv-size", type=int, default=512, help="(1): conv input side")
+    parser.add_argument("--size", type=int, default=2048, help="(3): image side, pixels")
+    parser.add_argument("--single-size", type=int, default=512, help="(4): image side")
+    parser.add_argument("--memory-size", type=int, default=8192, help="(5): image side")
+    parser.add_argument("--precisions", default="float32,auto", help="comma-separated")
+    parser.add_argument("--tile-shape", type=int, default=None, help="input tile side")
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument("--skip-paper", action="store_true", help="no 64-channel network")
+    parser.add_argument("--skip-memory", action="store_true", help="skip section 5")
+    parser.add_argument("--quick", action="store_true", help="small sizes, smoke run")
+    parser.add_argument("--memory-child", help=argparse.SUPPRESS)  # internal: section 5
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.conv_size, args.size, args.single_size, args.memory_size = 256, 512, 256, 1024
+    return args
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{cpu_name()} ({torch.get_num_threads()} threads)"
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(function, device: torch.device, repeat: int = 1) -> float:
+    """Best of ``repeat`` runs after one warm-up, in seconds."""
+    function()
+    best = math.inf
+    for _ in range(repeat):
+        synchronize(device)
+        start = time.perf_counter()
+        function()
+        synchronize(device)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+# -- (1) one convolution -----------------------------------------------------------------
+
+
+def conv_throughput(size: int, device: torch.device) -> dict[str, float]:
+    """GFLOP/s of a 64 -> 64-channel 3x3 valid convolution on a 1x64xSxS input."""
+    flops = 2 * 64 * 64 * 9 * (size - 2) ** 2
+    results = {}
+    variants = [("float32", torch.float32, False), ("float32", torch.float32, True)]
+    for name in ("bfloat16", "float16"):
+        try:
+            variants.append((name, resolve_precision(name, device), True))
+        except ValueError as error:
+            print(f"   {name}: skipped ({error})")
+    for name, dtype, channels_last in variants:
+        layout = torch.channels_last if channels_last else torch.contiguous_format
+        conv = torch.nn.Conv2d(64, 64, 3).to(device, dtype, memory_format=layout).eval()
+        x = torch.randn(1, 64, size, size, device=device, dtype=dtype)
+        x = x.contiguous(memory_format=layout)
+        with torch.inference_mode():
+            seconds = timed(lambda conv=conv, x=x: conv(x), device, repeat=3)
+        key = f"{name} {'channels-last' if channels_last else 'NCHW'}"
+        results[key] = flops / seconds / 1e9
+        print(f"   {key:24s} {results[key]:8.1f} GFLOP/s")
+    return results
+
+
+# -- (2), (3), (4) tiled prediction ------------------------------------------------------
+
+
+def tile_flops(model: UNet, tile_shape: tuple[int, int]) -> int:
+    """FLOPs of one forward pass over one tile (counted on the meta device: no compute)."""
+    network = copy.deepcopy(model).to("meta")
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        network(torch.empty(1, model.config.in_channels, *tile_shape, device="meta"))
+    return counter.get_total_flops()
+
+
+def run_prediction(image, model, device, precision, args, repeat=1) -> dict:
+    """Predict ``image`` once (after a warm-up); time, tiles, FLOPs and throughput."""
+    dtype = resolve_precision(precision, device)
+    tile = (args.tile_shape,) * 2 if args.tile_shape else auto_tile_shape(model, device, dtype)
+    plan = plan_tiles(image.shape[-2:], model, tile)
+    options = dict(device=device, precision=precision, tile_shape=tile, output_classes=(1,))
+    options["batch_size"] = args.batch_size
+    seconds = timed(lambda: predict_tiled(image, model, **options), device, repeat)
+    flops = tile_flops(model, plan.tile_shape) * plan.n_tiles
+    return {
+        "precision": str(dtype).removeprefix("torch."),
+        "seconds": seconds,
+        "tiles": f"{plan.n_tiles} x {plan.tile_shape[0]}x{plan.tile_shape[1]}",
+        "megapixels_per_s": image.shape[-2] * image.shape[-1] / seconds / 1e6,
+        "gflops": flops / seconds / 1e9,
+        "gflop": flops / 1e9,
+    }
+
+
+def conv_reference(conv: dict[str, float], precision: str) -> float:
+    return conv.get(f"{precision} channels-last", math.nan)
+
+
+def prediction_section(networks, device, precisions, args, conv) -> dict:
+    """Sections (2)-(4); returns the float32 result of the first (small) network."""
+    image = np.random.default_rng(0).random((args.size, args.size), dtype=np.float32)
+    print(f"\n(2)+(3) tiled prediction of a {args.size}x{args.size} image (foreground only)")
+    first = {}
+    for label, model in networks:
+        done = {}
+        for precision in precisions:
+            resolved = str(resolve_precision(precision, device)).removeprefix("torch.")
+            if resolved in done:
+                print(f"   {label}: {precision} = {resolved}, same as above")
+                continue
+            r = done[resolved] = run_prediction(image, model, device, precision, args)
+            ratio = r["gflops"] / conv_reference(conv, r["precision"])
+            print(
+                f"   {label:28s} {r['precision']:8s} {r['seconds']:7.2f} s "
+                f"{r['megapixels_per_s']:7.3f} MP/s  network {r['gflops']:7.1f} GFLOP/s "
+                f"= {ratio:4.2f} x conv ({r['gflop']:.0f} GFLOP, tiles {r['tiles']})"
+            )
+        first = first or done
+    single = image[: args.single_size, : args.single_size]
+    print(f"\n(4) one {args.single_size}x{args.single_size} image (warm, best of 3)")
+    for label, model in networks:
+        for precision in dict.fromkeys(precisions):
+            r = run_prediction(single, model, device, precision, args, repeat=3)
+            print(
+                f"   {label:28s} {precision:8s} ({r['precision']}) {r['seconds']:7.3f} s, "
+                f"tiles {r['tiles']}"
+            )
+    return first.get("float32", {})
+
+
+# -- (5) peak memory ---------------------------------------------------------------------
+
+
+def write_zarr(path: Path, size: int) -> None:
+    import zarr
+
+    array = zarr.open_array(
+        str(path), mode="w", shape=(size, size), chunks=(1024, 1024), dtype="uint16"
+    )
+    rng = np.random.default_rng(0)
+    for y in range(0, size, 1024):  # row by row: the parent never holds the image either
+        rows = min(1024, size - y)
+        array[y : y + rows] = rng.integers(0, 4096, (rows, size), dtype=np.uint16)
+
+
+def memory_child(args) -> None:
+    """Run in a fresh process: predict the zarr image, print peak RSS as JSON."""
+    import zarr
+
+    image = zarr.open_array(args.memory_child, mode="r")
+    torch.manual_seed(0)
+    model = UNet(depth=args.depth, base_channels=args.base_channels)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.perf_counter()
+    result = predict_tiled(
+        image,
+        model,
+        normalization=(0, 4095),
+        device=args.device,
+        output_classes=(1,),
+        batch_size=args.batch_size,
+    )
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, else KiB
+    print(
+        json.dumps(
+            {
+                "before_mib": before * scale / 2**20,
+                "peak_mib": peak * scale / 2**20,
+                "seconds": seconds,
+                "output_mib": result.nbytes / 2**20,
+            }
+        )
+    )
+
+
+def memory_section(args) -> None:
+    try:
+        import zarr  # noqa: F401
+    except ImportError:
+        print("\n(5) skipped: zarr not installed")
+        return
+    size = args.memory_size
+    print(
+        f"\n(5) peak resident memory, {size}x{size} uint16 zarr image on disk, "
+        f"small network, foreground only"
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "image.zarr"
+        write_zarr(path, size)
+        command = [
+            sys.executable,
+            __file__,
+            "--memory-child",
+            str(path),
+            "--device",
+            args.device,
+            "--base-channels",
+            str(args.base_channels),
+            "--depth",
+            str(args.depth),
+        ]
+        if args.batch_size:
+            command += ["--batch-size", str(args.batch_size)]
+        done = subprocess.run(command, capture_output=True, text=True, check=True)
+    r = json.loads(done.stdout.strip().splitlines()[-1])
+    image_mib = size * size * 2 / 2**20
+    print(
+        f"   peak RSS {r['peak_mib']:.0f} MiB (after imports + model: {r['before_mib']:.0f} MiB; "
+        f"image would be {image_mib:.0f} MiB, output {r['output_mib']:.0f} MiB), "
+        f"{r['seconds']:.1f} s, {size * size / r['seconds'] / 1e6:.2f} MP/s"
+    )
+
+
+# -- (6) MONAI ---------------------------------------------------------------------------
+
+
+def monai_section(args, device, small_seconds: float | None) -> None:
+    print("\n(6) MONAI sliding_window_inference")
+    try:
+        from monai.inferers import sliding_window_inference
+        from monai.networks.nets import BasicUNet
+    except ImportError:
+        print("   monai not installed")
+        return
+    b = args.base_channels
+    features = tuple(b * 2**level for level in range(5)) + (b,)
+    network = BasicUNet(spatial_dims=2, in_channels=1, out_channels=2, features=features)
+    network = network.to(device).eval()
+    image = torch.from_numpy(
+        np.random.default_rng(0).random((1, 1, args.size, args.size), dtype=np.float32)
+    ).to(device)
+    roi = (512, 512)
+
+    def run():
+        with torch.inference_mode():
+            return sliding_window_inference(image, roi, 1, network, overlap=0.25)
+
+    seconds = timed(run, device)
+    line = f"   BasicUNet features {features}, roi {roi}, overlap 0.25: {seconds:.2f} s"
+    if small_seconds:
+        line += f" = {seconds / small_seconds:.2f} x napari-unet float32 tiled"
+    print(line)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.memory_child:
+        memory_child(args)
+        return
+    device = resolve_device(args.device)
+    precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
+    print(f"device: {device} - {device_name(device)}")
+    print(
+        f"torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}, "
+        f"AMX {devices.cpu_has_amx()}, bf16 instructions {devices.cpu_has_bf16()}, "
+        f"auto precision = {resolve_precision('auto', device)}"
+    )
+
+    print(f"\n(1) one 3x3 convolution, 1x64x{args.conv_size}x{args.conv_size} -> 64 channels")
+    conv = conv_throughput(args.conv_size, device)
+
+    torch.manual_seed(0)
+    networks = [
+        (
+            f"depth {args.depth}, {args.base_channels} channels",
+            UNet(depth=args.depth, base_channels=args.base_channels),
+        )
+    ]
+    if not args.skip_paper:
+        networks.append(("paper (depth 5, 64 channels)", UNet()))
+    small = prediction_section(networks, device, precisions, args, conv)
+    if not args.skip_memory:
+        memory_section(args)
+    monai_section(args, device, small.get("seconds"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""Load the project's CC0 nuclei data (../shared/data: BBBC039, DSB2018) by split."""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tifffile
+from skimage.io import imread
+
+DATA = Path(os.environ.get("NAPARI_UNET_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+@dataclass
+class Item:
+    dataset: str
+    name: str
+    image: np.ndarray  # (Y, X) grey or (Y, X, 3) RGB
+    masks: np.ndarray  # (Y, X) uint16 instances, 0 = background
+    kind: str  # "fluorescence", "colour", "grey brightfield"
+
+
+def _split(folder: Path) -> dict[str, str]:
+    with open(folder / "split.tsv") as f:
+        return {row["name"]: row["split"] for row in csv.DictReader(f, delimiter="\t")}
+
+
+def load(dataset: str, split: str, limit: int | None = None) -> list[Item]:
+    """Images and masks of one split of ``"bbbc039"`` or ``"dsb2018"``."""
+    folder = DATA / dataset
+    names = sorted(n for n, s in _split(folder).items() if s == split)[:limit]
+    items = []
+    if dataset == "bbbc039":
+        for n in names:
+            items.append(
+                Item(dataset, n, tifffile.imread(folder / "images" / f"{n}.tif"),
+                     imread(folder / "masks" / f"{n}.png"), "fluorescence")
+            )
+        return items
+    with open(folder / "index.tsv") as f:
+        index = {row["id"]: row for row in csv.DictReader(f, delimiter="\t")}
+    for n in names:
+        rgba = imread(folder / "images" / f"{n}.png")
+        colour = index[n]["color"] == "color"
+        if colour:
+            image, kind = rgba[..., :3], "colour"
+        else:
+            image = rgba[..., 0]
+            kind = "grey brightfield" if float(index[n]["mean_intensity"]) > 100 else "fluorescence"
+        items.append(Item(dataset, n, image, imread(folder / "masks" / f"{n}.png"), kind))
+    return items

@@ -1,0 +1,71 @@
+"""npe2 sample data: a BBBC039 nuclei field and its partial annotation (no Qt, no napari).
+
+The files ship in ``napari_unet/data`` (CC0, see its README): ``nuclei.tif`` (520×696
+uint16 Hoechst field), ``nuclei_annotation.tif`` (partial annotation: 0 = not
+annotated, 1 = background strokes, 2.. = 31 complete nuclei of the upper-left quarter)
+and ``nuclei_masks.tif`` (the field's dense hand-drawn instance mask).
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+#: ``layer.metadata`` key marking the role of a layer (same as the widgets use).
+ROLE_KEY = "napari_unet_role"
+SOURCE = "BBBC039 (CC0), field IXMtest_A09_s1; Caicedo et al., Cytometry A 2019"
+
+
+def _read(name: str):
+    import tifffile
+
+    with resources.as_file(resources.files("napari_unet") / "data" / name) as path:
+        return tifffile.imread(path)
+
+
+def _image_layer():
+    return (_read("nuclei.tif"), {"name": "nuclei", "metadata": {"source": SOURCE}}, "image")
+
+
+def nuclei() -> list[tuple]:
+    """The nuclei image alone (start annotating from scratch).
+
+    Returns
+    -------
+    list of LayerDataTuple
+        ``[(image (520, 696) uint16, {"name": "nuclei"}, "image")]``.
+    """
+    return [_image_layer()]
+
+
+def nuclei_annotated() -> list[tuple]:
+    """The nuclei image and its partial annotation, ready to train on.
+
+    Returns
+    -------
+    list of LayerDataTuple
+        The image and a ``labels`` layer ``"nuclei annotation"`` (uint16; 0 = not
+        annotated, 1 = background, 2.. = one id per cell).
+    """
+    annotation = (
+        _read("nuclei_annotation.tif"),
+        {"name": "nuclei annotation", "metadata": {ROLE_KEY: "annotation", "source": SOURCE}},
+        "labels",
+    )
+    return [_image_layer(), annotation]
+
+
+def nuclei_ground_truth() -> list[tuple]:
+    """The nuclei image and its dense ground-truth masks (to compare a segmentation).
+
+    Returns
+    -------
+    list of LayerDataTuple
+        The image and a ``labels`` layer ``"nuclei ground truth"`` (0 = background,
+        1..N = nuclei).
+    """
+    masks = (
+        _read("nuclei_masks.tif"),
+        {"name": "nuclei ground truth", "metadata": {ROLE_KEY: "ground_truth", "source": SOURCE}},
+        "labels",
+    )
+    return [_image_layer(), masks]

@@ -1,0 +1,206 @@
+"""*Annotate* dock widget: an annotation layer per image, and one click per brush.
+
+Partial-annotation convention (:mod:`napari_unet.annotation`): 0 = not annotated
+(ignored by training), 1 = background, 2, 3, … = one id per cell.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from magicgui.widgets import ComboBox, Container, Label, PushButton
+from napari.layers import Image
+from napari.utils.notifications import show_error
+
+from napari_unet.annotation import BACKGROUND, FIRST_CELL, NOT_ANNOTATED
+
+from ._common import ROLE_KEY, annotation_choices, layer_choices, placement, spatial_shape
+from ._lifetime import WidgetLifetime
+from ._session import session_for
+
+LEGEND = (
+    f"{NOT_ANNOTATED} = not annotated (ignored) · {BACKGROUND} = background · "
+    f"{FIRST_CELL}, {FIRST_CELL + 1}, … = one id per cell"
+)
+
+
+def annotation_counts(labels: np.ndarray) -> tuple[int, int, int]:
+    """Annotated cells, annotated pixels and background pixels of an annotation.
+
+    Parameters
+    ----------
+    labels : np.ndarray
+        Integer annotation in the partial convention (any shape).
+
+    Returns
+    -------
+    n_cells, n_annotated, n_background : int
+        Distinct cell ids (>= 2), pixels with a label != 0, pixels labelled 1.
+    """
+    labels = np.asarray(labels)
+    counts = np.bincount(labels.ravel().astype(np.int64, copy=False), minlength=FIRST_CELL)
+    n_cells = int(np.count_nonzero(counts[FIRST_CELL:]))
+    n_annotated = int(labels.size - counts[NOT_ANNOTATED])
+    return n_cells, n_annotated, int(counts[BACKGROUND])
+
+
+def next_cell_id(labels: np.ndarray) -> int:
+    """Smallest cell id above every id used so far (at least ``FIRST_CELL``)."""
+    labels = np.asarray(labels)
+    top = int(labels.max()) if labels.size else 0
+    return max(FIRST_CELL, top + 1)
+
+
+class AnnotateWidget(Container):
+    """Create or pick the annotation layer of an image and paint it.
+
+    Parameters
+    ----------
+    napari_viewer : napari.Viewer
+        The viewer (napari passes it when it builds the dock widget).
+    """
+
+    def __init__(self, napari_viewer):
+        super().__init__()
+        self._viewer = napari_viewer
+        self._session = session_for(napari_viewer)
+        self._lifetime = WidgetLifetime(self.native)
+        self._watched_layer = None
+        self._watch_slots: list = []
+
+        self.image = ComboBox(label="image", choices=layer_choices(napari_viewer, Image))
+        self.annotation = ComboBox(
+            label="annotation",
+            choices=annotation_choices(napari_viewer, self._session, self.image),
+        )
+        self.create_button = PushButton(text="New annotation layer")
+        self.create_button.tooltip = "Empty (not annotated) uint16 Labels layer aligned with the image"
+        self.background_button = PushButton(text=f"Background brush ({BACKGROUND})")
+        self.background_button.tooltip = "Paint background: pixels that are not a cell"
+        self.cell_button = PushButton(text="New cell")
+        self.cell_button.tooltip = "Paint a new cell with the next free id (one id per cell)"
+        self.eraser_button = PushButton(text=f"Eraser ({NOT_ANNOTATED} = not annotated)")
+        self.eraser_button.tooltip = "Erase back to 'not annotated' (ignored by training)"
+        self.legend = Label(value=LEGEND)
+        self.counts = Label(value="")
+        self.extend(
+            [
+                self.image,
+                self.annotation,
+                self.create_button,
+                self.background_button,
+                self.cell_button,
+                self.eraser_button,
+                self.legend,
+                self.counts,
+            ]
+        )
+        self.legend.native.setWordWrap(True)
+
+        self.image.changed.connect(self._lifetime.guard(self._on_image_changed))
+        self.annotation.changed.connect(self._lifetime.guard(self._on_annotation_changed))
+        self.create_button.changed.connect(self._lifetime.guard(self.create_annotation))
+        self.background_button.changed.connect(self._lifetime.guard(self.background_brush))
+        self.cell_button.changed.connect(self._lifetime.guard(self.new_cell))
+        self.eraser_button.changed.connect(self._lifetime.guard(self.eraser))
+        self.reset_choices()
+        self._on_annotation_changed()
+
+    # -- actions -----------------------------------------------------------------------
+    def create_annotation(self, *_):
+        """Add an empty annotation Labels layer for the selected image and select it."""
+        image = self.image.value
+        if image is None:
+            show_error("Open or select an image first: the annotation is made for an image.")
+            return None
+        layer = self._viewer.add_labels(
+            np.zeros(spatial_shape(image), np.uint16),
+            name=f"{image.name} annotation",
+            metadata={ROLE_KEY: "annotation"},
+            **placement(image),
+        )
+        self._session.pair(image, layer)
+        self.annotation.reset_choices()
+        self.annotation.value = layer
+        self.background_brush()
+        return layer
+
+    def background_brush(self, *_):
+        """Paint background (label 1) on the annotation layer."""
+        self._paint(BACKGROUND)
+
+    def new_cell(self, *_):
+        """Paint a new cell: the next free id, at least 2."""
+        layer = self._annotation_or_error()
+        if layer is None:
+            return
+        label = next_cell_id(layer.data)
+        if label > np.iinfo(layer.data.dtype).max:
+            show_error(f"The annotation's dtype {layer.data.dtype} holds no further cell id.")
+            return
+        self._paint(label)
+
+    def eraser(self, *_):
+        """Erase to 'not annotated' (label 0)."""
+        layer = self._annotation_or_error()
+        if layer is None:
+            return
+        self._activate(layer)
+        layer.mode = "erase"
+
+    # -- internals ---------------------------------------------------------------------
+    def _paint(self, label: int) -> None:
+        layer = self._annotation_or_error()
+        if layer is None:
+            return
+        self._activate(layer)
+        layer.selected_label = int(label)
+        layer.mode = "paint"
+
+    def _activate(self, layer) -> None:
+        self._viewer.layers.selection.active = layer
+
+    def _annotation_or_error(self):
+        layer = self.annotation.value
+        if layer is None:
+            show_error("Create or select an annotation layer first.")
+        return layer
+
+    def _on_image_changed(self, *_):
+        self.annotation.reset_choices()
+
+    def _on_annotation_changed(self, *_):
+        layer = self.annotation.value
+        if layer is not None and self.image.value is not None:
+            self._session.pair(self.image.value, layer)
+        if layer is not self._watched_layer:
+            self._unwatch()
+            if layer is not None:
+                self._watched_layer = layer
+                self._watch_slots = [
+                    (layer.events.paint, self._lifetime.connect(layer.events.paint, self._update_counts)),
+                    (layer.events.data, self._lifetime.connect(layer.events.data, self._update_counts)),
+                ]
+        self._update_counts()
+
+    def _unwatch(self) -> None:
+        for emitter, slot in self._watch_slots:
+            self._lifetime.disconnect(emitter, slot)
+        self._watch_slots = []
+        self._watched_layer = None
+
+    def _update_counts(self, *_):
+        layer = self.annotation.value
+        if layer is None:
+            self.counts.value = "No annotation layer."
+            return
+        n_cells, n_annotated, n_background = annotation_counts(layer.data)
+        self.counts.value = (
+            f"{n_cells} cell{'s' if n_cells != 1 else ''} annotated · "
+            f"{n_annotated} px annotated ({n_background} px background)"
+        )
+
+    @property
+    def n_cells(self) -> int:
+        """Number of annotated cells in the selected annotation layer."""
+        layer = self.annotation.value
+        return 0 if layer is None else annotation_counts(layer.data)[0]

@@ -1,0 +1,117 @@
+"""Small helpers shared by the widgets: layer data, layer choices, disabled choices."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import numpy as np
+from magicgui.widgets import ComboBox
+from napari.layers import Image, Labels
+
+#: ``layer.metadata`` key the plugin uses to mark the role of layers it creates
+#: ("annotation", "weight_map", "segmentation", "probabilities").
+ROLE_KEY = "napari_unet_role"
+
+DEVICE_LABELS = {"auto": "auto", "cpu": "CPU", "cuda": "CUDA (NVIDIA GPU)", "mps": "MPS (Apple GPU)"}
+
+
+def layer_data(layer) -> np.ndarray:
+    """A numpy copy of a layer's data (full resolution level of a multiscale layer).
+
+    Work in a thread must never read a layer the user can still edit, so every worker
+    gets its own copy.
+    """
+    data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+    return np.array(data, copy=True)
+
+
+def spatial_shape(image_layer: Image) -> tuple[int, ...]:
+    """Shape of the label image that goes with ``image_layer`` (its shape without RGB)."""
+    shape = tuple(int(s) for s in image_layer.data.shape)
+    if getattr(image_layer, "multiscale", False):
+        shape = tuple(int(s) for s in image_layer.data[0].shape)
+    return shape[:-1] if image_layer.rgb else shape
+
+
+def placement(layer) -> dict:
+    """``scale`` and ``translate`` of ``layer``, to align new layers with it."""
+    return {"scale": tuple(layer.scale), "translate": tuple(layer.translate)}
+
+
+def layer_choices(viewer, kind: type, accept: Callable | None = None) -> Callable:
+    """A magicgui ``choices`` callable listing the viewer's layers of type ``kind``."""
+
+    def choices(_widget=None) -> list[tuple[str, object]]:
+        return [
+            (layer.name, layer)
+            for layer in viewer.layers
+            if isinstance(layer, kind) and (accept is None or accept(layer))
+        ]
+
+    return choices
+
+
+def annotation_choices(viewer, session, image_combo: ComboBox) -> Callable:
+    """Choices of annotation layers for the image selected in ``image_combo``.
+
+    Only Labels layers with the image's shape are offered; the one paired with the
+    image in the session comes first, then layers marked as annotations.
+    """
+
+    def choices(_widget=None) -> list[tuple[str, object]]:
+        image = image_combo.value
+        if image is None:
+            return []
+        shape = spatial_shape(image)
+        candidates = [
+            layer
+            for layer in viewer.layers
+            if isinstance(layer, Labels) and tuple(layer.data.shape) == shape
+        ]
+        paired = session.annotation_for(image)
+
+        def rank(layer) -> int:
+            if layer is paired:
+                return 0
+            return 1 if layer.metadata.get(ROLE_KEY) == "annotation" else 2
+
+        return [(layer.name, layer) for layer in sorted(candidates, key=rank)]
+
+    return choices
+
+
+def disable_choices(combo: ComboBox, disabled: Mapping[object, str]) -> None:
+    """Grey out some choices of a magicgui ComboBox, with a tooltip saying why.
+
+    If the current value is disabled, the first enabled choice is selected.
+    """
+    native = combo.native
+    model = native.model()
+    first_enabled = None
+    for index in range(native.count()):
+        value = native.itemData(index)
+        item = model.item(index)
+        enabled = value not in disabled
+        item.setEnabled(enabled)
+        item.setToolTip(disabled.get(value, ""))
+        if enabled and first_enabled is None:
+            first_enabled = value
+    if combo.value in disabled and first_enabled is not None:
+        combo.value = first_enabled
+
+
+def device_combo(label: str = "device") -> ComboBox:
+    """Device choice (auto / CPU / CUDA / MPS); devices absent on this machine are disabled."""
+    from napari_unet.devices import DEVICE_CHOICES, available_devices
+
+    combo = ComboBox(
+        label=label,
+        choices=[(DEVICE_LABELS.get(d, d), d) for d in DEVICE_CHOICES],
+        value="auto",
+        tooltip="auto: CUDA if present, then Apple MPS, then CPU",
+    )
+    available = set(available_devices()) | {"auto"}
+    disable_choices(
+        combo, {d: f"{d} is not available on this machine" for d in DEVICE_CHOICES if d not in available}
+    )
+    return combo

@@ -1,0 +1,320 @@
+"""*Segment* dock widget: overlap-tile prediction of an image into a Labels layer.
+
+Runs the core generator :func:`napari_unet.segmentation.iter_segment` (one progress
+record per tile) in a napari thread worker; the result comes back as a Labels layer
+(one id per cell) with the image's ``scale`` and ``translate``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    Label,
+    ProgressBar,
+    PushButton,
+    SpinBox,
+)
+from napari.layers import Image
+from napari.qt.threading import create_worker
+from napari.utils.notifications import show_error, show_info
+from superqt.utils import GeneratorWorker
+
+from ._common import ROLE_KEY, device_combo, disable_choices, layer_choices, layer_data, placement
+from ._lifetime import WidgetLifetime
+from ._session import session_for
+
+MODEL_CHOICES = {
+    "session": "model trained in this session",
+    "default": "shipped default model",
+    "file": "model file",
+}
+PRECISION_LABELS = {
+    "auto": "auto (fastest the device supports)",
+    "float32": "float32 (reference)",
+    "bfloat16": "bfloat16",
+    "float16": "float16",
+}
+#: Resolution of the progress bar (it shows the fraction of tiles done).
+PROGRESS_STEPS = 1000
+
+
+def count_cells(labels: np.ndarray) -> int:
+    """Number of cells in a label image; planes of a stack are numbered separately."""
+    labels = np.asarray(labels)
+    if labels.ndim <= 2:
+        return int(np.count_nonzero(np.bincount(labels.ravel())[1:])) if labels.size else 0
+    return sum(count_cells(plane) for plane in labels.reshape(-1, *labels.shape[-2:]))
+
+
+class SegmentWidget(Container):
+    """Segment an image (2D, or a stack plane by plane) with a U-Net.
+
+    Parameters
+    ----------
+    napari_viewer : napari.Viewer
+    """
+
+    def __init__(self, napari_viewer):
+        from napari_unet.devices import PRECISION_CHOICES
+        from napari_unet.model_io import default_model_available
+
+        super().__init__()
+        self._viewer = napari_viewer
+        self._session = session_for(napari_viewer)
+        self._lifetime = WidgetLifetime(self.native)
+        self._default_available = default_model_available()
+        self._source_image = None
+        self._answered = False  # whether the running worker returned or failed
+        self.last_labels = None  # the Labels layer of the last run
+        guard = self._lifetime.guard
+
+        self.image = ComboBox(label="image", choices=layer_choices(napari_viewer, Image))
+        self.model = ComboBox(label="model", choices=[(text, key) for key, text in MODEL_CHOICES.items()])
+        self.model_file = FileEdit(label="model file", mode="r", filter="*.safetensors")
+        self.auto_tile = CheckBox(text="automatic tile size (from free memory)", value=True)
+        self.tile_size = SpinBox(label="tile (px)", value=572, min=32, max=4096, step=4)
+        self.tile_size.tooltip = "Largest input tile; rounded up to a valid size for the network"
+        self.precision = ComboBox(
+            label="precision", choices=[(PRECISION_LABELS.get(p, p), p) for p in PRECISION_CHOICES]
+        )
+        self.device = device_combo()
+        self.add_probabilities = CheckBox(text="also add the foreground probability", value=False)
+        self.run_button = PushButton(text="Segment")
+        self.progress = ProgressBar(value=0, min=0, max=PROGRESS_STEPS)
+        self.info = Label(value="")
+        self.export_button = PushButton(text="Export masks…")
+        self.export_button.tooltip = "Write the last segmentation as an ImageJ-compatible TIFF"
+        self.extend(
+            [
+                self.image,
+                self.model,
+                self.model_file,
+                self.auto_tile,
+                self.tile_size,
+                self.precision,
+                self.device,
+                self.add_probabilities,
+                self.run_button,
+                self.progress,
+                self.info,
+                self.export_button,
+            ]
+        )
+        self.info.native.setWordWrap(True)
+        self._update_model_choices(select_best=True)
+
+        self.model.changed.connect(guard(self._on_model_choice))
+        self.auto_tile.changed.connect(guard(self._on_auto_tile))
+        self.run_button.changed.connect(guard(self._on_run_clicked))
+        self.export_button.changed.connect(guard(self._on_export_clicked))
+        self._lifetime.connect(self._session.model_changed, self._on_session_model)
+        self.reset_choices()
+        self._on_model_choice()
+        self._on_auto_tile()
+        self._set_running(False)
+
+    # -- public actions ----------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        """Whether a segmentation is running."""
+        return self._lifetime.running
+
+    @property
+    def worker(self):
+        """The running worker, or ``None``."""
+        return self._lifetime.job.worker if self._lifetime.job is not None else None
+
+    def run(self):
+        """Copy the image and segment it in a thread worker.
+
+        Returns the started worker, or ``None`` if the inputs are not valid (the reason
+        is shown as a notification).
+        """
+        from napari_unet.segmentation import iter_segment
+
+        if self._lifetime.running:
+            return None
+        image = self.image.value
+        if image is None:
+            show_error("Open or select an image to segment.")
+            return None
+        try:
+            model = self._model_argument()
+        except (ValueError, FileNotFoundError) as error:
+            show_error(f"Cannot segment: {error}")
+            return None
+        tile = None if self.auto_tile.value else (int(self.tile_size.value),) * 2
+        self._source_image = image
+        worker = create_worker(
+            iter_segment,
+            layer_data(image),
+            model,
+            tile_shape=tile,
+            device=self.device.value,
+            precision=self.precision.value,
+            rgb=bool(image.rgb),
+            _worker_class=GeneratorWorker,  # errors are reported once, by _on_errored
+            _start_thread=False,
+            _connect={
+                "yielded": self._lifetime.guard(self._on_progress),
+                "returned": self._lifetime.guard(self._on_returned),
+                "errored": self._lifetime.guard(self._on_errored),
+                "finished": self._lifetime.guard(self._on_finished),
+            },
+        )
+        self.progress.value = 0
+        self.info.value = "Segmenting…"
+        self._answered = False
+        self._set_running(True)
+        self._lifetime.start(worker)
+        return worker
+
+    def cancel(self):
+        """Stop the running segmentation at the next tile (no result)."""
+        self._lifetime.stop(wait=False)
+
+    def export_masks(self, path) -> list[str]:
+        """Write the last segmentation to ``path`` with the plugin's TIFF writer."""
+        from napari_unet._writer import write_labels
+
+        layer = self.last_labels
+        if layer is None or layer not in self._viewer.layers:
+            raise ValueError("there is no segmentation to export: run Segment first")
+        data, attributes, _ = layer.as_layer_data_tuple()
+        return write_labels(str(path), data, attributes)
+
+    # -- internals ---------------------------------------------------------------------
+    def _model_argument(self):
+        """What :func:`~napari_unet.segmentation.iter_segment` gets as ``model``.
+
+        Files are loaded in the worker; the session's model is passed as is (the core
+        predicts with a copy of it).
+        """
+        from napari_unet.model_io import DEFAULT_MODEL_NAME
+
+        choice = self.model.value
+        if choice == "session":
+            if self._session.model is None:
+                raise ValueError("no model has been trained in this session yet")
+            return self._session.model
+        if choice == "file":
+            path = Path(self.model_file.value)
+            if not path.is_file():
+                raise FileNotFoundError(f"choose a model file (no file {str(path)!r})")
+            return str(path)
+        return DEFAULT_MODEL_NAME
+
+    def _set_running(self, running: bool) -> None:
+        self.run_button.text = "Cancel" if running else "Segment"
+        for widget in (
+            self.image,
+            self.model,
+            self.model_file,
+            self.auto_tile,
+            self.tile_size,
+            self.precision,
+            self.device,
+            self.add_probabilities,
+        ):
+            widget.enabled = not running
+        if not running:
+            self.tile_size.enabled = not self.auto_tile.value
+        self.export_button.enabled = not running and self.last_labels is not None
+
+    def _on_progress(self, progress) -> None:
+        self.progress.value = round(progress.fraction * PROGRESS_STEPS)
+        self.info.value = (
+            f"plane {progress.plane_index}/{progress.n_planes} · tile "
+            f"{progress.tile_index}/{progress.n_tiles} · {progress.device}, {progress.precision}"
+        )
+
+    def _on_returned(self, result) -> None:
+        self._answered = True
+        image = self._source_image
+        kwargs = placement(image) if image is not None else {}
+        name = image.name if image is not None else "image"
+        self.last_labels = self._viewer.add_labels(
+            result.labels,
+            name=f"{name} segmentation",
+            metadata={ROLE_KEY: "segmentation", "device": result.device, "precision": result.precision},
+            **kwargs,
+        )
+        if self.add_probabilities.value:
+            self._viewer.add_image(
+                result.probabilities,
+                name=f"{name} foreground probability",
+                colormap="viridis",
+                contrast_limits=(0.0, 1.0),
+                blending="additive",
+                visible=False,
+                metadata={ROLE_KEY: "probabilities"},
+                **kwargs,
+            )
+        self.progress.value = PROGRESS_STEPS
+        n = count_cells(result.labels)
+        self.info.value = (
+            f"{n} cell{'s' if n != 1 else ''} · ran on {result.device} in {result.precision}"
+            f" · {result.seconds:.1f} s"
+        )
+
+    def _on_errored(self, error: Exception) -> None:
+        self._answered = True
+        self.info.value = "Failed (see the notification)."
+        show_error(f"Segmentation failed: {error}")
+
+    def _on_finished(self) -> None:
+        if not self._answered:  # neither a result nor an error: cancelled
+            self.info.value = "Cancelled."
+        self._set_running(False)
+
+    def _on_run_clicked(self, *_):
+        if self._lifetime.running:
+            self.cancel()
+        else:
+            self.run()
+
+    def _on_export_clicked(self, *_):
+        from qtpy.QtWidgets import QFileDialog
+
+        if self.last_labels is None:
+            show_error("Run Segment first: there is nothing to export.")
+            return
+        path, _filter = QFileDialog.getSaveFileName(
+            self.native, "Export masks", f"{self.last_labels.name}.tif", "TIFF (*.tif *.tiff)"
+        )
+        if not path:
+            return
+        try:
+            written = self.export_masks(path)
+        except (OSError, ValueError) as error:
+            show_error(f"Could not export the masks: {error}")
+            return
+        show_info(f"Masks written to {written[0]}")
+
+    def _on_model_choice(self, *_):
+        self.model_file.visible = self.model.value == "file"
+
+    def _on_auto_tile(self, *_):
+        self.tile_size.enabled = not self.auto_tile.value and not self._lifetime.running
+
+    def _on_session_model(self, model) -> None:
+        self._update_model_choices(select_best=model is not None and not self._lifetime.running)
+
+    def _update_model_choices(self, select_best: bool = False) -> None:
+        disabled = {}
+        if self._session.model is None:
+            disabled["session"] = "No model has been trained in this session yet"
+        if not self._default_available:
+            disabled["default"] = "No default model is installed with napari-unet"
+        if select_best:
+            for key in ("session", "default", "file"):
+                if key not in disabled:
+                    self.model.value = key
+                    break
+        disable_choices(self.model, disabled)

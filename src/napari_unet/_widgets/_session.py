@@ -1,0 +1,161 @@
+"""What the napari-unet widgets of one viewer share: the session and its training state.
+
+napari builds every dock widget of a plugin with its own factory call; the only thing
+two widgets of the same viewer have in common is the viewer. :func:`session_for`
+therefore keeps one :class:`UNetSession` per viewer in a
+:class:`weakref.WeakKeyDictionary` keyed by the (unproxied) viewer: the entry lives
+exactly as long as the viewer, two viewers never share a session, and nothing is a
+process-wide singleton. The session holds no reference to the viewer, its layers or
+its widgets (the image-annotation pairing is weak), so it never keeps a closed viewer
+alive.
+
+This module imports neither Qt nor napari: the session is testable on its own.
+"""
+
+from __future__ import annotations
+
+import weakref
+from enum import Enum
+from typing import Any
+
+from psygnal import Signal
+
+
+class TrainingState(str, Enum):
+    """Status of the training run of a session (a small state machine).
+
+    ``IDLE → TRAINING → DONE | STOPPING | FAILED``, ``STOPPING → STOPPED | DONE | FAILED``
+    and from any finished state back to ``TRAINING``. ``STOPPING`` is the short wait
+    between a click on *Stop* and the end of the current iteration.
+    """
+
+    IDLE = "idle"
+    TRAINING = "training"
+    STOPPING = "stopping"
+    DONE = "done"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+    @property
+    def running(self) -> bool:
+        """Whether a worker is training in this state."""
+        return self in (TrainingState.TRAINING, TrainingState.STOPPING)
+
+
+_FINISHED = {TrainingState.DONE, TrainingState.STOPPED, TrainingState.FAILED}
+_TRANSITIONS: dict[TrainingState, set[TrainingState]] = {
+    TrainingState.IDLE: {TrainingState.TRAINING},
+    TrainingState.TRAINING: {TrainingState.STOPPING, *_FINISHED},
+    TrainingState.STOPPING: _FINISHED,
+    TrainingState.DONE: {TrainingState.TRAINING},
+    TrainingState.STOPPED: {TrainingState.TRAINING},
+    TrainingState.FAILED: {TrainingState.TRAINING},
+}
+
+
+class UNetSession:
+    """State shared by the widgets of one viewer.
+
+    Attributes
+    ----------
+    model : UNet or None
+        The model trained in this session (read-only; set with :meth:`set_model`).
+    model_description : str
+        One line saying where :attr:`model` comes from.
+    training_state : TrainingState
+        Read-only; changed with :meth:`set_training_state`, which enforces the
+        transitions of :class:`TrainingState`.
+    w0, sigma : float
+        Separation-border weight and width (pixels) of eq. 2 of Ronneberger et al.
+        2015, set in the *Weight map* widget and used for training.
+
+    Signals
+    -------
+    model_changed(model)
+    training_state_changed(new: TrainingState, old: TrainingState)
+    weight_map_parameters_changed(w0: float, sigma: float)
+    """
+
+    model_changed = Signal(object)
+    training_state_changed = Signal(TrainingState, TrainingState)
+    weight_map_parameters_changed = Signal(float, float)
+
+    def __init__(self) -> None:
+        self._model: Any = None
+        self.model_description = ""
+        self._training_state = TrainingState.IDLE
+        self.w0 = 10.0
+        self.sigma = 5.0
+        self._annotations: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    # -- model -----------------------------------------------------------------------
+    @property
+    def model(self):
+        """The model trained in this session, or ``None``."""
+        return self._model
+
+    def set_model(self, model, description: str = "") -> None:
+        """Make ``model`` the session's model and announce it."""
+        self._model = model
+        self.model_description = description
+        self.model_changed.emit(model)
+
+    # -- training state machine --------------------------------------------------------
+    @property
+    def training_state(self) -> TrainingState:
+        """Current :class:`TrainingState`."""
+        return self._training_state
+
+    def set_training_state(self, state: TrainingState) -> None:
+        """Move the training state machine to ``state``.
+
+        Raises
+        ------
+        ValueError
+            If the transition is not allowed (e.g. ``IDLE → DONE``).
+        """
+        state = TrainingState(state)
+        old = self._training_state
+        if state is old:
+            return
+        if state not in _TRANSITIONS[old]:
+            raise ValueError(f"training cannot go from {old.value} to {state.value}")
+        self._training_state = state
+        self.training_state_changed.emit(state, old)
+
+    # -- weight map parameters -----------------------------------------------------------
+    def set_weight_map_parameters(self, w0: float, sigma: float) -> None:
+        """Set ``w0`` (weight units) and ``sigma`` (pixels) of the weight map."""
+        w0, sigma = float(w0), float(sigma)
+        if (w0, sigma) != (self.w0, self.sigma):
+            self.w0, self.sigma = w0, sigma
+            self.weight_map_parameters_changed.emit(w0, sigma)
+
+    # -- which annotation belongs to which image ---------------------------------------
+    def pair(self, image_layer, annotation_layer) -> None:
+        """Remember that ``annotation_layer`` annotates ``image_layer`` (weakly)."""
+        self._annotations[image_layer] = weakref.ref(annotation_layer)
+
+    def annotation_for(self, image_layer):
+        """The annotation layer paired with ``image_layer``, or ``None``."""
+        ref = self._annotations.get(image_layer)
+        return ref() if ref is not None else None
+
+
+_SESSIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def session_for(viewer) -> UNetSession:
+    """The :class:`UNetSession` of ``viewer``, created on first use.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer, or the ``PublicOnlyProxy`` napari hands to plugin widgets (each
+        widget gets its own proxy, so the wrapped viewer is the key).
+    """
+    viewer = getattr(viewer, "__wrapped__", viewer)
+    session = _SESSIONS.get(viewer)
+    if session is None:
+        session = _SESSIONS[viewer] = UNetSession()
+    return session

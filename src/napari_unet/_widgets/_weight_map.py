@@ -1,0 +1,229 @@
+"""*Weight map* dock widget: the loss weights of eq. 2 of the paper, live while painting.
+
+``w(x) = w_c(x) + w0 · exp(-(d1(x) + d2(x))² / (2σ²))`` (Ronneberger et al. 2015):
+high weights in the thin background gaps between touching cells, 0 on pixels that are
+not annotated. The map is computed in a thread worker, shown as one Image layer that
+is updated in place, and recomputed 300 ms after the last brush stroke.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+
+import numpy as np
+from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, PushButton
+from napari.layers import Labels
+from napari.qt.threading import create_worker
+from napari.utils.notifications import show_error
+from qtpy.QtCore import QTimer
+from superqt.utils import GeneratorWorker
+
+from ._common import ROLE_KEY, layer_data, placement
+from ._lifetime import WidgetLifetime
+from ._session import session_for
+
+#: Quiet time (ms) after the last edit before the weight map is recomputed.
+DEBOUNCE_MS = 300
+#: Class weights shown, as used by training (``TrainingConfig.class_weights``).
+CLASS_WEIGHTS = "balanced"
+
+
+def iter_weight_map(
+    annotation: np.ndarray, w0: float, sigma: float, dense: bool = False
+) -> Generator[int, None, np.ndarray]:
+    """Weight map of every 2D plane of an annotation; yields after each plane.
+
+    Parameters
+    ----------
+    annotation : np.ndarray
+        ``(..., Y, X)`` integer labels (partial convention unless ``dense``).
+    w0, sigma : float
+        Border weight and width (pixels) of eq. 2.
+    dense : bool
+        Labels are dense ground truth (0 = background).
+
+    Returns
+    -------
+    np.ndarray
+        float32, the annotation's shape; planes without annotation are 0.
+    """
+    from napari_unet.weight_map import separation_border_weight_map
+
+    weights = np.zeros(annotation.shape, np.float32)
+    for index in np.ndindex(*annotation.shape[:-2]):
+        plane = annotation[index]
+        if dense or plane.any():
+            weights[index] = separation_border_weight_map(
+                plane, w0, sigma, CLASS_WEIGHTS, dense=dense
+            )
+        yield 1
+    return weights
+
+
+def _labels_first_annotations(viewer):
+    def choices(_widget=None):
+        layers = [layer for layer in viewer.layers if isinstance(layer, Labels)]
+        layers.sort(key=lambda layer: layer.metadata.get(ROLE_KEY) != "annotation")
+        return [(layer.name, layer) for layer in layers]
+
+    return choices
+
+
+class WeightMapWidget(Container):
+    """Show the separation-border weight map of an annotation as an Image layer.
+
+    Parameters
+    ----------
+    napari_viewer : napari.Viewer
+    """
+
+    def __init__(self, napari_viewer):
+        super().__init__()
+        self._viewer = napari_viewer
+        self._session = session_for(napari_viewer)
+        self._lifetime = WidgetLifetime(self.native)
+        self._layer = None  # the weight-map Image layer this widget updates
+        self._target = None  # the annotation layer of the running computation
+        self._showing = False
+        self._dirty = False
+        self._watched_layer = None
+        self._watch_slots: list = []
+
+        self.annotation = ComboBox(label="annotation", choices=_labels_first_annotations(napari_viewer))
+        self.w0 = FloatSpinBox(label="w0", value=self._session.w0, min=0.1, max=100.0, step=1.0)
+        self.w0.tooltip = "Weight of the separation border between touching cells (eq. 2)"
+        self.sigma = FloatSpinBox(label="σ (px)", value=self._session.sigma, min=0.5, max=50.0, step=0.5)
+        self.sigma.tooltip = "Width of the separation border term, pixels (eq. 2)"
+        self.dense = CheckBox(text="dense masks (0 = background)", value=False)
+        self.show_button = PushButton(text="Show weight map")
+        self.status = Label(value="")
+        self.extend([self.annotation, self.w0, self.sigma, self.dense, self.show_button, self.status])
+
+        self._timer = QTimer(self.native)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(DEBOUNCE_MS)
+        self._timer.timeout.connect(self._lifetime.guard(self._compute))
+
+        guard = self._lifetime.guard
+        self.show_button.changed.connect(guard(self.show))
+        self.annotation.changed.connect(guard(self._on_annotation_changed))
+        self.w0.changed.connect(guard(self._on_parameters_changed))
+        self.sigma.changed.connect(guard(self._on_parameters_changed))
+        self.dense.changed.connect(guard(self.schedule_update))
+        self._lifetime.connect(self._session.weight_map_parameters_changed, self._on_session_parameters)
+        self._lifetime.connect(napari_viewer.layers.events.removed, self._on_layer_removed)
+        self.reset_choices()
+        self._on_annotation_changed()
+
+    @property
+    def layer(self):
+        """The weight-map Image layer (``None`` before :meth:`show`)."""
+        return self._layer
+
+    @property
+    def busy(self) -> bool:
+        """Whether a computation is running or scheduled."""
+        return self._lifetime.running or self._timer.isActive()
+
+    def show(self, *_):
+        """Compute the weight map now and keep it up to date while painting."""
+        if self.annotation.value is None:
+            show_error("Select an annotation (Labels) layer first.")
+            return
+        self._showing = True
+        self._compute()
+
+    def schedule_update(self, *_):
+        """Recompute after :data:`DEBOUNCE_MS` of quiet (restarted by every edit)."""
+        if self._showing:
+            self._timer.start()
+
+    # -- internals ---------------------------------------------------------------------
+    def _compute(self, *_):
+        annotation = self.annotation.value
+        if annotation is None or not self._showing:
+            return
+        if self._lifetime.running:
+            self._dirty = True  # recompute when the running one is done
+            return
+        self._dirty = False
+        self.status.value = "computing…"
+        worker: GeneratorWorker = create_worker(
+            iter_weight_map,
+            layer_data(annotation),
+            float(self.w0.value),
+            float(self.sigma.value),
+            bool(self.dense.value),
+            _worker_class=GeneratorWorker,
+            _start_thread=False,
+            _connect={
+                "returned": self._lifetime.guard(self._on_returned),
+                "errored": self._lifetime.guard(self._on_errored),
+                "finished": self._lifetime.guard(self._on_finished),
+            },
+        )
+        self._target = annotation
+        self._lifetime.start(worker)
+
+    def _on_returned(self, weights: np.ndarray) -> None:
+        annotation = self._target
+        if annotation not in self._viewer.layers:
+            return  # deleted while the map was computed
+        name = f"{annotation.name} weight map"
+        top = float(weights.max()) if weights.size else 0.0
+        limits = (0.0, max(top, 1e-6))
+        layer = self._layer
+        if layer is not None and layer in self._viewer.layers:
+            if layer.data.shape == weights.shape:
+                layer.data[...] = weights  # in place
+                layer.refresh()
+            else:
+                layer.data = weights
+            layer.contrast_limits = limits
+            layer.name = name
+            layer.scale, layer.translate = annotation.scale, annotation.translate
+        else:
+            self._layer = self._viewer.add_image(
+                weights,
+                name=name,
+                colormap="magma",
+                blending="additive",
+                contrast_limits=limits,
+                metadata={ROLE_KEY: "weight_map"},
+                **placement(annotation),
+            )
+        self.status.value = f"max weight {top:.2f} (w0 = {self.w0.value:g}, σ = {self.sigma.value:g} px)"
+
+    def _on_errored(self, error: Exception) -> None:
+        self.status.value = "failed"
+        show_error(f"Weight map failed: {error}")
+
+    def _on_finished(self) -> None:
+        if self._dirty:
+            QTimer.singleShot(0, self._lifetime.guard(self._compute))
+
+    def _on_annotation_changed(self, *_):
+        layer = self.annotation.value
+        if layer is not self._watched_layer:
+            for emitter, slot in self._watch_slots:
+                self._lifetime.disconnect(emitter, slot)
+            self._watch_slots = []
+            self._watched_layer = layer
+            if layer is not None:
+                for emitter in (layer.events.paint, layer.events.data):
+                    self._watch_slots.append((emitter, self._lifetime.connect(emitter, self.schedule_update)))
+        self.schedule_update()
+
+    def _on_parameters_changed(self, *_):
+        self._session.set_weight_map_parameters(self.w0.value, self.sigma.value)
+        self.schedule_update()
+
+    def _on_session_parameters(self, w0: float, sigma: float) -> None:
+        self.w0.value, self.sigma.value = w0, sigma
+
+    def _on_layer_removed(self, event) -> None:
+        if event.value is self._layer:
+            # The user deleted the map: stop updating until "Show weight map" again.
+            self._layer = None
+            self._showing = False
+            self._timer.stop()

@@ -1,0 +1,184 @@
+"""Command line: ``napari-unet segment | train | weight-map``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from napari_unet.devices import DEVICE_CHOICES
+
+
+def _tile(value: str) -> tuple[int, int]:
+    parts = [int(v) for v in value.lower().replace("x", ",").split(",") if v]
+    if len(parts) == 1:
+        parts *= 2
+    if len(parts) != 2 or min(parts) < 1:
+        raise argparse.ArgumentTypeError(f"tile size must be N or HxW, got {value!r}")
+    return parts[0], parts[1]
+
+
+def _segment(args) -> int:
+    from tqdm import tqdm
+
+    from napari_unet.generators import run_to_completion
+    from napari_unet.io import image_files, read_image, write_labels_tiff, write_tiff
+    from napari_unet.model_io import load_model
+    from napari_unet.segmentation import iter_segment
+
+    files = image_files(args.inputs)
+    model = load_model(args.model)
+    args.output.mkdir(parents=True, exist_ok=True)
+    for path in files:
+        image = read_image(path)
+        with tqdm(total=1.0, desc=path.name, unit="image", bar_format="{l_bar}{bar}| {elapsed}") as bar:
+
+            def update(p, bar=bar):
+                bar.set_postfix_str(f"{p.device} {p.precision}", refresh=False)
+                bar.update(p.fraction - bar.n)
+
+            result = run_to_completion(
+                iter_segment(
+                    image,
+                    model,
+                    tile_shape=args.tile_size,
+                    device=args.device,
+                    precision=args.precision,
+                    threshold=args.threshold,
+                    min_size=args.min_size,
+                ),
+                update,
+            )
+        out = write_labels_tiff(args.output / f"{path.stem}_masks.tif", result.labels)
+        if args.probabilities:
+            write_tiff(args.output / f"{path.stem}_probabilities.tif", result.probabilities)
+        tqdm.write(
+            f"{path.name}: {int(result.labels.max())} cells -> {out} "
+            f"({result.seconds:.2f} s on {result.device}, {result.precision})"
+        )
+    return 0
+
+
+def _train(args) -> int:
+    from tqdm import tqdm
+
+    from napari_unet.generators import run_to_completion
+    from napari_unet.io import image_files, read_image
+    from napari_unet.model_io import load_model, save_model
+    from napari_unet.training import TrainingConfig, train
+
+    images = image_files(args.images)
+    annotations = image_files(args.annotations)
+    if len(images) != len(annotations):
+        raise ValueError(f"{len(images)} images but {len(annotations)} annotations: give one per image")
+    model = None if args.start_from == "scratch" else load_model(args.start_from)
+    config = TrainingConfig(
+        n_iterations=args.iterations,
+        learning_rate=args.learning_rate,
+        batch_size=args.batch_size,
+        augment=not args.no_augmentation,
+        w0=args.w0,
+        sigma=args.sigma,
+    )
+    generator = train(
+        [read_image(p) for p in images],
+        [read_image(p) for p in annotations],
+        model=model,
+        config=config,
+        device=args.device,
+        dense=args.dense,
+        seed=args.seed,
+    )
+    with tqdm(total=args.iterations, desc="training", unit="it") as bar:
+
+        def update(p):
+            bar.set_postfix(loss=f"{p.loss:.4f}", refresh=False)
+            bar.update(1)
+
+        result = run_to_completion(generator, update)
+    save_model(result.model, args.output)
+    tqdm.write(f"best iteration {result.best_iteration}; model written to {args.output}")
+    return 0
+
+
+def _weight_map(args) -> int:
+    from napari_unet.io import read_image, write_tiff
+    from napari_unet.weight_map import separation_border_weight_map
+
+    labels = read_image(args.annotation)
+    class_weights = None if args.class_weights == "none" else "balanced"
+    weights = separation_border_weight_map(labels, args.w0, args.sigma, class_weights, dense=args.dense)
+    write_tiff(args.output, weights)
+    print(f"weight map {weights.shape}, range {weights.min():.3f}..{weights.max():.3f} -> {args.output}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``napari-unet`` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="napari-unet",
+        description="U-Net (Ronneberger et al. 2015) cell segmentation: segment, train, weight maps.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    seg = sub.add_parser("segment", help="segment images; writes <name>_masks.tif label images")
+    seg.add_argument("inputs", nargs="+", help="image files or folders of images")
+    seg.add_argument("-o", "--output", type=Path, required=True, help="output folder")
+    seg.add_argument("-m", "--model", default="default", help="model file or shipped name (default: %(default)s)")
+    seg.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    seg.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16", "float16"))
+    seg.add_argument("--tile-size", type=_tile, default=None, help="input tile, N or HxW pixels (default: automatic)")
+    seg.add_argument("--threshold", type=float, default=None, help="foreground probability threshold")
+    seg.add_argument("--min-size", type=int, default=None, help="smallest cell in pixels")
+    seg.add_argument("--probabilities", action="store_true", help="also write <name>_probabilities.tif")
+    seg.set_defaults(func=_segment)
+
+    tr = sub.add_parser("train", help="train or fine-tune a model on image/annotation pairs")
+    tr.add_argument("--images", nargs="+", required=True, help="image files or folders (sorted)")
+    tr.add_argument(
+        "--annotations",
+        nargs="+",
+        required=True,
+        help="annotation files or folders, one per image: 0 not annotated, 1 background, 2.. cells",
+    )
+    tr.add_argument("-o", "--output", type=Path, required=True, help="model file to write (.safetensors)")
+    tr.add_argument(
+        "--from",
+        dest="start_from",
+        default="default",
+        help="'default' (fine-tune the shipped model), a model file, or 'scratch'",
+    )
+    tr.add_argument("--dense", action="store_true", help="annotations are dense: 0 = background, 1.. = cells")
+    tr.add_argument("--iterations", type=int, default=200)
+    tr.add_argument("--learning-rate", type=float, default=1e-3)
+    tr.add_argument("--batch-size", type=int, default=2)
+    tr.add_argument("--no-augmentation", action="store_true")
+    tr.add_argument("--w0", type=float, default=10.0, help="separation-border weight (eq. 2)")
+    tr.add_argument("--sigma", type=float, default=5.0, help="separation-border width in pixels (eq. 2)")
+    tr.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    tr.add_argument("--seed", type=int, default=None)
+    tr.set_defaults(func=_train)
+
+    wm = sub.add_parser("weight-map", help="write the separation-border weight map of an annotation")
+    wm.add_argument("annotation", type=Path, help="annotation (label) image")
+    wm.add_argument("-o", "--output", type=Path, required=True, help="float32 TIFF to write")
+    wm.add_argument("--w0", type=float, default=10.0)
+    wm.add_argument("--sigma", type=float, default=5.0)
+    wm.add_argument("--class-weights", choices=("none", "balanced"), default="none")
+    wm.add_argument("--dense", action="store_true", help="annotation is dense: 0 = background")
+    wm.set_defaults(func=_weight_map)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``napari-unet`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"napari-unet {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

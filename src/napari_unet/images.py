@@ -1,0 +1,194 @@
+"""Input images: validation, RGB conversion, planes of stacks, percentile normalisation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+#: Default normalisation percentiles (low, high), as in CSBDeep/StarDist.
+DEFAULT_PERCENTILES = (1.0, 99.8)
+#: Largest number of pixels read to estimate percentiles of a huge (lazy) image.
+_PERCENTILE_SAMPLE = 4_000_000
+
+
+@dataclass(frozen=True)
+class ImageLayout:
+    """How an input array maps onto 2D planes.
+
+    Attributes
+    ----------
+    leading_shape : tuple of int
+        Shape of the axes iterated plane by plane (``()`` for a 2D image, ``(Z,)`` for
+        ``"ZYX"``, ``(T, Z)`` for ``"TZYX"``).
+    spatial_shape : tuple of int
+        ``(Y, X)`` of every plane.
+    rgb : bool
+        Whether the last axis holds RGB(A) channels.
+    """
+
+    leading_shape: tuple[int, ...]
+    spatial_shape: tuple[int, int]
+    rgb: bool
+
+    @property
+    def n_planes(self) -> int:
+        """Number of 2D planes."""
+        return int(np.prod(self.leading_shape, dtype=np.int64))
+
+    @property
+    def labels_shape(self) -> tuple[int, ...]:
+        """Shape of the label image for this input: the input's shape without RGB."""
+        return (*self.leading_shape, *self.spatial_shape)
+
+
+def _is_array_like(image) -> bool:
+    return hasattr(image, "shape") and hasattr(image, "dtype") and hasattr(image, "__getitem__")
+
+
+def image_layout(image, rgb: bool | None = None) -> ImageLayout:
+    """Check an input image and describe its planes.
+
+    Parameters
+    ----------
+    image : array-like
+        ``(Y, X)`` grayscale, ``(Y, X, 3|4)`` RGB(A), or a stack ``(..., Y, X)`` /
+        ``(..., Y, X, 3|4)`` processed plane by plane. Any integer, boolean or float
+        dtype; numpy, dask or zarr arrays (read lazily).
+    rgb : bool, optional
+        Whether the last axis is RGB(A). ``None`` guesses as napari does: a last axis of
+        length 3 or 4 on an array of at least 3 dimensions.
+
+    Returns
+    -------
+    ImageLayout
+
+    Raises
+    ------
+    ValueError
+        If the image is empty, has fewer than 2 spatial dimensions, a non-numeric
+        dtype, or (``rgb=True``) no channel axis of length 3 or 4.
+    """
+    if not _is_array_like(image):
+        image = np.asarray(image)
+    shape = tuple(int(s) for s in image.shape)
+    dtype = np.dtype(image.dtype)
+    if dtype.kind not in "biuf":
+        raise ValueError(f"image has dtype {dtype}; expected an integer or float image")
+    if rgb is None:
+        rgb = len(shape) >= 3 and shape[-1] in (3, 4) and shape[-2] > 4
+    if rgb and (len(shape) < 3 or shape[-1] not in (3, 4)):
+        raise ValueError(f"image of shape {shape} is not RGB(A): its last axis must have length 3 or 4")
+    spatial_ndim_end = len(shape) - 1 if rgb else len(shape)
+    if spatial_ndim_end < 2:
+        raise ValueError(
+            f"image has shape {shape}; expected a 2D image (Y, X), an RGB image (Y, X, 3) or a "
+            "stack of them (..., Y, X)"
+        )
+    spatial = shape[spatial_ndim_end - 2 : spatial_ndim_end]
+    if 0 in shape:
+        raise ValueError(f"image is empty (shape {shape})")
+    return ImageLayout(shape[: spatial_ndim_end - 2], (spatial[0], spatial[1]), bool(rgb))
+
+
+def rgb_to_gray(rgb: np.ndarray) -> np.ndarray:
+    """Luminance ``0.2125 R + 0.7154 G + 0.0721 B`` (ITU-R BT.709), alpha ignored.
+
+    Parameters
+    ----------
+    rgb : np.ndarray
+        ``(Y, X, 3|4)``, any numeric dtype.
+
+    Returns
+    -------
+    np.ndarray
+        ``(Y, X)`` float32 in the input's units.
+    """
+    rgb = np.asarray(rgb)
+    weights = np.array([0.2125, 0.7154, 0.0721], np.float32)
+    return (rgb[..., :3].astype(np.float32) @ weights).astype(np.float32)
+
+
+def rgb_plane_to_gray(rgb: np.ndarray) -> np.ndarray:
+    """Gray plane of an RGB image with nuclei bright, as in fluorescence.
+
+    Colour images of nuclei are brightfield or H&E stains: dark nuclei on a bright
+    background. The luminance (:func:`rgb_to_gray`) is inverted when its median
+    (the background, as nuclei cover less than half of a field) lies in the upper
+    half of its 1–99 % intensity range, so that the network sees what it was trained
+    on. Grayscale brightfield images are not inverted: invert them yourself.
+
+    Returns
+    -------
+    np.ndarray
+        ``(Y, X)`` float32.
+    """
+    gray = rgb_to_gray(rgb)
+    low, median, high = np.percentile(_sample(gray), (1, 50, 99))
+    if median > (low + high) / 2:
+        gray = np.float32(high) - gray
+    return gray
+
+
+def iter_planes(image, layout: ImageLayout) -> Iterator[tuple[tuple[int, ...], object]]:
+    """Yield ``(index, plane)`` for every 2D plane; RGB planes are converted to gray.
+
+    Grayscale planes are returned as views/lazy slices of ``image`` (dask and zarr stay
+    lazy); RGB planes are read and converted with :func:`rgb_plane_to_gray`.
+    """
+    for index in np.ndindex(*layout.leading_shape):
+        plane = image[index] if index else image
+        if layout.rgb:
+            plane = rgb_plane_to_gray(np.asarray(plane))
+        yield index, plane
+
+
+def _sample(plane) -> np.ndarray:
+    """Read a plane, or a regular subsample of it when it is huge."""
+    y, x = plane.shape[-2:]
+    step = max(1, int(np.ceil(np.sqrt(y * x / _PERCENTILE_SAMPLE))))
+    return np.asarray(plane[..., ::step, ::step])
+
+
+def percentile_normalization(
+    plane, percentiles: tuple[float, float] = DEFAULT_PERCENTILES
+) -> tuple[float, float]:
+    """Intensities ``(low, high)`` that normalisation maps to 0 and 1.
+
+    ``x_normalized = (x - low) / (high - low)``. Percentiles make the network
+    independent of the microscope's gain and offset; on images with more than 4
+    megapixels they are estimated from a regular subsample.
+
+    Parameters
+    ----------
+    plane : array-like
+        ``(Y, X)`` or ``(C, Y, X)`` image, any numeric dtype (numpy, dask, zarr).
+    percentiles : (float, float)
+        Low and high percentiles in [0, 100].
+
+    Returns
+    -------
+    (float, float)
+        ``low < high``; for a constant image ``high = low + 1``.
+
+    Raises
+    ------
+    ValueError
+        If the image contains NaN or infinite values.
+    """
+    values = _sample(plane)
+    if values.dtype.kind == "f" and not np.isfinite(values).all():
+        raise ValueError("image contains NaN or infinite values; replace them before segmenting")
+    low, high = np.percentile(values, percentiles)
+    low, high = float(low), float(high)
+    if not high > low:
+        high = float(values.max()) if float(values.max()) > low else low + 1.0
+    return low, high
+
+
+def normalize(plane, low: float, high: float) -> np.ndarray:
+    """Return ``(plane - low) / (high - low)`` as float32 ``(…, Y, X)``."""
+    return ((np.asarray(plane, dtype=np.float32) - np.float32(low)) / np.float32(high - low)).astype(
+        np.float32, copy=False
+    )

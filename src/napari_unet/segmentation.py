@@ -1,0 +1,204 @@
+"""One call from an image to a label image: normalise, overlap-tile predict, split cells."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from napari_unet.generators import run_to_completion
+from napari_unet.images import DEFAULT_PERCENTILES, image_layout, iter_planes, percentile_normalization
+from napari_unet.instances import probabilities_to_labels
+from napari_unet.model_io import load_model
+from napari_unet.network import UNet
+
+
+@dataclass(frozen=True)
+class SegmentProgress:
+    """Progress of :func:`iter_segment`.
+
+    Attributes
+    ----------
+    plane_index, n_planes : int
+        Plane being processed (1-based) and number of planes.
+    tile_index, n_tiles : int
+        Tiles done in this plane (1-based) and tiles per plane.
+    seconds : float
+        Wall time since the start.
+    device, precision : str
+        Where and in which precision the network runs.
+    """
+
+    plane_index: int
+    n_planes: int
+    tile_index: int
+    n_tiles: int
+    seconds: float
+    device: str
+    precision: str
+
+    @property
+    def fraction(self) -> float:
+        """Fraction of the whole job done, in [0, 1]."""
+        return ((self.plane_index - 1) + self.tile_index / max(self.n_tiles, 1)) / max(self.n_planes, 1)
+
+
+@dataclass(frozen=True)
+class SegmentResult:
+    """Result of :func:`iter_segment`.
+
+    Attributes
+    ----------
+    labels : np.ndarray
+        int32 label image, the input's shape without RGB axis; 0 = background,
+        1..N = cells (numbered per plane for stacks).
+    probabilities : np.ndarray
+        float32 foreground (cell) probability, same shape.
+    device, precision : str
+        Where and in which precision the network ran.
+    seconds : float
+        Wall time.
+    """
+
+    labels: np.ndarray
+    probabilities: np.ndarray
+    device: str
+    precision: str
+    seconds: float
+
+
+def _resolve_model(model) -> UNet:
+    if model is None:
+        return load_model()
+    if isinstance(model, UNet):
+        return model
+    return load_model(model)
+
+
+def iter_segment(
+    image,
+    model: UNet | str | None = None,
+    *,
+    tile_shape: tuple[int, int] | None = None,
+    batch_size: int | None = None,
+    device: str | torch.device = "auto",
+    precision: str = "auto",
+    rgb: bool | None = None,
+    threshold: float | None = None,
+    min_size: int | None = None,
+) -> Generator[SegmentProgress, None, SegmentResult]:
+    """Segment cells: a generator of progress records that returns the labels.
+
+    Each 2D plane is normalised by the percentiles stored in the model, predicted
+    with the overlap-tile strategy (Ronneberger et al. 2015, Fig. 2), thresholded and
+    split into cells (:func:`~napari_unet.instances.probabilities_to_labels`).
+
+    Parameters
+    ----------
+    image : array-like
+        ``(Y, X)``, ``(Y, X, 3|4)`` RGB(A), or a stack ``(..., Y, X)`` processed plane
+        by plane; any numeric dtype; numpy, dask or zarr (read tile by tile).
+    model : UNet, str or path, optional
+        A network, a model file, or a shipped model name; ``None`` = shipped default.
+    tile_shape : (int, int), optional
+        Spatial input tile shape in pixels; automatic from free memory when ``None``.
+    batch_size : int, optional
+        Tiles per forward pass; automatic when ``None``.
+    device : str or torch.device
+        ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"mps"``.
+    precision : str
+        ``"auto"`` (fastest the device supports), ``"float32"`` (reference),
+        ``"bfloat16"`` or ``"float16"``.
+    rgb : bool, optional
+        Whether the last axis is RGB; guessed when ``None``.
+    threshold : float, optional
+        Foreground probability threshold; default from the model (0.5).
+    min_size : int, optional
+        Smallest cell in pixels; default from the model (16).
+
+    Yields
+    ------
+    SegmentProgress
+
+    Returns
+    -------
+    SegmentResult
+
+    Raises
+    ------
+    ValueError
+        For empty images, NaN values, wrong rank, an unknown device or precision.
+    FileNotFoundError
+        If the model file does not exist.
+    """
+    from napari_unet.tiling import iter_predict_tiled
+
+    started = time.perf_counter()
+    layout = image_layout(image, rgb)
+    net = _resolve_model(model)
+    metadata = net.metadata or {}
+    percentiles = tuple(metadata.get("normalization", {}).get("percentiles", DEFAULT_PERCENTILES))
+    post = metadata.get("postprocessing", {})
+    threshold = float(post.get("threshold", 0.5) if threshold is None else threshold)
+    min_size = int(post.get("min_size", 16) if min_size is None else min_size)
+    gap = int(metadata.get("gap", 1)) + 1
+    labels = np.zeros(layout.labels_shape, np.int32)
+    probabilities = np.zeros(layout.labels_shape, np.float32)
+    used_device = used_precision = ""
+    for plane_number, (index, plane) in enumerate(iter_planes(image, layout), start=1):
+        if isinstance(plane, np.ndarray) and plane.dtype.kind == "f" and not np.isfinite(plane).all():
+            raise ValueError("image contains NaN or infinite values; replace them before segmenting")
+        low, high = percentile_normalization(plane, percentiles)
+        tiles = iter_predict_tiled(
+            plane,
+            net,
+            normalization=(low, high),
+            tile_shape=tile_shape,
+            batch_size=batch_size,
+            device=device,
+            precision=precision,
+            output_classes=(1,),
+        )
+        while True:
+            try:
+                tile = next(tiles)
+            except StopIteration as done:
+                foreground = done.value[0]
+                break
+            used_device, used_precision = tile.device, tile.precision
+            yield SegmentProgress(
+                plane_number,
+                layout.n_planes,
+                tile.tile_index,
+                tile.n_tiles,
+                time.perf_counter() - started,
+                used_device,
+                used_precision,
+            )
+        probabilities[index] = foreground
+        labels[index] = probabilities_to_labels(foreground, threshold, min_size, gap)
+    return SegmentResult(labels, probabilities, used_device, used_precision, time.perf_counter() - started)
+
+
+def segment(image, model: UNet | str | None = None, **options) -> np.ndarray:
+    """Segment cells in an image with a U-Net; returns the label image.
+
+    Parameters
+    ----------
+    image : array-like
+        See :func:`iter_segment`.
+    model : UNet, str or path, optional
+        ``None`` uses the shipped default nuclei model.
+    **options
+        Passed to :func:`iter_segment` (``tile_shape``, ``batch_size``, ``device``,
+        ``precision``, ``rgb``, ``threshold``, ``min_size``).
+
+    Returns
+    -------
+    np.ndarray
+        int32 labels, the input's shape without RGB axis; 0 = background.
+    """
+    return run_to_completion(iter_segment(image, model, **options)).labels
