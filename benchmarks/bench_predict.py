@@ -19,6 +19,7 @@ import argparse
 import copy
 import json
 import math
+import os
 import platform
 import resource
 import subprocess
@@ -52,6 +53,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument("--skip-paper", action="store_true", help="no 64-channel network")
     parser.add_argument("--skip-memory", action="store_true", help="skip section 5")
+    parser.add_argument("--monai-roi", type=int, default=512, help="(6): window side")
     parser.add_argument("--quick", action="store_true", help="small sizes, smoke run")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)  # internal: section 5
     args = parser.parse_args(argv)
@@ -81,9 +83,9 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed(function, device: torch.device, repeat: int = 1) -> float:
-    """Best of ``repeat`` runs after one warm-up, in seconds."""
-    function()
+def timed(function, device: torch.device, repeat: int = 1, warm_up=None) -> float:
+    """Best of ``repeat`` runs after one warm-up (``warm_up`` or ``function``), seconds."""
+    (warm_up or function)()
     best = math.inf
     for _ in range(repeat):
         synchronize(device)
@@ -132,13 +134,22 @@ def tile_flops(model: UNet, tile_shape: tuple[int, int]) -> int:
 
 
 def run_prediction(image, model, device, precision, args, repeat=1) -> dict:
-    """Predict ``image`` once (after a warm-up); time, tiles, FLOPs and throughput."""
+    """Time predicting ``image``; tiles, FLOPs and throughput.
+
+    The warm-up predicts one tile of the same shape (kernel selection, allocations).
+    """
     dtype = resolve_precision(precision, device)
     tile = (args.tile_shape,) * 2 if args.tile_shape else auto_tile_shape(model, device, dtype)
     plan = plan_tiles(image.shape[-2:], model, tile)
     options = dict(device=device, precision=precision, tile_shape=tile, output_classes=(1,))
     options["batch_size"] = args.batch_size
-    seconds = timed(lambda: predict_tiled(image, model, **options), device, repeat)
+    one_tile = image[..., : plan.step[0], : plan.step[1]]
+    seconds = timed(
+        lambda: predict_tiled(image, model, **options),
+        device,
+        repeat,
+        warm_up=lambda: predict_tiled(one_tile, model, **options),
+    )
     flops = tile_flops(model, plan.tile_shape) * plan.n_tiles
     return {
         "precision": str(dtype).removeprefix("torch."),
@@ -177,12 +188,15 @@ def prediction_section(networks, device, precisions, args, conv) -> dict:
     single = image[: args.single_size, : args.single_size]
     print(f"\n(4) one {args.single_size}x{args.single_size} image (warm, best of 3)")
     for label, model in networks:
-        for precision in dict.fromkeys(precisions):
+        done = set()
+        for precision in precisions:
+            resolved = str(resolve_precision(precision, device)).removeprefix("torch.")
+            if resolved in done:
+                print(f"   {label}: {precision} = {resolved}, same as above")
+                continue
+            done.add(resolved)
             r = run_prediction(single, model, device, precision, args, repeat=3)
-            print(
-                f"   {label:28s} {precision:8s} ({r['precision']}) {r['seconds']:7.3f} s, "
-                f"tiles {r['tiles']}"
-            )
+            print(f"   {label:28s} {r['precision']:8s} {r['seconds']:7.3f} s, tiles {r['tiles']}")
     return first.get("float32", {})
 
 
@@ -201,6 +215,23 @@ def write_zarr(path: Path, size: int) -> None:
         array[y : y + rows] = rng.integers(0, 4096, (rows, size), dtype=np.uint16)
 
 
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process, MiB.
+
+    Linux: ``VmHWM`` of /proc/self/status, because ``ru_maxrss`` is carried over from
+    the parent across fork + exec (the child would start at the parent's peak).
+    Elsewhere ``resource.getrusage(RUSAGE_SELF).ru_maxrss``.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, else KiB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
+
+
 def memory_child(args) -> None:
     """Run in a fresh process: predict the zarr image, print peak RSS as JSON."""
     import zarr
@@ -208,7 +239,7 @@ def memory_child(args) -> None:
     image = zarr.open_array(args.memory_child, mode="r")
     torch.manual_seed(0)
     model = UNet(depth=args.depth, base_channels=args.base_channels)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = peak_rss_mib()
     start = time.perf_counter()
     result = predict_tiled(
         image,
@@ -219,13 +250,18 @@ def memory_child(args) -> None:
         batch_size=args.batch_size,
     )
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, else KiB
+    peak = peak_rss_mib()
+    device = resolve_device(args.device)
+    tile = auto_tile_shape(model, device, resolve_precision("auto", device))
+    plan = plan_tiles(image.shape, model, tile)
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(
         json.dumps(
             {
-                "before_mib": before * scale / 2**20,
-                "peak_mib": peak * scale / 2**20,
+                "before_mib": before,
+                "peak_mib": peak,
+                "ru_maxrss_mib": maxrss * (1 if sys.platform == "darwin" else 1024) / 2**20,
+                "tiles": f"{plan.n_tiles} x {plan.tile_shape[0]}x{plan.tile_shape[1]}",
                 "seconds": seconds,
                 "output_mib": result.nbytes / 2**20,
             }
@@ -267,39 +303,57 @@ def memory_section(args) -> None:
     print(
         f"   peak RSS {r['peak_mib']:.0f} MiB (after imports + model: {r['before_mib']:.0f} MiB; "
         f"image would be {image_mib:.0f} MiB, output {r['output_mib']:.0f} MiB), "
-        f"{r['seconds']:.1f} s, {size * size / r['seconds'] / 1e6:.2f} MP/s"
+        f"{r['seconds']:.1f} s, {size * size / r['seconds'] / 1e6:.2f} MP/s, tiles {r['tiles']}"
     )
+    if abs(r["ru_maxrss_mib"] - r["peak_mib"]) > 0.05 * r["peak_mib"]:
+        print(
+            f"   (ru_maxrss says {r['ru_maxrss_mib']:.0f} MiB: on Linux it keeps the parent's "
+            "peak across fork + exec, hence VmHWM)"
+        )
 
 
 # -- (6) MONAI ---------------------------------------------------------------------------
 
 
 def monai_section(args, device, small_seconds: float | None) -> None:
-    print("\n(6) MONAI sliding_window_inference")
+    """The same image through MONAI's sliding-window inference, for comparison."""
+    print(f"\n(6) MONAI sliding_window_inference, {args.size}x{args.size} image, float32")
     try:
         from monai.inferers import sliding_window_inference
         from monai.networks.nets import BasicUNet
     except ImportError:
         print("   monai not installed")
         return
+    # BasicUNet always has 5 levels; ReLU and no normalisation, like the paper's network,
+    # but "same"-padded 3x3 convolutions (so its windows need blending, not a halo).
     b = args.base_channels
-    features = tuple(b * 2**level for level in range(5)) + (b,)
-    network = BasicUNet(spatial_dims=2, in_channels=1, out_channels=2, features=features)
-    network = network.to(device).eval()
+    features = (*(b * 2**level for level in range(5)), b)
+    network = BasicUNet(2, 1, 2, features=features, act="relu", norm=None).to(device).eval()
     image = torch.from_numpy(
         np.random.default_rng(0).random((1, 1, args.size, args.size), dtype=np.float32)
     ).to(device)
-    roi = (512, 512)
+    roi, overlap = (args.monai_roi,) * 2, 0.25
+    interval = int(roi[0] * (1 - overlap))
+    windows = (math.ceil(max(args.size - roi[0], 0) / interval) + 1) ** 2
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        copy.deepcopy(network).to("meta")(torch.empty(1, 1, *roi, device="meta"))
+    gflop = counter.get_total_flops() * windows / 1e9
 
-    def run():
+    def run(x=image):
         with torch.inference_mode():
-            return sliding_window_inference(image, roi, 1, network, overlap=0.25)
+            return sliding_window_inference(x, roi, 1, network, overlap=overlap)
 
-    seconds = timed(run, device)
-    line = f"   BasicUNet features {features}, roi {roi}, overlap 0.25: {seconds:.2f} s"
-    if small_seconds:
-        line += f" = {seconds / small_seconds:.2f} x napari-unet float32 tiled"
+    seconds = timed(run, device, warm_up=lambda: run(image[..., : roi[0], : roi[1]]))
+    line = (
+        f"   BasicUNet {features}, roi {roi}, overlap {overlap}, {windows} windows: "
+        f"{seconds:.2f} s, {args.size**2 / seconds / 1e6:.3f} MP/s, "
+        f"{gflop / seconds:.1f} GFLOP/s ({gflop:.0f} GFLOP)"
+    )
+    if args.depth != 5:
+        line += f" [napari-unet network has depth {args.depth}, not 5]"
     print(line)
+    if small_seconds:
+        print(f"   = {seconds / small_seconds:.2f} x the time of napari-unet float32 tiled (3)")
 
 
 def main(argv=None) -> None:
@@ -312,6 +366,7 @@ def main(argv=None) -> None:
     device = resolve_device(args.device)
     precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
     print(f"device: {device} - {device_name(device)}")
+    print(f"load average before: {load_average()} (other processes slow every number down)")
     print(
         f"torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}, "
         f"AMX {devices.cpu_has_amx()}, bf16 instructions {devices.cpu_has_bf16()}, "
@@ -334,6 +389,14 @@ def main(argv=None) -> None:
     if not args.skip_memory:
         memory_section(args)
     monai_section(args, device, small.get("seconds"))
+    print(f"\nload average after: {load_average()}")
+
+
+def load_average() -> str:
+    try:
+        return ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    except (OSError, AttributeError):
+        return "unknown"
 
 
 if __name__ == "__main__":

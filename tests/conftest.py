@@ -33,3 +33,33 @@ def sample_annotation() -> np.ndarray:
     """Partial annotation of ``sample_image`` (0 = not annotated, 1 = background,
     2..32 = cells), read-only."""
     return _sample("nuclei_annotation.tif")
+
+
+# -- GUI tests (napari, Qt under Xvfb) -------------------------------------------------
+import os  # noqa: E402
+import tempfile  # noqa: E402
+
+# napari reads its settings path once, on first import: keep the tests' settings out of
+# the user's configuration.
+os.environ.setdefault(
+    "NAPARI_CONFIG", os.path.join(tempfile.mkdtemp(prefix="napari-unet-tests-"), "settings.yaml")
+)
+
+
+@pytest.fixture(autouse=True)
+def _no_worker_left_running(request):
+    """Fail a GUI test that leaves a napari thread worker running.
+
+    Autouse fixtures are set up first and torn down last, so this runs after
+    ``make_napari_viewer`` has closed the test's viewers (which must stop the workers).
+    """
+    yield
+    if not {"qtbot", "make_napari_viewer"} & set(request.fixturenames):
+        return
+    from qtpy.QtCore import QThreadPool
+
+    pool = QThreadPool.globalInstance()
+    all_done = pool.waitForDone(500)
+    assert all_done and pool.activeThreadCount() == 0, (
+        f"{pool.activeThreadCount()} napari worker thread(s) still running after the test"
+    )

@@ -42,6 +42,7 @@ _LAZY = {
     "TrainingProgress": "napari_unet.training",
     "TrainingResult": "napari_unet.training",
     "predict_tiled": "napari_unet.tiling",
+    "predict_whole": "napari_unet.tiling",
     "iter_predict_tiled": "napari_unet.tiling",
     "TileProgress": "napari_unet.tiling",
     "probabilities_to_labels": "napari_unet.instances",
@@ -51,18 +52,19 @@ _LAZY = {
     "save_model": "napari_unet.model_io",
     "available_devices": "napari_unet.devices",
     "resolve_device": "napari_unet.devices",
+    "resolve_precision": "napari_unet.devices",
 }
 
 __all__ = ["__version__", *sorted(_LAZY)]
 
 if TYPE_CHECKING:  # pragma: no cover
     from napari_unet.annotation import annotation_to_target, validate_annotation
-    from napari_unet.devices import available_devices, resolve_device
+    from napari_unet.devices import available_devices, resolve_device, resolve_precision
     from napari_unet.instances import probabilities_to_labels
     from napari_unet.model_io import load_model, save_model
     from napari_unet.network import UNet, UNetConfig
     from napari_unet.segmentation import iter_segment, segment
-    from napari_unet.tiling import TileProgress, iter_predict_tiled, predict_tiled
+    from napari_unet.tiling import TileProgress, iter_predict_tiled, predict_tiled, predict_whole
     from napari_unet.training import TrainingConfig, TrainingProgress, TrainingResult, train
     from napari_unet.weight_map import class_balance_weights, separation_border_weight_map
 

@@ -27,7 +27,7 @@ def _image_layer():
 
 
 def nuclei() -> list[tuple]:
-    """The nuclei image alone (start annotating from scratch).
+    """Load the nuclei image alone (to start annotating from scratch).
 
     Returns
     -------
@@ -38,7 +38,7 @@ def nuclei() -> list[tuple]:
 
 
 def nuclei_annotated() -> list[tuple]:
-    """The nuclei image and its partial annotation, ready to train on.
+    """Load the nuclei image and its partial annotation, ready to train on.
 
     Returns
     -------
@@ -55,7 +55,7 @@ def nuclei_annotated() -> list[tuple]:
 
 
 def nuclei_ground_truth() -> list[tuple]:
-    """The nuclei image and its dense ground-truth masks (to compare a segmentation).
+    """Load the nuclei image and its dense ground-truth masks (to compare with).
 
     Returns
     -------

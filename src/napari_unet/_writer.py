@@ -74,5 +74,7 @@ def write_labels(path: str, data: Any, attributes: dict) -> list[str]:
     scale = attributes.get("scale")
     if scale is not None:
         scale = tuple(float(s) for s in scale)[-labels.ndim :]
-    written = write_labels_tiff(Path(path), labels, scale=scale, unit=_unit_name(attributes.get("units")))
+    written = write_labels_tiff(
+        Path(path), labels, scale=scale, unit=_unit_name(attributes.get("units"))
+    )
     return [str(written)]

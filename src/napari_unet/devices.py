@@ -46,10 +46,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     ValueError
         If the name is unknown or the device is not available on this machine.
     """
-    if isinstance(device, torch.device):
-        name = device.type
-    else:
-        name = str(device).lower()
+    name = str(device).lower()
     if name == "auto":
         return torch.device(available_devices()[0])
     kind = name.split(":")[0]
@@ -124,8 +121,8 @@ def resolve_precision(precision: str = "auto", device: str | torch.device = "cpu
 
     Parameters
     ----------
-    precision : str
-        ``"auto"``, ``"float32"``, ``"bfloat16"`` or ``"float16"``.
+    precision : str or torch.dtype
+        ``"auto"``, ``"float32"``, ``"bfloat16"`` or ``"float16"`` (or that torch.dtype).
     device : str or torch.device
         The device the network runs on (resolved with :func:`resolve_device`).
 
@@ -160,7 +157,7 @@ def resolve_precision(precision: str = "auto", device: str | torch.device = "cpu
     ``"float32"`` is the reference. On CUDA, PyTorch's ``torch.backends.cudnn.allow_tf32``
     setting (on by default) still lets cuDNN use TF32 for float32 convolutions.
     """
-    name = str(precision).lower()
+    name = str(precision).lower().removeprefix("torch.")  # also accept a torch.dtype
     if name not in PRECISION_CHOICES:
         raise ValueError(
             f"unknown precision {precision!r}; choose one of {', '.join(PRECISION_CHOICES)}"
@@ -170,10 +167,11 @@ def resolve_precision(precision: str = "auto", device: str | torch.device = "cpu
         if device.type == "cpu":
             return torch.bfloat16 if cpu_has_amx() else torch.float32
         if device.type == "cuda":
-            major = torch.cuda.get_device_capability(device)[0]
-            if major >= 8:
+            if _cuda_supports_bf16(device):
                 return torch.bfloat16
-            return torch.float16 if major >= 7 else torch.float32
+            return (
+                torch.float16 if torch.cuda.get_device_capability(device)[0] >= 7 else torch.float32
+            )
         return torch.float32
     dtype = getattr(torch, name)
     if dtype is torch.float32:

@@ -144,7 +144,8 @@ def iter_segment(
     post = metadata.get("postprocessing", {})
     threshold = float(post.get("threshold", 0.5) if threshold is None else threshold)
     min_size = int(post.get("min_size", 16) if min_size is None else min_size)
-    gap = int(metadata.get("gap", 1)) + 1
+    # Cells lost ``gap`` px per side to the separation border: grow back across 2 * gap.
+    gap = 2 * int(metadata.get("gap", 1))
     labels = np.zeros(layout.labels_shape, np.int32)
     probabilities = np.zeros(layout.labels_shape, np.float32)
     used_device = used_precision = ""

@@ -10,16 +10,25 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, Label, PushButton
 from napari.layers import Image
 from napari.utils.notifications import show_error
+from qtpy.QtCore import QTimer
 
 from napari_unet.annotation import BACKGROUND, FIRST_CELL, NOT_ANNOTATED
 
-from ._common import ROLE_KEY, annotation_choices, layer_choices, placement, spatial_shape
+from ._common import (
+    ROLE_KEY,
+    annotation_choices,
+    layer_choices,
+    message_label,
+    placement,
+    spatial_shape,
+)
 from ._lifetime import WidgetLifetime
 from ._session import session_for
 
 LEGEND = (
-    f"{NOT_ANNOTATED} = not annotated (ignored) · {BACKGROUND} = background · "
-    f"{FIRST_CELL}, {FIRST_CELL + 1}, … = one id per cell"
+    f"label {NOT_ANNOTATED}: not annotated (ignored by training)\n"
+    f"label {BACKGROUND}: background\n"
+    f"labels {FIRST_CELL}, {FIRST_CELL + 1}, …: one id per cell"
 )
 
 
@@ -73,7 +82,9 @@ class AnnotateWidget(Container):
             choices=annotation_choices(napari_viewer, self._session, self.image),
         )
         self.create_button = PushButton(text="New annotation layer")
-        self.create_button.tooltip = "Empty (not annotated) uint16 Labels layer aligned with the image"
+        self.create_button.tooltip = (
+            "Empty (not annotated) uint16 Labels layer aligned with the image"
+        )
         self.background_button = PushButton(text=f"Background brush ({BACKGROUND})")
         self.background_button.tooltip = "Paint background: pixels that are not a cell"
         self.cell_button = PushButton(text="New cell")
@@ -81,7 +92,7 @@ class AnnotateWidget(Container):
         self.eraser_button = PushButton(text=f"Eraser ({NOT_ANNOTATED} = not annotated)")
         self.eraser_button.tooltip = "Erase back to 'not annotated' (ignored by training)"
         self.legend = Label(value=LEGEND)
-        self.counts = Label(value="")
+        self.counts = message_label()
         self.extend(
             [
                 self.image,
@@ -94,7 +105,13 @@ class AnnotateWidget(Container):
                 self.counts,
             ]
         )
-        self.legend.native.setWordWrap(True)
+
+        # napari emits ``paint`` before it writes the painted pixels (and many times
+        # while a stroke is replayed), so counting waits for the next event-loop turn.
+        self._count_timer = QTimer(self.native)
+        self._count_timer.setSingleShot(True)
+        self._count_timer.setInterval(0)
+        self._count_timer.timeout.connect(self._lifetime.guard(self._update_counts))
 
         self.image.changed.connect(self._lifetime.guard(self._on_image_changed))
         self.annotation.changed.connect(self._lifetime.guard(self._on_annotation_changed))
@@ -177,8 +194,8 @@ class AnnotateWidget(Container):
             if layer is not None:
                 self._watched_layer = layer
                 self._watch_slots = [
-                    (layer.events.paint, self._lifetime.connect(layer.events.paint, self._update_counts)),
-                    (layer.events.data, self._lifetime.connect(layer.events.data, self._update_counts)),
+                    (emitter, self._lifetime.connect(emitter, self._schedule_counts))
+                    for emitter in (layer.events.paint, layer.events.data)
                 ]
         self._update_counts()
 
@@ -187,6 +204,9 @@ class AnnotateWidget(Container):
             self._lifetime.disconnect(emitter, slot)
         self._watch_slots = []
         self._watched_layer = None
+
+    def _schedule_counts(self, *_):
+        self._count_timer.start()
 
     def _update_counts(self, *_):
         layer = self.annotation.value

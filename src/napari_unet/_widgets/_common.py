@@ -5,18 +5,23 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 import numpy as np
-from magicgui.widgets import ComboBox
+from magicgui.widgets import ComboBox, Label
 from napari.layers import Image, Labels
 
 #: ``layer.metadata`` key the plugin uses to mark the role of layers it creates
 #: ("annotation", "weight_map", "segmentation", "probabilities").
 ROLE_KEY = "napari_unet_role"
 
-DEVICE_LABELS = {"auto": "auto", "cpu": "CPU", "cuda": "CUDA (NVIDIA GPU)", "mps": "MPS (Apple GPU)"}
+DEVICE_LABELS = {
+    "auto": "auto",
+    "cpu": "CPU",
+    "cuda": "CUDA (NVIDIA GPU)",
+    "mps": "MPS (Apple GPU)",
+}
 
 
 def layer_data(layer) -> np.ndarray:
-    """A numpy copy of a layer's data (full resolution level of a multiscale layer).
+    """Copy a layer's data to numpy (the full-resolution level of a multiscale layer).
 
     Work in a thread must never read a layer the user can still edit, so every worker
     gets its own copy.
@@ -39,7 +44,7 @@ def placement(layer) -> dict:
 
 
 def layer_choices(viewer, kind: type, accept: Callable | None = None) -> Callable:
-    """A magicgui ``choices`` callable listing the viewer's layers of type ``kind``."""
+    """Make a magicgui ``choices`` callable listing the viewer's layers of type ``kind``."""
 
     def choices(_widget=None) -> list[tuple[str, object]]:
         return [
@@ -100,6 +105,16 @@ def disable_choices(combo: ComboBox, disabled: Mapping[object, str]) -> None:
         combo.value = first_enabled
 
 
+def message_label() -> Label:
+    """Make a Label for status messages: it wraps and takes the full width."""
+    from qtpy.QtWidgets import QSizePolicy
+
+    label = Label(value="")
+    label.native.setWordWrap(True)
+    label.native.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+    return label
+
+
 def device_combo(label: str = "device") -> ComboBox:
     """Device choice (auto / CPU / CUDA / MPS); devices absent on this machine are disabled."""
     from napari_unet.devices import DEVICE_CHOICES, available_devices
@@ -112,6 +127,7 @@ def device_combo(label: str = "device") -> ComboBox:
     )
     available = set(available_devices()) | {"auto"}
     disable_choices(
-        combo, {d: f"{d} is not available on this machine" for d in DEVICE_CHOICES if d not in available}
+        combo,
+        {d: f"{d} is not available on this machine" for d in DEVICE_CHOICES if d not in available},
     )
     return combo

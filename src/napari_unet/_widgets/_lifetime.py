@@ -24,13 +24,36 @@ import inspect
 import threading
 import warnings
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 
 from qtpy.QtCore import QEvent, QObject, Qt, QTimer
 from qtpy.QtWidgets import QWidget
 
 #: Longest wait (seconds) for a worker's current step when its widget goes away.
 STOP_TIMEOUT_S = 30.0
+
+
+class WorkerError(Exception):
+    """A ``RuntimeError`` raised by the core inside a thread worker.
+
+    superqt's ``GeneratorWorker`` (under ``napari.qt.threading``) takes any
+    ``RuntimeError`` from the generator for "the worker object was deleted": it emits
+    neither ``errored`` nor ``finished`` and only warns. PyTorch reports most failures
+    (out of memory, unsupported operations) as ``RuntimeError``, so they are re-raised
+    as this type, message and cause kept, and reach ``errored`` like any other error.
+    """
+
+
+def report_runtime_errors(generator_function: Callable, *args, **kwargs) -> Generator:
+    """Run ``generator_function(*args, **kwargs)``, re-raising RuntimeError as WorkerError.
+
+    A generator function itself, so ``create_worker`` makes a ``GeneratorWorker`` of
+    it: ``create_worker(report_runtime_errors, train, images, annotations, ...)``.
+    """
+    try:
+        return (yield from generator_function(*args, **kwargs))
+    except RuntimeError as error:
+        raise WorkerError(str(error)) from error
 
 
 class _Job:
@@ -107,8 +130,11 @@ class WidgetLifetime:
 
     # -- slots -------------------------------------------------------------------------
     def guard(self, slot: Callable) -> Callable:
-        """Wrap ``slot`` so that it holds a bound method's object weakly and is not
-        called once the widget is gone."""
+        """Wrap ``slot`` so that it is not called once the widget is gone.
+
+        A bound method's object is held weakly, so the connection never keeps the
+        widget alive.
+        """
         if inspect.ismethod(slot):
             method = weakref.WeakMethod(slot)
         else:
@@ -152,8 +178,23 @@ class WidgetLifetime:
         """Whether a worker is running (or about to start)."""
         return self.job is not None
 
-    def start(self, worker, stop_event: threading.Event | None = None) -> None:
+    def start(
+        self,
+        worker,
+        stop_event: threading.Event | None = None,
+        on_finished: Callable[[], None] | None = None,
+    ) -> None:
         """Start ``worker`` (created with ``_start_thread=False``) and take charge of it.
+
+        Parameters
+        ----------
+        worker : GeneratorWorker
+            Not started yet.
+        stop_event : threading.Event, optional
+            Set (besides ``worker.quit()``) when the worker must stop.
+        on_finished : callable, optional
+            Called when the worker has finished, after :attr:`running` became
+            ``False`` (wrap it with :meth:`guard` if it touches the widget).
 
         Raises
         ------
@@ -164,7 +205,11 @@ class WidgetLifetime:
             raise RuntimeError("a worker of this widget is still running")
         job = _Job(worker, stop_event)
         self.job = job
+        # Connected before the worker starts, in this order: Qt delivers the queued
+        # ``finished`` to slots in connection order.
         worker.finished.connect(lambda: self._forget(job))
+        if on_finished is not None:
+            worker.finished.connect(on_finished)
         self._watch_ancestors()
         worker.start()
 
@@ -185,7 +230,7 @@ class WidgetLifetime:
         self._forget(job)
 
     def close(self) -> None:
-        """The widget is gone: stop the worker, disconnect, ignore later signals."""
+        """Stop the worker, disconnect, and ignore later signals: the widget is gone."""
         if not self.alive:
             return
         self.alive = False

@@ -38,8 +38,10 @@ class LossPlot:
             spine.set_color(foreground)
         self.axes.tick_params(colors=foreground, labelsize=8)
         self.axes.set_xlabel("iteration", color=foreground, fontsize=8)
-        self.axes.set_ylabel("weighted cross-entropy", color=foreground, fontsize=8)
-        (self._loss_line,) = self.axes.plot([], [], color="#7f9fbf", lw=0.8, alpha=0.7, label="loss")
+        self.axes.set_ylabel("loss", color=foreground, fontsize=8)
+        (self._loss_line,) = self.axes.plot(
+            [], [], color="#7f9fbf", lw=0.8, alpha=0.7, label="loss"
+        )
         (self._smooth_line,) = self.axes.plot([], [], color="#ffa500", lw=1.6, label="smoothed")
         self._score_axes = None
         self._score_line = None
@@ -87,7 +89,7 @@ class LossPlot:
                 self._score_axes.set_ylabel("validation IoU", color=self._foreground, fontsize=8)
                 self._score_axes.set_ylim(0, 1)
                 (self._score_line,) = self._score_axes.plot([], [], "o-", color="#6fcf97", ms=3)
-            self._score_line.set_data(*zip(*self.scores))
+            self._score_line.set_data(*zip(*self.scores, strict=True))
         self.axes.relim()
         self.axes.autoscale_view()
         self.canvas.draw_idle()

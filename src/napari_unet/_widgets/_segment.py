@@ -15,7 +15,6 @@ from magicgui.widgets import (
     ComboBox,
     Container,
     FileEdit,
-    Label,
     ProgressBar,
     PushButton,
     SpinBox,
@@ -25,8 +24,16 @@ from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
 from superqt.utils import GeneratorWorker
 
-from ._common import ROLE_KEY, device_combo, disable_choices, layer_choices, layer_data, placement
-from ._lifetime import WidgetLifetime
+from ._common import (
+    ROLE_KEY,
+    device_combo,
+    disable_choices,
+    layer_choices,
+    layer_data,
+    message_label,
+    placement,
+)
+from ._lifetime import WidgetLifetime, report_runtime_errors
 from ._session import session_for
 
 MODEL_CHOICES = {
@@ -45,7 +52,7 @@ PROGRESS_STEPS = 1000
 
 
 def count_cells(labels: np.ndarray) -> int:
-    """Number of cells in a label image; planes of a stack are numbered separately."""
+    """Count the cells of a label image (planes of a stack are numbered separately)."""
     labels = np.asarray(labels)
     if labels.ndim <= 2:
         return int(np.count_nonzero(np.bincount(labels.ravel())[1:])) if labels.size else 0
@@ -75,7 +82,9 @@ class SegmentWidget(Container):
         guard = self._lifetime.guard
 
         self.image = ComboBox(label="image", choices=layer_choices(napari_viewer, Image))
-        self.model = ComboBox(label="model", choices=[(text, key) for key, text in MODEL_CHOICES.items()])
+        self.model = ComboBox(
+            label="model", choices=[(text, key) for key, text in MODEL_CHOICES.items()]
+        )
         self.model_file = FileEdit(label="model file", mode="r", filter="*.safetensors")
         self.auto_tile = CheckBox(text="automatic tile size (from free memory)", value=True)
         self.tile_size = SpinBox(label="tile (px)", value=572, min=32, max=4096, step=4)
@@ -87,7 +96,7 @@ class SegmentWidget(Container):
         self.add_probabilities = CheckBox(text="also add the foreground probability", value=False)
         self.run_button = PushButton(text="Segment")
         self.progress = ProgressBar(value=0, min=0, max=PROGRESS_STEPS)
-        self.info = Label(value="")
+        self.info = message_label()
         self.export_button = PushButton(text="Export masks…")
         self.export_button.tooltip = "Write the last segmentation as an ImageJ-compatible TIFF"
         self.extend(
@@ -106,7 +115,6 @@ class SegmentWidget(Container):
                 self.export_button,
             ]
         )
-        self.info.native.setWordWrap(True)
         self._update_model_choices(select_best=True)
 
         self.model.changed.connect(guard(self._on_model_choice))
@@ -152,6 +160,7 @@ class SegmentWidget(Container):
         tile = None if self.auto_tile.value else (int(self.tile_size.value),) * 2
         self._source_image = image
         worker = create_worker(
+            report_runtime_errors,
             iter_segment,
             layer_data(image),
             model,
@@ -165,14 +174,13 @@ class SegmentWidget(Container):
                 "yielded": self._lifetime.guard(self._on_progress),
                 "returned": self._lifetime.guard(self._on_returned),
                 "errored": self._lifetime.guard(self._on_errored),
-                "finished": self._lifetime.guard(self._on_finished),
             },
         )
         self.progress.value = 0
         self.info.value = "Segmenting…"
         self._answered = False
         self._set_running(True)
-        self._lifetime.start(worker)
+        self._lifetime.start(worker, on_finished=self._lifetime.guard(self._on_finished))
         return worker
 
     def cancel(self):
@@ -191,7 +199,7 @@ class SegmentWidget(Container):
 
     # -- internals ---------------------------------------------------------------------
     def _model_argument(self):
-        """What :func:`~napari_unet.segmentation.iter_segment` gets as ``model``.
+        """Return what :func:`~napari_unet.segmentation.iter_segment` gets as ``model``.
 
         Files are loaded in the worker; the session's model is passed as is (the core
         predicts with a copy of it).
@@ -242,7 +250,11 @@ class SegmentWidget(Container):
         self.last_labels = self._viewer.add_labels(
             result.labels,
             name=f"{name} segmentation",
-            metadata={ROLE_KEY: "segmentation", "device": result.device, "precision": result.precision},
+            metadata={
+                ROLE_KEY: "segmentation",
+                "device": result.device,
+                "precision": result.precision,
+            },
             **kwargs,
         )
         if self.add_probabilities.value:

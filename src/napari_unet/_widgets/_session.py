@@ -137,7 +137,7 @@ class UNetSession:
         self._annotations[image_layer] = weakref.ref(annotation_layer)
 
     def annotation_for(self, image_layer):
-        """The annotation layer paired with ``image_layer``, or ``None``."""
+        """Return the annotation layer paired with ``image_layer``, or ``None``."""
         ref = self._annotations.get(image_layer)
         return ref() if ref is not None else None
 
@@ -146,7 +146,7 @@ _SESSIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def session_for(viewer) -> UNetSession:
-    """The :class:`UNetSession` of ``viewer``, created on first use.
+    """Return the :class:`UNetSession` of ``viewer``, created on first use.
 
     Parameters
     ----------

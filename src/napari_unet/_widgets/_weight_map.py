@@ -11,15 +11,15 @@ from __future__ import annotations
 from collections.abc import Generator
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, PushButton
+from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, PushButton
 from napari.layers import Labels
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error
 from qtpy.QtCore import QTimer
 from superqt.utils import GeneratorWorker
 
-from ._common import ROLE_KEY, layer_data, placement
-from ._lifetime import WidgetLifetime
+from ._common import ROLE_KEY, layer_data, message_label, placement
+from ._lifetime import WidgetLifetime, report_runtime_errors
 from ._session import session_for
 
 #: Quiet time (ms) after the last edit before the weight map is recomputed.
@@ -89,15 +89,21 @@ class WeightMapWidget(Container):
         self._watched_layer = None
         self._watch_slots: list = []
 
-        self.annotation = ComboBox(label="annotation", choices=_labels_first_annotations(napari_viewer))
+        self.annotation = ComboBox(
+            label="annotation", choices=_labels_first_annotations(napari_viewer)
+        )
         self.w0 = FloatSpinBox(label="w0", value=self._session.w0, min=0.1, max=100.0, step=1.0)
         self.w0.tooltip = "Weight of the separation border between touching cells (eq. 2)"
-        self.sigma = FloatSpinBox(label="σ (px)", value=self._session.sigma, min=0.5, max=50.0, step=0.5)
+        self.sigma = FloatSpinBox(
+            label="σ (px)", value=self._session.sigma, min=0.5, max=50.0, step=0.5
+        )
         self.sigma.tooltip = "Width of the separation border term, pixels (eq. 2)"
         self.dense = CheckBox(text="dense masks (0 = background)", value=False)
         self.show_button = PushButton(text="Show weight map")
-        self.status = Label(value="")
-        self.extend([self.annotation, self.w0, self.sigma, self.dense, self.show_button, self.status])
+        self.status = message_label()
+        self.extend(
+            [self.annotation, self.w0, self.sigma, self.dense, self.show_button, self.status]
+        )
 
         self._timer = QTimer(self.native)
         self._timer.setSingleShot(True)
@@ -110,7 +116,9 @@ class WeightMapWidget(Container):
         self.w0.changed.connect(guard(self._on_parameters_changed))
         self.sigma.changed.connect(guard(self._on_parameters_changed))
         self.dense.changed.connect(guard(self.schedule_update))
-        self._lifetime.connect(self._session.weight_map_parameters_changed, self._on_session_parameters)
+        self._lifetime.connect(
+            self._session.weight_map_parameters_changed, self._on_session_parameters
+        )
         self._lifetime.connect(napari_viewer.layers.events.removed, self._on_layer_removed)
         self.reset_choices()
         self._on_annotation_changed()
@@ -149,6 +157,7 @@ class WeightMapWidget(Container):
         self._dirty = False
         self.status.value = "computing…"
         worker: GeneratorWorker = create_worker(
+            report_runtime_errors,
             iter_weight_map,
             layer_data(annotation),
             float(self.w0.value),
@@ -159,11 +168,10 @@ class WeightMapWidget(Container):
             _connect={
                 "returned": self._lifetime.guard(self._on_returned),
                 "errored": self._lifetime.guard(self._on_errored),
-                "finished": self._lifetime.guard(self._on_finished),
             },
         )
         self._target = annotation
-        self._lifetime.start(worker)
+        self._lifetime.start(worker, on_finished=self._lifetime.guard(self._on_finished))
 
     def _on_returned(self, weights: np.ndarray) -> None:
         annotation = self._target
@@ -192,7 +200,9 @@ class WeightMapWidget(Container):
                 metadata={ROLE_KEY: "weight_map"},
                 **placement(annotation),
             )
-        self.status.value = f"max weight {top:.2f} (w0 = {self.w0.value:g}, σ = {self.sigma.value:g} px)"
+        self.status.value = (
+            f"max weight {top:.2f} (w0 = {self.w0.value:g}, σ = {self.sigma.value:g} px)"
+        )
 
     def _on_errored(self, error: Exception) -> None:
         self.status.value = "failed"
@@ -200,7 +210,7 @@ class WeightMapWidget(Container):
 
     def _on_finished(self) -> None:
         if self._dirty:
-            QTimer.singleShot(0, self._lifetime.guard(self._compute))
+            self._compute()
 
     def _on_annotation_changed(self, *_):
         layer = self.annotation.value
@@ -211,7 +221,9 @@ class WeightMapWidget(Container):
             self._watched_layer = layer
             if layer is not None:
                 for emitter in (layer.events.paint, layer.events.data):
-                    self._watch_slots.append((emitter, self._lifetime.connect(emitter, self.schedule_update)))
+                    self._watch_slots.append(
+                        (emitter, self._lifetime.connect(emitter, self.schedule_update))
+                    )
         self.schedule_update()
 
     def _on_parameters_changed(self, *_):

@@ -1,0 +1,181 @@
+"""Regenerate the user-guide screenshots (docs/images/*.png) in a real napari window.
+
+Runs the whole workflow on the shipped sample: open sample → annotate → weight map →
+train → segment → export. Needs a display; without one it starts a virtual X server
+(Xvfb, through pyvirtualdisplay). Usage::
+
+    python scripts/screenshots.py [--iterations 300] [--threads 1] [--out docs/images]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PLUGIN = "napari-unet"
+
+
+def wait_until(condition, timeout_s: float = 600.0) -> None:
+    from qtpy.QtWidgets import QApplication
+
+    app = QApplication.instance()
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the workflow step did not finish in time")
+        app.processEvents()
+        time.sleep(0.02)
+
+
+def settle(seconds: float = 0.5) -> None:
+    end = time.monotonic() + seconds
+    wait_until(lambda: time.monotonic() > end)
+
+
+def show_only(docks: dict, name: str) -> None:
+    for key, dock in docks.items():
+        dock.setVisible(key == name)
+    settle()
+
+
+def shoot(viewer, out: Path, name: str) -> None:
+    settle(0.8)
+    path = out / f"{name}.png"
+    viewer.screenshot(str(path), canvas_only=False)
+    print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "images")
+    parser.add_argument("--iterations", type=int, default=300)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    display = None
+    if not os.environ.get("DISPLAY"):
+        from pyvirtualdisplay import Display
+
+        display = Display(visible=False, size=(1600, 1000))
+        display.start()
+    try:
+        run(args)
+    finally:
+        if display is not None:
+            display.stop()
+
+
+def run(args) -> None:
+    import napari
+    import numpy as np
+    import torch
+    from qtpy.QtCore import Qt
+    from scipy import ndimage as ndi
+
+    from napari_unet._sample_data import nuclei_ground_truth
+    from napari_unet._widgets import TrainingState, session_for
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = args.out
+    viewer = napari.Viewer(show=True, title="napari-unet")
+    viewer.window.resize(1440, 900)
+
+    # 1. File > Open Sample > napari-unet > Nuclei + partial annotation
+    viewer.open_sample(PLUGIN, "nuclei_annotated")
+    image = viewer.layers["nuclei"]
+    annotation = viewer.layers["nuclei annotation"]
+    docks, widgets = {}, {}
+    for name in ("Annotate", "Weight map", "Train", "Segment"):
+        docks[name], widgets[name] = viewer.window.add_plugin_dock_widget(PLUGIN, name)
+    qt_window = viewer.window._qt_window  # a script, not the plugin: private access is fine
+    qt_window.resizeDocks(list(docks.values()), [400] * len(docks), Qt.Orientation.Horizontal)
+    show_only(docks, "Annotate")
+    viewer.reset_view()
+    shoot(viewer, out, "01-sample")
+
+    # 2. Annotate: one more nucleus with "New cell", and a background stroke, painted
+    #    where the sample's ground truth says they are (as a user would, by eye)
+    annotate = widgets["Annotate"]
+    masks = nuclei_ground_truth()[1][0]
+    outside = masks.copy()
+    outside[:260, :348] = 0  # the sample annotation covers the upper-left quarter
+    ids, counts = np.unique(outside[200:330, 348:460], return_counts=True)
+    nucleus = int(ids[1:][np.argmax(counts[1:])])
+    annotate.cell_button.native.click()
+    annotation.data_setitem(np.nonzero(masks == nucleus), annotation.selected_label)
+    free = ndi.distance_transform_edt(masks == 0) > 3
+    band = np.zeros_like(free)
+    band[300:306, 360:560] = True
+    annotate.background_button.native.click()
+    annotation.data_setitem(np.nonzero(band & free), 1)
+    viewer.scene.camera.center = (220, 330)
+    viewer.scene.camera.zoom = 2.2
+    shoot(viewer, out, "02-annotate")
+
+    # 3. Weight map of the annotation (eq. 2), live
+    weight_map = widgets["Weight map"]
+    show_only(docks, "Weight map")
+    weight_map.show_button.native.click()
+    wait_until(lambda: weight_map.layer is not None and not weight_map.busy)
+    viewer.layers.selection.active = weight_map.layer
+    annotation.visible = False
+    # centre on the highest weight: the separation border between two touching nuclei
+    inner = weight_map.layer.data[60:240, 60:300]
+    y, x = np.unravel_index(np.argmax(inner), inner.shape)
+    viewer.scene.camera.center = (float(y + 60), float(x + 60))
+    viewer.scene.camera.zoom = 4.0
+    shoot(viewer, out, "03-weight-map")
+    weight_map.layer.visible = False
+    annotation.visible = True
+    viewer.scene.camera.center = (220, 330)
+    viewer.scene.camera.zoom = 2.2
+
+    # 4. Train: from the default model when installed, else from scratch
+    train = widgets["Train"]
+    show_only(docks, "Train")
+    train.settings.n_iterations.value = args.iterations
+    train.settings.seed.value = 1
+    if train.settings.start_from.value != "default":
+        train.settings.start_from.value = "scratch"
+        train.settings.learning_rate.value = 3e-3
+    train.start_button.native.click()
+    wait_until(lambda: train.progress.value >= args.iterations // 3)
+    shoot(viewer, out, "04-train-running")
+    wait_until(lambda: not train.state.running)
+    if train.state is not TrainingState.DONE:
+        raise RuntimeError(f"training ended in {train.state}: {train.status.value}")
+    shoot(viewer, out, "05-train-done")
+
+    # 5. Segment with the model just trained
+    segment = widgets["Segment"]
+    show_only(docks, "Segment")
+    assert segment.model.value == "session", session_for(viewer).model_description
+    segment.add_probabilities.value = True
+    segment.run_button.native.click()
+    wait_until(lambda: not segment.running)
+    if segment.last_labels is None:
+        raise RuntimeError(f"segmentation failed: {segment.info.value}")
+    annotation.visible = False
+    viewer.reset_view()
+    shoot(viewer, out, "06-segment")
+    viewer.scene.camera.center = (260, 348)
+    viewer.scene.camera.zoom = 2.0
+    segment.last_labels.contour = 2
+    shoot(viewer, out, "07-segment-zoom")
+
+    # 6. Export the masks with the plugin's TIFF writer (File > Save Selected Layers works too)
+    with tempfile.TemporaryDirectory() as folder:
+        (path,) = segment.export_masks(Path(folder) / "masks.tif")
+        print(f"exported {Path(path).name} ({Path(path).stat().st_size} bytes)")
+    del image
+    viewer.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""The training-data part of the *Train* widget: image/annotation pairs, copied on demand."""
+
+from __future__ import annotations
+
+import numpy as np
+from magicgui.widgets import ComboBox, Container, PushButton, Select
+from napari.layers import Image
+from napari.utils.notifications import show_error
+
+from ._common import annotation_choices, layer_choices, layer_data, spatial_shape
+from ._lifetime import WidgetLifetime
+
+
+class TrainingPairs(Container):
+    """Pick the image/annotation pairs to train on.
+
+    The list holds the pairs added with *Add pair*; when it is empty, the pair selected
+    in the two combo boxes is used. Pairs whose layers are deleted leave the list.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+    session : UNetSession
+        Knows which annotation belongs to which image.
+    lifetime : WidgetLifetime
+        The lifetime of the widget this part belongs to.
+    """
+
+    def __init__(self, viewer, session, lifetime: WidgetLifetime):
+        super().__init__()
+        self.margins = (0, 0, 0, 0)
+        self._pairs: list[tuple] = []
+        self.image = ComboBox(label="image", choices=layer_choices(viewer, Image))
+        self.annotation = ComboBox(
+            label="annotation", choices=annotation_choices(viewer, session, self.image)
+        )
+        self.add_button = PushButton(text="Add pair")
+        self.list = Select(label="pairs", choices=self._choices)
+        self.list.tooltip = "Training pairs; when empty, the pair selected above is used"
+        self.remove_button = PushButton(text="Remove selected pairs")
+        self.extend([self.image, self.annotation, self.add_button, self.list, self.remove_button])
+
+        self.image.changed.connect(lifetime.guard(self._on_image_changed))
+        self.add_button.changed.connect(lifetime.guard(self.add_selected))
+        self.remove_button.changed.connect(lifetime.guard(self._remove_selected))
+        lifetime.connect(viewer.layers.events.removed, self._on_layer_removed)
+
+    def add_selected(self, *_) -> None:
+        """Add the pair selected in the combo boxes to the list."""
+        image, annotation = self.image.value, self.annotation.value
+        if image is None or annotation is None:
+            show_error("Select an image and its annotation first.")
+            return
+        if (image, annotation) not in self._pairs:
+            self._pairs.append((image, annotation))
+        self.list.reset_choices()
+
+    def pairs(self) -> list[tuple]:
+        """Return the ``(image_layer, annotation_layer)`` pairs to train on.
+
+        Raises
+        ------
+        ValueError
+            If the list is empty and no pair is selected.
+        """
+        if self._pairs:
+            return list(self._pairs)
+        if self.image.value is None or self.annotation.value is None:
+            raise ValueError("select an image and its annotation (or add pairs)")
+        return [(self.image.value, self.annotation.value)]
+
+    def copy_data(self, dense: bool = False) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Copy the images and annotations of :meth:`pairs` for a worker, checked.
+
+        Returns
+        -------
+        images, annotations : list of np.ndarray
+            Copies of the layers' data (the layers stay untouched).
+
+        Raises
+        ------
+        ValueError
+            If an annotation does not have its image's shape, or a 2D annotation has
+            no background or no cell (:func:`napari_unet.annotation.validate_annotation`).
+        """
+        from napari_unet.annotation import validate_annotation
+
+        images, annotations = [], []
+        for image_layer, annotation_layer in self.pairs():
+            image, annotation = layer_data(image_layer), layer_data(annotation_layer)
+            expected = spatial_shape(image_layer)
+            if annotation.shape != expected:
+                raise ValueError(
+                    f"annotation {annotation_layer.name!r} has shape {annotation.shape} but "
+                    f"image {image_layer.name!r} needs {expected}"
+                )
+            if annotation.ndim == 2:
+                validate_annotation(annotation, dense=dense)
+            images.append(image)
+            annotations.append(annotation)
+        return images, annotations
+
+    # -- internals ---------------------------------------------------------------------
+    def _choices(self, _widget=None):
+        return [
+            (f"{image.name}  ←  {annotation.name}", (image, annotation))
+            for image, annotation in self._pairs
+        ]
+
+    def _on_image_changed(self, *_) -> None:
+        self.annotation.reset_choices()
+
+    def _remove_selected(self, *_) -> None:
+        selected = self.list.value
+        self._pairs = [pair for pair in self._pairs if pair not in selected]
+        self.list.reset_choices()
+
+    def _on_layer_removed(self, event) -> None:
+        self._pairs = [pair for pair in self._pairs if event.value not in pair]
+        self.list.reset_choices()

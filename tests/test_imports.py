@@ -1,0 +1,18 @@
+import subprocess
+import sys
+
+
+def test_core_imports_without_qt_or_napari():
+    code = (
+        "import sys, napari_unet\n"
+        "from napari_unet import segment, train, separation_border_weight_map, load_model, predict_tiled\n"
+        "import napari_unet.cli, napari_unet.segmentation, napari_unet.training, napari_unet._writer\n"
+        "bad = [m for m in sys.modules if m == 'napari' or m.startswith(('napari.', 'PyQt', 'PySide', 'qtpy', 'magicgui'))]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_plain_import_is_light():
+    code = "import sys, napari_unet; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
