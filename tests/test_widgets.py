@@ -82,10 +82,10 @@ def test_annotate_buttons_and_live_counts(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     image = open_sample(viewer, "nuclei")
     annotate = dock(viewer, "Annotate")
-    assert annotate.annotation.value is None
+    assert annotate.annotation_layer.value is None
 
     annotate.create_button.native.click()
-    layer = annotate.annotation.value
+    layer = annotate.annotation_layer.value
     assert layer is not None and layer.name == "nuclei annotation"
     assert layer.data.dtype == np.uint16 and layer.data.shape == image.data.shape
     assert not layer.data.any()
@@ -118,8 +118,8 @@ def test_annotate_picks_the_sample_annotation(make_napari_viewer):
     viewer = make_napari_viewer()
     open_sample(viewer)
     annotate = dock(viewer, "Annotate")
-    assert annotate.image.value.name == "nuclei"
-    assert annotate.annotation.value.name == "nuclei annotation"
+    assert annotate.image_layer.value.name == "nuclei"
+    assert annotate.annotation_layer.value.name == "nuclei annotation"
     assert annotate.n_cells == 31
 
 
@@ -129,7 +129,7 @@ def test_weight_map_layer_follows_the_annotation(make_napari_viewer, qtbot):
     annotation = viewer.layers["nuclei annotation"]
     before = annotation.data.copy()
     weight_map = dock(viewer, "Weight map")
-    assert weight_map.annotation.value is annotation
+    assert weight_map.annotation_layer.value is annotation
 
     weight_map.show_button.native.click()
     qtbot.waitUntil(lambda: weight_map.layer is not None and not weight_map.busy, timeout=10000)
@@ -170,7 +170,7 @@ def test_train_stop_segment_export(make_napari_viewer, qtbot, tmp_path):
     annotation_before = annotation.data.copy()
     train = dock(viewer, "Train")
     segment = dock(viewer, "Segment")
-    assert train.data.annotation.value is annotation
+    assert train.data.annotation_layer.value is annotation
     assert train.settings.start_from.value in ("default", "scratch")
 
     # -- train a tiny network for a few iterations, in the worker ----------------------
@@ -247,7 +247,7 @@ def test_train_stop_segment_export(make_napari_viewer, qtbot, tmp_path):
         scale=(2.0, *SCALE),
         translate=(0.0, *TRANSLATE),
     )
-    segment.image.value = stack
+    segment.image_layer.value = stack
     segment.add_probabilities.value = False
     segment.run_button.native.click()
     qtbot.waitUntil(lambda: not segment.running, timeout=60000)

@@ -76,10 +76,10 @@ class AnnotateWidget(Container):
         self._watched_layer = None
         self._watch_slots: list = []
 
-        self.image = ComboBox(label="image", choices=layer_choices(napari_viewer, Image))
-        self.annotation = ComboBox(
+        self.image_layer = ComboBox(label="image", choices=layer_choices(napari_viewer, Image))
+        self.annotation_layer = ComboBox(
             label="annotation",
-            choices=annotation_choices(napari_viewer, self._session, self.image),
+            choices=annotation_choices(napari_viewer, self._session, self.image_layer),
         )
         self.create_button = PushButton(text="New annotation layer")
         self.create_button.tooltip = (
@@ -95,8 +95,8 @@ class AnnotateWidget(Container):
         self.counts = message_label()
         self.extend(
             [
-                self.image,
-                self.annotation,
+                self.image_layer,
+                self.annotation_layer,
                 self.create_button,
                 self.background_button,
                 self.cell_button,
@@ -113,8 +113,8 @@ class AnnotateWidget(Container):
         self._count_timer.setInterval(0)
         self._count_timer.timeout.connect(self._lifetime.guard(self._update_counts))
 
-        self.image.changed.connect(self._lifetime.guard(self._on_image_changed))
-        self.annotation.changed.connect(self._lifetime.guard(self._on_annotation_changed))
+        self.image_layer.changed.connect(self._lifetime.guard(self._on_image_changed))
+        self.annotation_layer.changed.connect(self._lifetime.guard(self._on_annotation_changed))
         self.create_button.changed.connect(self._lifetime.guard(self.create_annotation))
         self.background_button.changed.connect(self._lifetime.guard(self.background_brush))
         self.cell_button.changed.connect(self._lifetime.guard(self.new_cell))
@@ -125,7 +125,7 @@ class AnnotateWidget(Container):
     # -- actions -----------------------------------------------------------------------
     def create_annotation(self, *_):
         """Add an empty annotation Labels layer for the selected image and select it."""
-        image = self.image.value
+        image = self.image_layer.value
         if image is None:
             show_error("Open or select an image first: the annotation is made for an image.")
             return None
@@ -136,8 +136,8 @@ class AnnotateWidget(Container):
             **placement(image),
         )
         self._session.pair(image, layer)
-        self.annotation.reset_choices()
-        self.annotation.value = layer
+        self.annotation_layer.reset_choices()
+        self.annotation_layer.value = layer
         self.background_brush()
         return layer
 
@@ -177,18 +177,18 @@ class AnnotateWidget(Container):
         self._viewer.layers.selection.active = layer
 
     def _annotation_or_error(self):
-        layer = self.annotation.value
+        layer = self.annotation_layer.value
         if layer is None:
             show_error("Create or select an annotation layer first.")
         return layer
 
     def _on_image_changed(self, *_):
-        self.annotation.reset_choices()
+        self.annotation_layer.reset_choices()
 
     def _on_annotation_changed(self, *_):
-        layer = self.annotation.value
-        if layer is not None and self.image.value is not None:
-            self._session.pair(self.image.value, layer)
+        layer = self.annotation_layer.value
+        if layer is not None and self.image_layer.value is not None:
+            self._session.pair(self.image_layer.value, layer)
         if layer is not self._watched_layer:
             self._unwatch()
             if layer is not None:
@@ -209,7 +209,7 @@ class AnnotateWidget(Container):
         self._count_timer.start()
 
     def _update_counts(self, *_):
-        layer = self.annotation.value
+        layer = self.annotation_layer.value
         if layer is None:
             self.counts.value = "No annotation layer."
             return
@@ -222,5 +222,5 @@ class AnnotateWidget(Container):
     @property
     def n_cells(self) -> int:
         """Number of annotated cells in the selected annotation layer."""
-        layer = self.annotation.value
+        layer = self.annotation_layer.value
         return 0 if layer is None else annotation_counts(layer.data)[0]

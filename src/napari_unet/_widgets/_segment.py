@@ -81,7 +81,7 @@ class SegmentWidget(Container):
         self.last_labels = None  # the Labels layer of the last run
         guard = self._lifetime.guard
 
-        self.image = ComboBox(label="image", choices=layer_choices(napari_viewer, Image))
+        self.image_layer = ComboBox(label="image", choices=layer_choices(napari_viewer, Image))
         self.model = ComboBox(
             label="model", choices=[(text, key) for key, text in MODEL_CHOICES.items()]
         )
@@ -101,7 +101,7 @@ class SegmentWidget(Container):
         self.export_button.tooltip = "Write the last segmentation as an ImageJ-compatible TIFF"
         self.extend(
             [
-                self.image,
+                self.image_layer,
                 self.model,
                 self.model_file,
                 self.auto_tile,
@@ -148,7 +148,7 @@ class SegmentWidget(Container):
 
         if self._lifetime.running:
             return None
-        image = self.image.value
+        image = self.image_layer.value
         if image is None:
             show_error("Open or select an image to segment.")
             return None
@@ -221,7 +221,7 @@ class SegmentWidget(Container):
     def _set_running(self, running: bool) -> None:
         self.run_button.text = "Cancel" if running else "Segment"
         for widget in (
-            self.image,
+            self.image_layer,
             self.model,
             self.model_file,
             self.auto_tile,

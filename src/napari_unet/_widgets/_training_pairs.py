@@ -30,30 +30,38 @@ class TrainingPairs(Container):
         super().__init__()
         self.margins = (0, 0, 0, 0)
         self._pairs: list[tuple] = []
-        self.image = ComboBox(label="image", choices=layer_choices(viewer, Image))
-        self.annotation = ComboBox(
-            label="annotation", choices=annotation_choices(viewer, session, self.image)
+        self.image_layer = ComboBox(label="image", choices=layer_choices(viewer, Image))
+        self.annotation_layer = ComboBox(
+            label="annotation", choices=annotation_choices(viewer, session, self.image_layer)
         )
         self.add_button = PushButton(text="Add pair")
-        self.list = Select(label="pairs", choices=self._choices)
-        self.list.tooltip = "Training pairs; when empty, the pair selected above is used"
+        self.pair_list = Select(label="pairs", choices=self._choices)
+        self.pair_list.tooltip = "Training pairs; when empty, the pair selected above is used"
         self.remove_button = PushButton(text="Remove selected pairs")
-        self.extend([self.image, self.annotation, self.add_button, self.list, self.remove_button])
+        self.extend(
+            [
+                self.image_layer,
+                self.annotation_layer,
+                self.add_button,
+                self.pair_list,
+                self.remove_button,
+            ]
+        )
 
-        self.image.changed.connect(lifetime.guard(self._on_image_changed))
+        self.image_layer.changed.connect(lifetime.guard(self._on_image_changed))
         self.add_button.changed.connect(lifetime.guard(self.add_selected))
         self.remove_button.changed.connect(lifetime.guard(self._remove_selected))
         lifetime.connect(viewer.layers.events.removed, self._on_layer_removed)
 
     def add_selected(self, *_) -> None:
         """Add the pair selected in the combo boxes to the list."""
-        image, annotation = self.image.value, self.annotation.value
+        image, annotation = self.image_layer.value, self.annotation_layer.value
         if image is None or annotation is None:
             show_error("Select an image and its annotation first.")
             return
         if (image, annotation) not in self._pairs:
             self._pairs.append((image, annotation))
-        self.list.reset_choices()
+        self.pair_list.reset_choices()
 
     def pairs(self) -> list[tuple]:
         """Return the ``(image_layer, annotation_layer)`` pairs to train on.
@@ -65,9 +73,9 @@ class TrainingPairs(Container):
         """
         if self._pairs:
             return list(self._pairs)
-        if self.image.value is None or self.annotation.value is None:
+        if self.image_layer.value is None or self.annotation_layer.value is None:
             raise ValueError("select an image and its annotation (or add pairs)")
-        return [(self.image.value, self.annotation.value)]
+        return [(self.image_layer.value, self.annotation_layer.value)]
 
     def copy_data(self, dense: bool = False) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Copy the images and annotations of :meth:`pairs` for a worker, checked.
@@ -108,13 +116,13 @@ class TrainingPairs(Container):
         ]
 
     def _on_image_changed(self, *_) -> None:
-        self.annotation.reset_choices()
+        self.annotation_layer.reset_choices()
 
     def _remove_selected(self, *_) -> None:
-        selected = self.list.value
+        selected = self.pair_list.value
         self._pairs = [pair for pair in self._pairs if pair not in selected]
-        self.list.reset_choices()
+        self.pair_list.reset_choices()
 
     def _on_layer_removed(self, event) -> None:
         self._pairs = [pair for pair in self._pairs if event.value not in pair]
-        self.list.reset_choices()
+        self.pair_list.reset_choices()

@@ -89,7 +89,7 @@ class WeightMapWidget(Container):
         self._watched_layer = None
         self._watch_slots: list = []
 
-        self.annotation = ComboBox(
+        self.annotation_layer = ComboBox(
             label="annotation", choices=_labels_first_annotations(napari_viewer)
         )
         self.w0 = FloatSpinBox(label="w0", value=self._session.w0, min=0.1, max=100.0, step=1.0)
@@ -102,7 +102,7 @@ class WeightMapWidget(Container):
         self.show_button = PushButton(text="Show weight map")
         self.status = message_label()
         self.extend(
-            [self.annotation, self.w0, self.sigma, self.dense, self.show_button, self.status]
+            [self.annotation_layer, self.w0, self.sigma, self.dense, self.show_button, self.status]
         )
 
         self._timer = QTimer(self.native)
@@ -111,8 +111,8 @@ class WeightMapWidget(Container):
         self._timer.timeout.connect(self._lifetime.guard(self._compute))
 
         guard = self._lifetime.guard
-        self.show_button.changed.connect(guard(self.show))
-        self.annotation.changed.connect(guard(self._on_annotation_changed))
+        self.show_button.changed.connect(guard(self.show_weight_map))
+        self.annotation_layer.changed.connect(guard(self._on_annotation_changed))
         self.w0.changed.connect(guard(self._on_parameters_changed))
         self.sigma.changed.connect(guard(self._on_parameters_changed))
         self.dense.changed.connect(guard(self.schedule_update))
@@ -133,9 +133,9 @@ class WeightMapWidget(Container):
         """Whether a computation is running or scheduled."""
         return self._lifetime.running or self._timer.isActive()
 
-    def show(self, *_):
+    def show_weight_map(self, *_):
         """Compute the weight map now and keep it up to date while painting."""
-        if self.annotation.value is None:
+        if self.annotation_layer.value is None:
             show_error("Select an annotation (Labels) layer first.")
             return
         self._showing = True
@@ -148,7 +148,7 @@ class WeightMapWidget(Container):
 
     # -- internals ---------------------------------------------------------------------
     def _compute(self, *_):
-        annotation = self.annotation.value
+        annotation = self.annotation_layer.value
         if annotation is None or not self._showing:
             return
         if self._lifetime.running:
@@ -213,7 +213,7 @@ class WeightMapWidget(Container):
             self._compute()
 
     def _on_annotation_changed(self, *_):
-        layer = self.annotation.value
+        layer = self.annotation_layer.value
         if layer is not self._watched_layer:
             for emitter, slot in self._watch_slots:
                 self._lifetime.disconnect(emitter, slot)
