@@ -34,7 +34,9 @@ def _cpu_name() -> str:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--seconds", type=float, default=30.0, help="training time measured before Stop")
     p.add_argument("--model", default="default", help="model to fine-tune ('default' or a file)")
     args = p.parse_args()
@@ -94,8 +96,10 @@ def main() -> None:
     stop_latency = state["returned"] - state["stop_pressed"]
     print(f"machine: {_cpu_name()}, {os.cpu_count()} cores")
     print(f"training iterations in {args.seconds:.0f} s: {state['iterations']} (worker thread)")
-    print(f"10 ms GUI timer: {len(gaps)} ticks, longest gap {gaps.max():.1f} ms, "
-          f"99th percentile {np.percentile(gaps, 99):.1f} ms, median {np.median(gaps):.1f} ms")
+    print(
+        f"10 ms GUI timer: {len(gaps)} ticks, longest gap {gaps.max():.1f} ms, "
+        f"99th percentile {np.percentile(gaps, 99):.1f} ms, median {np.median(gaps):.1f} ms"
+    )
     print(f"Stop -> best model returned: {stop_latency * 1000:.0f} ms")
     if display is not None:
         display.stop()

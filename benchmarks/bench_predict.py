@@ -43,6 +43,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--base-channels", type=int, default=16, help="small network width")
     parser.add_argument("--depth", type=int, default=5)
+    parser.add_argument(
+        "--model", default=None, help="model file or shipped name instead of --depth/--base-channels"
+    )
     parser.add_argument("--conv-size", type=int, default=512, help="(1): conv input side")
     parser.add_argument("--size", type=int, default=2048, help="(3): image side, pixels")
     parser.add_argument("--single-size", type=int, default=512, help="(4): image side")
@@ -377,12 +380,19 @@ def main(argv=None) -> None:
     conv = conv_throughput(args.conv_size, device)
 
     torch.manual_seed(0)
-    networks = [
-        (
-            f"depth {args.depth}, {args.base_channels} channels",
-            UNet(depth=args.depth, base_channels=args.base_channels),
-        )
-    ]
+    if args.model:
+        from napari_unet.model_io import load_model
+
+        model = load_model(args.model)
+        c = model.config
+        networks = [(f"model {args.model!r} (depth {c.depth}, {c.base_channels} channels)", model)]
+    else:
+        networks = [
+            (
+                f"depth {args.depth}, {args.base_channels} channels",
+                UNet(depth=args.depth, base_channels=args.base_channels),
+            )
+        ]
     if not args.skip_paper:
         networks.append(("paper (depth 5, 64 channels)", UNet()))
     small = prediction_section(networks, device, precisions, args, conv)

@@ -40,7 +40,9 @@ def classical_baseline(gray: np.ndarray, sigma: float = 2.0, min_distance: int =
     mask = smooth > threshold_otsu(smooth)
     mask = remove_small_objects(mask, max_size=15)
     distance = ndi.distance_transform_edt(mask)
-    peaks = peak_local_max(distance, min_distance=min_distance, labels=ndi.label(mask)[0], exclude_border=False)
+    peaks = peak_local_max(
+        distance, min_distance=min_distance, labels=ndi.label(mask)[0], exclude_border=False
+    )
     markers = np.zeros(mask.shape, np.int32)
     markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
     return watershed(-distance, markers, mask=mask)
@@ -54,7 +56,15 @@ def tune_baseline(dataset: str, n: int = 20) -> int:
     """The watershed's ``min_distance`` with the best mean AP@0.5 on ``n`` val images."""
     items = load(dataset, "val", n)
     best = max(
-        (np.mean([average_precision(i.masks, classical_baseline(_grey(i.image), min_distance=d)) for i in items]), d)
+        (
+            np.mean(
+                [
+                    average_precision(i.masks, classical_baseline(_grey(i.image), min_distance=d))
+                    for i in items
+                ]
+            ),
+            d,
+        )
         for d in (5, 7, 9, 11, 13)
     )
     print(f"{dataset}: baseline min_distance {best[1]} (val AP@0.5 {best[0]:.3f})", flush=True)
@@ -62,7 +72,9 @@ def tune_baseline(dataset: str, n: int = 20) -> int:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--model", default="default")
     p.add_argument("--split", default="test")
     p.add_argument("--precision", default="float32")
@@ -81,11 +93,17 @@ def main() -> None:
             baseline = classical_baseline(_grey(item.image), min_distance=min_distance)
             groups = [dataset] + ([f"{dataset} {item.kind}"] if dataset == "dsb2018" else [])
             for group in groups:
-                for method, labels in (("U-Net (default model)", result.labels), ("Otsu + watershed", baseline)):
+                for method, labels in (
+                    ("U-Net (default model)", result.labels),
+                    ("Otsu + watershed", baseline),
+                ):
                     scores[group][method, "seg"].append(seg_score(item.masks, labels))
                     scores[group][method, "ap"].append(average_precision(item.masks, labels))
-            print(f"{dataset} {item.name[:16]} {item.kind}: U-Net AP {scores[dataset]['U-Net (default model)', 'ap'][-1]:.3f} "
-                  f"baseline AP {scores[dataset]['Otsu + watershed', 'ap'][-1]:.3f}", flush=True)
+            print(
+                f"{dataset} {item.name[:16]} {item.kind}: U-Net AP {scores[dataset]['U-Net (default model)', 'ap'][-1]:.3f} "
+                f"baseline AP {scores[dataset]['Otsu + watershed', 'ap'][-1]:.3f}",
+                flush=True,
+            )
     lines = [
         f"| data ({args.split} split) | images | method | SEG (mean matched IoU) | AP@0.5 |",
         "|---|---|---|---|---|",

@@ -41,7 +41,10 @@ def main() -> None:
     strokes = np.zeros(masks.shape, bool)
     for _ in range(14):
         r0, c0 = rng.integers(0, 260), rng.integers(0, 348)
-        r1, c1 = np.clip(r0 + rng.integers(-60, 60), 0, 259), np.clip(c0 + rng.integers(-80, 80), 0, 347)
+        r1, c1 = (
+            np.clip(r0 + rng.integers(-60, 60), 0, 259),
+            np.clip(c0 + rng.integers(-80, 80), 0, 347),
+        )
         rr, cc = line(r0, c0, r1, c1)
         strokes[rr, cc] = True
     strokes = ndi.binary_dilation(strokes, iterations=3) & far_from_cells & region
@@ -51,7 +54,9 @@ def main() -> None:
     tifffile.imwrite(DST / "nuclei.tif", image, compression="zlib")
     tifffile.imwrite(DST / "nuclei_masks.tif", masks, compression="zlib")
     tifffile.imwrite(DST / "nuclei_annotation.tif", annotation, compression="zlib")
-    print(f"cells annotated: {next_id - 2}, background px: {int(strokes.sum())}, nuclei: {masks.max()}")
+    print(
+        f"cells annotated: {next_id - 2}, background px: {int(strokes.sum())}, nuclei: {masks.max()}"
+    )
 
 
 if __name__ == "__main__":

@@ -11,7 +11,9 @@ import numpy as np
 import tifffile
 from skimage.io import imread
 
-DATA = Path(os.environ.get("NAPARI_UNET_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+DATA = Path(
+    os.environ.get("NAPARI_UNET_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
+)
 
 
 @dataclass
@@ -36,8 +38,13 @@ def load(dataset: str, split: str, limit: int | None = None) -> list[Item]:
     if dataset == "bbbc039":
         for n in names:
             items.append(
-                Item(dataset, n, tifffile.imread(folder / "images" / f"{n}.tif"),
-                     imread(folder / "masks" / f"{n}.png"), "fluorescence")
+                Item(
+                    dataset,
+                    n,
+                    tifffile.imread(folder / "images" / f"{n}.tif"),
+                    imread(folder / "masks" / f"{n}.png"),
+                    "fluorescence",
+                )
             )
         return items
     with open(folder / "index.tsv") as f:

@@ -28,40 +28,66 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from nuclei_data import load  # noqa: E402
 
 from napari_unet.augmentation import AugmentationConfig  # noqa: E402
+from napari_unet.generators import run_to_completion  # noqa: E402
+from napari_unet.instances import probabilities_to_labels  # noqa: E402
 from napari_unet.metrics import average_precision  # noqa: E402
 from napari_unet.model_io import save_model  # noqa: E402
 from napari_unet.network import UNetConfig  # noqa: E402
 from napari_unet.segmentation import iter_segment  # noqa: E402
-from napari_unet.generators import run_to_completion  # noqa: E402
-from napari_unet.instances import probabilities_to_labels  # noqa: E402
 from napari_unet.training import TrainingConfig, train  # noqa: E402
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--iterations", type=int, default=3000)
     p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--tile", type=int, default=284, help="input tile (valid for depth 5: 252, 284, 316, …)")
+    p.add_argument(
+        "--tile", type=int, default=284, help="input tile (valid for depth 5: 252, 284, 316, …)"
+    )
     p.add_argument("--learning-rate", type=float, default=2e-3)
     p.add_argument("--depth", type=int, default=5)
     p.add_argument("--base-channels", type=int, default=16)
     p.add_argument("--validation-interval", type=int, default=250)
     p.add_argument("--n-validation", type=int, default=16, help="val images scored during training")
-    p.add_argument("--limit", type=int, default=None, help="images per dataset and split (smoke tests)")
+    p.add_argument(
+        "--limit", type=int, default=None, help="images per dataset and split (smoke tests)"
+    )
     p.add_argument("--seed", type=int, default=2015)
     p.add_argument("--device", default="auto")
-    p.add_argument("--output", type=Path, default=Path("src/napari_unet/models/default.safetensors"))
+    p.add_argument(
+        "--output", type=Path, default=Path("src/napari_unet/models/default.safetensors")
+    )
     p.add_argument("--log", type=Path, default=Path("runs/default_model_log.jsonl"))
     args = p.parse_args()
     torch.manual_seed(args.seed)
 
     t0 = time.time()
-    train_items = [i for d in ("bbbc039", "dsb2018") for i in load(d, "train", args.limit) if i.kind != "grey brightfield"]
-    val_items = [i for d in ("bbbc039", "dsb2018") for i in load(d, "val", args.limit) if i.kind != "grey brightfield"]
+    train_items = [
+        i
+        for d in ("bbbc039", "dsb2018")
+        for i in load(d, "train", args.limit)
+        if i.kind != "grey brightfield"
+    ]
+    val_items = [
+        i
+        for d in ("bbbc039", "dsb2018")
+        for i in load(d, "val", args.limit)
+        if i.kind != "grey brightfield"
+    ]
     rng = np.random.default_rng(args.seed)
-    val_scored = [val_items[i] for i in sorted(rng.choice(len(val_items), min(args.n_validation, len(val_items)), replace=False))]
-    print(f"{len(train_items)} training images, {len(val_items)} validation images "
-          f"(loaded in {time.time() - t0:.0f} s)", flush=True)
+    val_scored = [
+        val_items[i]
+        for i in sorted(
+            rng.choice(len(val_items), min(args.n_validation, len(val_items)), replace=False)
+        )
+    ]
+    print(
+        f"{len(train_items)} training images, {len(val_items)} validation images "
+        f"(loaded in {time.time() - t0:.0f} s)",
+        flush=True,
+    )
 
     config = TrainingConfig(
         n_iterations=args.iterations,
@@ -89,16 +115,23 @@ def main() -> None:
         stop=stop,
         seed=args.seed,
         validation=[(grey(i.image), i.masks) for i in val_scored],
-        model_config=UNetConfig(depth=args.depth, base_channels=args.base_channels, batch_norm=True),
+        model_config=UNetConfig(
+            depth=args.depth, base_channels=args.base_channels, batch_norm=True
+        ),
     )
     args.log.parent.mkdir(parents=True, exist_ok=True)
     with open(args.log, "w") as log:
+
         def report(pr):
             log.write(json.dumps(pr.__dict__) + "\n")
             log.flush()
             if pr.iteration % 50 == 0 or pr.validation_score is not None:
-                print(f"it {pr.iteration}/{pr.n_iterations} loss {pr.loss:.4f} best {pr.best_loss:.4f} "
-                      f"val {pr.validation_score} {pr.seconds:.0f} s", flush=True)
+                print(
+                    f"it {pr.iteration}/{pr.n_iterations} loss {pr.loss:.4f} best {pr.best_loss:.4f} "
+                    f"val {pr.validation_score} {pr.seconds:.0f} s",
+                    flush=True,
+                )
+
         result = run_to_completion(generator, report)
     model = result.model
     print(f"best iteration {result.best_iteration}; choosing post-processing on val", flush=True)
@@ -110,10 +143,16 @@ def main() -> None:
     best = None
     for threshold in (0.4, 0.5, 0.6):
         for min_size in (8, 16, 32):
-            ap = float(np.mean([
-                average_precision(i.masks, probabilities_to_labels(pb, threshold, min_size, 2))
-                for i, pb in zip(val_items, probabilities)
-            ]))
+            ap = float(
+                np.mean(
+                    [
+                        average_precision(
+                            i.masks, probabilities_to_labels(pb, threshold, min_size, 2)
+                        )
+                        for i, pb in zip(val_items, probabilities, strict=True)
+                    ]
+                )
+            )
             print(f"  threshold {threshold} min_size {min_size}: val AP@0.5 {ap:.4f}", flush=True)
             if best is None or ap > best[0]:
                 best = (ap, threshold, min_size)
@@ -125,14 +164,21 @@ def main() -> None:
         ),
         postprocessing={"threshold": best[1], "min_size": best[2]},
         validation={"ap50": best[0], "n_images": len(val_items)},
-        data={"train": {"bbbc039": sum(i.dataset == "bbbc039" for i in train_items),
-                        "dsb2018": sum(i.dataset == "dsb2018" for i in train_items)},
-              "excluded": "DSB2018 grey brightfield images"},
+        data={
+            "train": {
+                "bbbc039": sum(i.dataset == "bbbc039" for i in train_items),
+                "dsb2018": sum(i.dataset == "dsb2018" for i in train_items),
+            },
+            "excluded": "DSB2018 grey brightfield images",
+        },
         script="scripts/train_default_model.py " + " ".join(sys.argv[1:]),
     )
     save_model(model, args.output, dtype=torch.float16)
-    print(f"saved {args.output} ({args.output.stat().st_size / 1e6:.1f} MB); val AP@0.5 {best[0]:.4f}; "
-          f"total {time.time() - t0:.0f} s", flush=True)
+    print(
+        f"saved {args.output} ({args.output.stat().st_size / 1e6:.1f} MB); val AP@0.5 {best[0]:.4f}; "
+        f"total {time.time() - t0:.0f} s",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

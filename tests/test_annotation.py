@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 from scipy import ndimage as ndi
-from skimage.segmentation import expand_labels
+from synthetic import voronoi_cells
 
 from napari_unet.annotation import (
     BACKGROUND,
@@ -25,16 +25,6 @@ def touching_squares(side=10, columns=(10, 20), background=BACKGROUND, shape=(40
     labels[10 : 10 + side, columns[0] : columns[0] + side] = 2
     labels[10 : 10 + side, columns[1] : columns[1] + side] = 3
     return labels
-
-
-def voronoi_cells(shape, n_cells, seed, grow):
-    """Random touching cells (ids 1..n) with some background between them."""
-    rng = np.random.default_rng(seed)
-    seeds = np.zeros(shape, np.int32)
-    seeds[rng.integers(0, shape[0], n_cells), rng.integers(0, shape[1], n_cells)] = np.arange(
-        1, n_cells + 1
-    )
-    return expand_labels(seeds, distance=grow)
 
 
 def carve_slowly(instances, gap):

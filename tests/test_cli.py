@@ -13,7 +13,9 @@ from napari_unet.network import UNet
 @pytest.mark.parametrize("command", [[], ["segment"], ["train"], ["weight-map"]])
 def test_help_of_every_subcommand(command):
     out = subprocess.run(
-        [sys.executable, "-m", "napari_unet.cli", *command, "--help"], capture_output=True, text=True
+        [sys.executable, "-m", "napari_unet.cli", *command, "--help"],
+        capture_output=True,
+        text=True,
     )
     assert out.returncode == 0
     assert "usage: napari-unet" in out.stdout
@@ -26,8 +28,24 @@ def test_segment_folder_writes_label_tiffs(tmp_path, sample_image):
     tifffile.imwrite(inputs / "b.tif", sample_image[200:, 300:])
     model = tmp_path / "tiny.safetensors"
     save_model(UNet(depth=2, base_channels=4), model)
-    assert main(["segment", str(inputs), "-o", str(tmp_path / "out"), "-m", str(model),
-                 "--probabilities", "--precision", "float32", "--tile-size", "64"]) == 0
+    assert (
+        main(
+            [
+                "segment",
+                str(inputs),
+                "-o",
+                str(tmp_path / "out"),
+                "-m",
+                str(model),
+                "--probabilities",
+                "--precision",
+                "float32",
+                "--tile-size",
+                "64",
+            ]
+        )
+        == 0
+    )
     for name, shape in (("a", (160, 200)), ("b", (320, 396))):
         masks = tifffile.imread(tmp_path / "out" / f"{name}_masks.tif")
         assert masks.shape == shape and masks.dtype.kind == "u"
@@ -39,9 +57,28 @@ def test_train_then_weight_map(tmp_path, sample_image, sample_annotation, capsys
     tifffile.imwrite(tmp_path / "img.tif", sample_image[:256, :352])
     tifffile.imwrite(tmp_path / "ann.tif", sample_annotation[:256, :352])
     out = tmp_path / "model.safetensors"
-    assert main(["train", "--images", str(tmp_path / "img.tif"), "--annotations", str(tmp_path / "ann.tif"),
-                 "-o", str(out), "--from", "scratch", "--iterations", "3", "--seed", "0",
-                 "--batch-size", "1"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--images",
+                str(tmp_path / "img.tif"),
+                "--annotations",
+                str(tmp_path / "ann.tif"),
+                "-o",
+                str(out),
+                "--from",
+                "scratch",
+                "--iterations",
+                "3",
+                "--seed",
+                "0",
+                "--batch-size",
+                "1",
+            ]
+        )
+        == 0
+    )
     model = load_model(out)
     assert model.metadata["training"]["iterations_done"] == 3
     assert main(["weight-map", str(tmp_path / "ann.tif"), "-o", str(tmp_path / "w.tif")]) == 0
@@ -55,6 +92,20 @@ def test_errors_are_reported_not_raised(tmp_path, capsys):
     assert "no such file or folder" in capsys.readouterr().err
     bad = tmp_path / "bad.tif"
     tifffile.imwrite(bad, np.zeros((10, 10), np.uint8))
-    assert main(["train", "--images", str(bad), "--annotations", str(bad), "-o", str(tmp_path / "m"),
-                 "--from", "scratch"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--images",
+                str(bad),
+                "--annotations",
+                str(bad),
+                "-o",
+                str(tmp_path / "m"),
+                "--from",
+                "scratch",
+            ]
+        )
+        == 2
+    )
     assert "no annotated pixel" in capsys.readouterr().err

@@ -53,9 +53,9 @@ def test_percentile_normalisation_of_a_real_field(sample_image):
 def test_brightfield_rgb_is_inverted_so_nuclei_are_bright():
     rgb = np.full((64, 64, 3), 220, np.uint8)
     rgb[20:30, 20:30] = (60, 20, 90)  # a dark purple (H&E-like) nucleus
-    (_, gray), = iter_planes(rgb, image_layout(rgb))
+    ((_, gray),) = iter_planes(rgb, image_layout(rgb))
     assert gray[25, 25] > gray[5, 5]
     fluo = np.zeros((64, 64, 3), np.uint8)
     fluo[20:30, 20:30] = (10, 200, 30)
-    (_, gray), = iter_planes(fluo, image_layout(fluo))
+    ((_, gray),) = iter_planes(fluo, image_layout(fluo))
     assert gray[25, 25] > gray[5, 5]

@@ -38,7 +38,9 @@ def test_input_shape_for_output_covers_the_request():
     assert out[0] >= 100 and out[1] >= 37
 
 
-@pytest.mark.parametrize("bad", [{"depth": 1}, {"n_classes": 1}, {"base_channels": 0}, {"depth": 2.5}])
+@pytest.mark.parametrize(
+    "bad", [{"depth": 1}, {"n_classes": 1}, {"base_channels": 0}, {"depth": 2.5}]
+)
 def test_bad_config_is_rejected(bad):
     with pytest.raises(ValueError):
         UNetConfig(**bad)

@@ -20,8 +20,9 @@ def default_model():
 
 @pytest.fixture(scope="module")
 def crop():
-    from napari_unet.io import read_image
     from importlib.resources import files
+
+    from napari_unet.io import read_image
 
     image = read_image(files("napari_unet") / "data" / "nuclei.tif")
     masks = read_image(files("napari_unet") / "data" / "nuclei_masks.tif")

@@ -18,7 +18,9 @@ def _crop(sample_image, sample_annotation):
 
 def test_loss_falls_on_a_real_image_with_partial_labels(sample_image, sample_annotation):
     image, annotation = _crop(sample_image, sample_annotation)
-    config = TrainingConfig(n_iterations=60, batch_size=2, learning_rate=3e-3, tile_shape=(124, 124))
+    config = TrainingConfig(
+        n_iterations=60, batch_size=2, learning_rate=3e-3, tile_shape=(124, 124)
+    )
     torch.manual_seed(0)
     result = run_to_completion(
         train([image], [annotation], model=UNet(**TINY), config=config, seed=0, device="cpu")
@@ -41,7 +43,12 @@ def test_stop_event_returns_best_model_and_leaves_inputs_alone(sample_image, sam
     start_weights = {k: v.clone() for k, v in start.state_dict().items()}
     stop = threading.Event()
     gen = train(
-        [image], [annotation], model=start, stop=stop, seed=1, device="cpu",
+        [image],
+        [annotation],
+        model=start,
+        stop=stop,
+        seed=1,
+        device="cpu",
         config=TrainingConfig(n_iterations=1000, tile_shape=(124, 124)),
     )
     result = run_to_completion(gen, lambda p: p.iteration == 12 and stop.set())
@@ -58,8 +65,16 @@ def test_validation_score_picks_the_model(sample_image, sample_masks, sample_ann
     val = (np.array(sample_image[256:, 352:]), np.array(sample_masks[256:, 352:]))
     config = TrainingConfig(n_iterations=20, validation_interval=10, tile_shape=(124, 124))
     result = run_to_completion(
-        train([image], [annotation], model=UNet(**TINY), config=config, seed=0,
-              device="cpu", validation=[val], dense=False)
+        train(
+            [image],
+            [annotation],
+            model=UNet(**TINY),
+            config=config,
+            seed=0,
+            device="cpu",
+            validation=[val],
+            dense=False,
+        )
     )
     scores = [p.validation_score for p in result.history if p.validation_score is not None]
     assert len(scores) == 2 and all(0 <= s <= 1 for s in scores)

@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 import pytest
-from skimage.segmentation import expand_labels
+from synthetic import voronoi_cells
 
 from napari_unet.annotation import BACKGROUND, annotation_to_target
 from napari_unet.weight_map import (
@@ -22,16 +22,6 @@ def touching_squares():
     labels[10:20, 10:20] = 2
     labels[10:20, 20:30] = 3
     return labels
-
-
-def voronoi_cells(shape, n_cells, seed, grow):
-    """Random touching cells (ids 1..n) with background where seeds are sparse."""
-    rng = np.random.default_rng(seed)
-    seeds = np.zeros(shape, np.int32)
-    seeds[rng.integers(0, shape[0], n_cells), rng.integers(0, shape[1], n_cells)] = np.arange(
-        1, n_cells + 1
-    )
-    return expand_labels(seeds, distance=grow)
 
 
 def assert_matches_reference(labels, **kwargs):

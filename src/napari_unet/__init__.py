@@ -58,6 +58,7 @@ _LAZY = {
 __all__ = ["__version__", *sorted(_LAZY)]
 
 if TYPE_CHECKING:  # pragma: no cover
+    # ruff: noqa: F401
     from napari_unet.annotation import annotation_to_target, validate_annotation
     from napari_unet.devices import available_devices, resolve_device, resolve_precision
     from napari_unet.instances import probabilities_to_labels

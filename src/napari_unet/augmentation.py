@@ -70,6 +70,7 @@ def elastic_displacement(
     grid : int
         Coarse grid points per axis (>= 2).
     rng : numpy.random.Generator
+        Source of randomness.
 
     Returns
     -------
@@ -103,6 +104,7 @@ def sampling_grid(
     config : AugmentationConfig or None
         ``None``: no geometric transform (an axis-aligned crop).
     rng : numpy.random.Generator
+        Source of randomness.
 
     Returns
     -------

@@ -31,7 +31,9 @@ def _segment(args) -> int:
     args.output.mkdir(parents=True, exist_ok=True)
     for path in files:
         image = read_image(path)
-        with tqdm(total=1.0, desc=path.name, unit="image", bar_format="{l_bar}{bar}| {elapsed}") as bar:
+        with tqdm(
+            total=1.0, desc=path.name, unit="image", bar_format="{l_bar}{bar}| {elapsed}"
+        ) as bar:
 
             def update(p, bar=bar):
                 bar.set_postfix_str(f"{p.device} {p.precision}", refresh=False)
@@ -70,7 +72,9 @@ def _train(args) -> int:
     images = image_files(args.images)
     annotations = image_files(args.annotations)
     if len(images) != len(annotations):
-        raise ValueError(f"{len(images)} images but {len(annotations)} annotations: give one per image")
+        raise ValueError(
+            f"{len(images)} images but {len(annotations)} annotations: give one per image"
+        )
     model = None if args.start_from == "scratch" else load_model(args.start_from)
     config = TrainingConfig(
         n_iterations=args.iterations,
@@ -107,9 +111,14 @@ def _weight_map(args) -> int:
 
     labels = read_image(args.annotation)
     class_weights = None if args.class_weights == "none" else "balanced"
-    weights = separation_border_weight_map(labels, args.w0, args.sigma, class_weights, dense=args.dense)
+    weights = separation_border_weight_map(
+        labels, args.w0, args.sigma, class_weights, dense=args.dense
+    )
     write_tiff(args.output, weights)
-    print(f"weight map {weights.shape}, range {weights.min():.3f}..{weights.max():.3f} -> {args.output}")
+    print(
+        f"weight map {weights.shape}, range {weights.min():.3f}..{weights.max():.3f}"
+        f" -> {args.output}"
+    )
     return 0
 
 
@@ -117,20 +126,34 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``napari-unet`` argument parser."""
     parser = argparse.ArgumentParser(
         prog="napari-unet",
-        description="U-Net (Ronneberger et al. 2015) cell segmentation: segment, train, weight maps.",
+        description="U-Net (Ronneberger et al. 2015) cell segmentation: "
+        "segment, train, weight maps.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
     seg = sub.add_parser("segment", help="segment images; writes <name>_masks.tif label images")
     seg.add_argument("inputs", nargs="+", help="image files or folders of images")
     seg.add_argument("-o", "--output", type=Path, required=True, help="output folder")
-    seg.add_argument("-m", "--model", default="default", help="model file or shipped name (default: %(default)s)")
+    seg.add_argument(
+        "-m", "--model", default="default", help="model file or shipped name (default: %(default)s)"
+    )
     seg.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
-    seg.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16", "float16"))
-    seg.add_argument("--tile-size", type=_tile, default=None, help="input tile, N or HxW pixels (default: automatic)")
-    seg.add_argument("--threshold", type=float, default=None, help="foreground probability threshold")
+    seg.add_argument(
+        "--precision", default="auto", choices=("auto", "float32", "bfloat16", "float16")
+    )
+    seg.add_argument(
+        "--tile-size",
+        type=_tile,
+        default=None,
+        help="input tile, N or HxW pixels (default: automatic)",
+    )
+    seg.add_argument(
+        "--threshold", type=float, default=None, help="foreground probability threshold"
+    )
     seg.add_argument("--min-size", type=int, default=None, help="smallest cell in pixels")
-    seg.add_argument("--probabilities", action="store_true", help="also write <name>_probabilities.tif")
+    seg.add_argument(
+        "--probabilities", action="store_true", help="also write <name>_probabilities.tif"
+    )
     seg.set_defaults(func=_segment)
 
     tr = sub.add_parser("train", help="train or fine-tune a model on image/annotation pairs")
@@ -141,25 +164,33 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="annotation files or folders, one per image: 0 not annotated, 1 background, 2.. cells",
     )
-    tr.add_argument("-o", "--output", type=Path, required=True, help="model file to write (.safetensors)")
+    tr.add_argument(
+        "-o", "--output", type=Path, required=True, help="model file to write (.safetensors)"
+    )
     tr.add_argument(
         "--from",
         dest="start_from",
         default="default",
         help="'default' (fine-tune the shipped model), a model file, or 'scratch'",
     )
-    tr.add_argument("--dense", action="store_true", help="annotations are dense: 0 = background, 1.. = cells")
+    tr.add_argument(
+        "--dense", action="store_true", help="annotations are dense: 0 = background, 1.. = cells"
+    )
     tr.add_argument("--iterations", type=int, default=200)
     tr.add_argument("--learning-rate", type=float, default=1e-3)
     tr.add_argument("--batch-size", type=int, default=2)
     tr.add_argument("--no-augmentation", action="store_true")
     tr.add_argument("--w0", type=float, default=10.0, help="separation-border weight (eq. 2)")
-    tr.add_argument("--sigma", type=float, default=5.0, help="separation-border width in pixels (eq. 2)")
+    tr.add_argument(
+        "--sigma", type=float, default=5.0, help="separation-border width in pixels (eq. 2)"
+    )
     tr.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     tr.add_argument("--seed", type=int, default=None)
     tr.set_defaults(func=_train)
 
-    wm = sub.add_parser("weight-map", help="write the separation-border weight map of an annotation")
+    wm = sub.add_parser(
+        "weight-map", help="write the separation-border weight map of an annotation"
+    )
     wm.add_argument("annotation", type=Path, help="annotation (label) image")
     wm.add_argument("-o", "--output", type=Path, required=True, help="float32 TIFF to write")
     wm.add_argument("--w0", type=float, default=10.0)

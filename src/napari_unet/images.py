@@ -79,7 +79,9 @@ def image_layout(image, rgb: bool | None = None) -> ImageLayout:
     if rgb is None:
         rgb = len(shape) >= 3 and shape[-1] in (3, 4) and shape[-2] > 4
     if rgb and (len(shape) < 3 or shape[-1] not in (3, 4)):
-        raise ValueError(f"image of shape {shape} is not RGB(A): its last axis must have length 3 or 4")
+        raise ValueError(
+            f"image of shape {shape} is not RGB(A): its last axis must have length 3 or 4"
+        )
     spatial_ndim_end = len(shape) - 1 if rgb else len(shape)
     if spatial_ndim_end < 2:
         raise ValueError(
@@ -189,6 +191,6 @@ def percentile_normalization(
 
 def normalize(plane, low: float, high: float) -> np.ndarray:
     """Return ``(plane - low) / (high - low)`` as float32 ``(…, Y, X)``."""
-    return ((np.asarray(plane, dtype=np.float32) - np.float32(low)) / np.float32(high - low)).astype(
-        np.float32, copy=False
-    )
+    return (
+        (np.asarray(plane, dtype=np.float32) - np.float32(low)) / np.float32(high - low)
+    ).astype(np.float32, copy=False)

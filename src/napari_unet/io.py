@@ -65,7 +65,9 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         from skimage.io import imread
 
         return imread(path)
-    raise ValueError(f"cannot read {path}: unknown image type {suffix!r} (use {', '.join(IMAGE_SUFFIXES)})")
+    raise ValueError(
+        f"cannot read {path}: unknown image type {suffix!r} (use {', '.join(IMAGE_SUFFIXES)})"
+    )
 
 
 def image_files(paths) -> list[Path]:
@@ -79,7 +81,9 @@ def image_files(paths) -> list[Path]:
     files: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            found = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+            found = sorted(
+                f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()
+            )
             if not found:
                 raise FileNotFoundError(f"folder {p} holds no image ({', '.join(IMAGE_SUFFIXES)})")
             files.extend(found)

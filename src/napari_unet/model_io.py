@@ -108,7 +108,11 @@ def load_model(path_or_name: str | os.PathLike = DEFAULT_MODEL_NAME) -> UNet:
     from safetensors import SafetensorError, safe_open
 
     path = Path(path_or_name)
-    if not path.exists() and str(path_or_name) == path.name and shipped_model_path(path.name).is_file():
+    if (
+        not path.exists()
+        and str(path_or_name) == path.name
+        and shipped_model_path(path.name).is_file()
+    ):
         path = shipped_model_path(path.name)
     if not path.is_file():
         raise FileNotFoundError(
@@ -135,6 +139,8 @@ def load_model(path_or_name: str | os.PathLike = DEFAULT_MODEL_NAME) -> UNet:
     try:
         model.load_state_dict(state)
     except RuntimeError as error:
-        raise ValueError(f"{path}: weights do not match the architecture {config}: {error}") from error
+        raise ValueError(
+            f"{path}: weights do not match the architecture {config}: {error}"
+        ) from error
     model.metadata = metadata
     return model.eval()

@@ -10,7 +10,12 @@ import numpy as np
 import torch
 
 from napari_unet.generators import run_to_completion
-from napari_unet.images import DEFAULT_PERCENTILES, image_layout, iter_planes, percentile_normalization
+from napari_unet.images import (
+    DEFAULT_PERCENTILES,
+    image_layout,
+    iter_planes,
+    percentile_normalization,
+)
 from napari_unet.instances import probabilities_to_labels
 from napari_unet.model_io import load_model
 from napari_unet.network import UNet
@@ -43,7 +48,9 @@ class SegmentProgress:
     @property
     def fraction(self) -> float:
         """Fraction of the whole job done, in [0, 1]."""
-        return ((self.plane_index - 1) + self.tile_index / max(self.n_tiles, 1)) / max(self.n_planes, 1)
+        return ((self.plane_index - 1) + self.tile_index / max(self.n_tiles, 1)) / max(
+            self.n_planes, 1
+        )
 
 
 @dataclass(frozen=True)
@@ -150,8 +157,14 @@ def iter_segment(
     probabilities = np.zeros(layout.labels_shape, np.float32)
     used_device = used_precision = ""
     for plane_number, (index, plane) in enumerate(iter_planes(image, layout), start=1):
-        if isinstance(plane, np.ndarray) and plane.dtype.kind == "f" and not np.isfinite(plane).all():
-            raise ValueError("image contains NaN or infinite values; replace them before segmenting")
+        if (
+            isinstance(plane, np.ndarray)
+            and plane.dtype.kind == "f"
+            and not np.isfinite(plane).all()
+        ):
+            raise ValueError(
+                "image contains NaN or infinite values; replace them before segmenting"
+            )
         low, high = percentile_normalization(plane, percentiles)
         tiles = iter_predict_tiled(
             plane,
@@ -181,7 +194,9 @@ def iter_segment(
             )
         probabilities[index] = foreground
         labels[index] = probabilities_to_labels(foreground, threshold, min_size, gap)
-    return SegmentResult(labels, probabilities, used_device, used_precision, time.perf_counter() - started)
+    return SegmentResult(
+        labels, probabilities, used_device, used_precision, time.perf_counter() - started
+    )
 
 
 def segment(image, model: UNet | str | None = None, **options) -> np.ndarray:

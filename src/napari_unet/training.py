@@ -36,7 +36,13 @@ from napari_unet.augmentation import (
     warp_labels,
 )
 from napari_unet.devices import resolve_device, resolve_precision
-from napari_unet.images import DEFAULT_PERCENTILES, image_layout, iter_planes, normalize, percentile_normalization
+from napari_unet.images import (
+    DEFAULT_PERCENTILES,
+    image_layout,
+    iter_planes,
+    normalize,
+    percentile_normalization,
+)
 from napari_unet.network import UNet, UNetConfig
 from napari_unet.weight_map import separation_border_weight_map
 
@@ -58,8 +64,8 @@ class TrainingConfig:
     batch_size : int
         Tiles per step (the paper: one large tile).
     tile_shape : (int, int) or None
-        Spatial *input* tile shape, pixels; must be valid for the network. ``None``:
-        the smallest valid input whose output is at least 100×100.
+        Spatial *input* tile shape, pixels, rounded up to the next shape valid for the
+        network. ``None``: the smallest valid input whose output is at least 100×100.
     augment : bool
         Random shift, rotation, flip, scale, gray values and elastic deformation.
     augmentation : AugmentationConfig
@@ -190,10 +196,11 @@ def _prepare(
         raise ValueError("no training images given")
     if len(images) != len(annotations):
         raise ValueError(
-            f"got {len(images)} images but {len(annotations)} annotations; give one annotation per image"
+            f"got {len(images)} images but {len(annotations)} annotations; "
+            "give one annotation per image"
         )
     samples = []
-    for n, (image, annotation) in enumerate(zip(images, annotations)):
+    for n, (image, annotation) in enumerate(zip(images, annotations, strict=True)):
         layout = image_layout(image)
         annotation = np.asarray(annotation)
         if annotation.shape != layout.labels_shape:
@@ -219,7 +226,9 @@ def _prepare(
                 )
             )
     if not samples or not any(len(s.annotated) for s in samples):
-        raise ValueError("no annotated pixel: paint background (label 1) and cells (labels 2, 3, …)")
+        raise ValueError(
+            "no annotated pixel: paint background (label 1) and cells (labels 2, 3, …)"
+        )
     has_cell = any((s.target.ravel()[s.annotated] == 1).any() for s in samples)
     has_background = any((s.target.ravel()[s.annotated] == 0).any() for s in samples)
     if not has_cell:
@@ -289,7 +298,12 @@ def _validation_score(model: UNet, pairs, config: TrainingConfig, dense: bool, d
         target = annotation_to_target(np.asarray(annotation), dense=dense, gap=config.gap)
         low, high = percentile_normalization(image, config.percentiles)
         prob = predict_tiled(
-            image, model, normalization=(low, high), device=device, precision="float32", output_classes=(1,)
+            image,
+            model,
+            normalization=(low, high),
+            device=device,
+            precision="float32",
+            output_classes=(1,),
         )[0]
         predicted = (prob > 0.5) & target.mask
         truth = (target.target == 1) & target.mask
@@ -325,6 +339,7 @@ def train(
     model : UNet, optional
         Network to fine-tune (copied, never modified). ``None``: train from scratch.
     config : TrainingConfig, optional
+        Settings; defaults of :class:`TrainingConfig` when ``None``.
     device : str or torch.device
         ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"mps"``.
     dense : bool
@@ -374,7 +389,10 @@ def train(
     if device.type != "mps":
         model = model.to(memory_format=torch.channels_last)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    tile_shape = tuple(config.tile_shape) if config.tile_shape else model.input_shape_for_output((100, 100))
+    if config.tile_shape:  # rounded up to the next valid input shape, like prediction tiles
+        tile_shape = model.valid_input_shape(tuple(config.tile_shape))
+    else:
+        tile_shape = model.input_shape_for_output((100, 100))
     out_shape = model.valid_output_shape(tile_shape)
     if config.optimizer == "adam":
         optimizer = torch.optim.Adam(
@@ -422,11 +440,14 @@ def train(
         value = float(loss.detach())
         if not math.isfinite(value):
             raise FloatingPointError(
-                f"training diverged at iteration {iteration} (loss {value}); lower the learning rate"
+                f"training diverged at iteration {iteration} (loss {value}); "
+                "lower the learning rate"
             )
         smoothed = value if not math.isfinite(smoothed) else 0.9 * smoothed + 0.1 * value
         score = None
-        if validation and (iteration % config.validation_interval == 0 or iteration == config.n_iterations):
+        if validation and (
+            iteration % config.validation_interval == 0 or iteration == config.n_iterations
+        ):
             model.eval()
             score = _validation_score(model, validation, config, dense, device)
             model.train()

@@ -99,22 +99,18 @@ class SegmentWidget(Container):
         self.info = message_label()
         self.export_button = PushButton(text="Export masks…")
         self.export_button.tooltip = "Write the last segmentation as an ImageJ-compatible TIFF"
-        self.extend(
-            [
-                self.image_layer,
-                self.model,
-                self.model_file,
-                self.auto_tile,
-                self.tile_size,
-                self.precision,
-                self.device,
-                self.add_probabilities,
-                self.run_button,
-                self.progress,
-                self.info,
-                self.export_button,
-            ]
+        # the inputs, disabled while a segmentation runs
+        self._inputs = (
+            self.image_layer,
+            self.model,
+            self.model_file,
+            self.auto_tile,
+            self.tile_size,
+            self.precision,
+            self.device,
+            self.add_probabilities,
         )
+        self.extend([*self._inputs, self.run_button, self.progress, self.info, self.export_button])
         self._update_model_choices(select_best=True)
 
         self.model.changed.connect(guard(self._on_model_choice))
@@ -220,16 +216,7 @@ class SegmentWidget(Container):
 
     def _set_running(self, running: bool) -> None:
         self.run_button.text = "Cancel" if running else "Segment"
-        for widget in (
-            self.image_layer,
-            self.model,
-            self.model_file,
-            self.auto_tile,
-            self.tile_size,
-            self.precision,
-            self.device,
-            self.add_probabilities,
-        ):
+        for widget in self._inputs:
             widget.enabled = not running
         if not running:
             self.tile_size.enabled = not self.auto_tile.value
