@@ -106,6 +106,11 @@ def main() -> None:
     def grey(image):
         return next(iter_planes(image, image_layout(image)))[1]
 
+    init = None
+    if args.init:
+        from napari_unet.model_io import load_model
+
+        init = load_model(args.init)
     generator = train(
         [i.image for i in train_items],
         [i.masks for i in train_items],
@@ -114,6 +119,7 @@ def main() -> None:
         dense=True,
         stop=stop,
         seed=args.seed,
+        model=init,
         validation=[(grey(i.image), i.masks) for i in val_scored],
         model_config=UNetConfig(
             depth=args.depth, base_channels=args.base_channels, batch_norm=True
@@ -141,8 +147,8 @@ def main() -> None:
         r = run_to_completion(iter_segment(item.image, model, precision="float32"))
         probabilities.append(r.probabilities)
     best = None
-    for threshold in (0.4, 0.5, 0.6):
-        for min_size in (8, 16, 32):
+    for threshold in (0.5, 0.6, 0.7, 0.8):
+        for min_size in (16, 32, 48, 64):
             ap = float(
                 np.mean(
                     [
@@ -156,7 +162,12 @@ def main() -> None:
             print(f"  threshold {threshold} min_size {min_size}: val AP@0.5 {ap:.4f}", flush=True)
             if best is None or ap > best[0]:
                 best = (ap, threshold, min_size)
+    earlier = [] if init is None else init.metadata.get("training_stages", [init.metadata["training"]])
+    earlier_scripts = [] if init is None else init.metadata.get("script", [])
+    if isinstance(earlier_scripts, str):
+        earlier_scripts = [earlier_scripts]
     model.metadata.update(
+        training_stages=[*earlier, model.metadata["training"]],
         name="default",
         description=(
             "napari-unet default nuclei model: U-Net trained on the train splits of BBBC039 "
@@ -171,7 +182,7 @@ def main() -> None:
             },
             "excluded": "DSB2018 grey brightfield images",
         },
-        script="scripts/train_default_model.py " + " ".join(sys.argv[1:]),
+        script=[*earlier_scripts, "scripts/train_default_model.py " + " ".join(sys.argv[1:])],
     )
     save_model(model, args.output, dtype=torch.float16)
     print(
