@@ -37,6 +37,48 @@ from napari_unet.segmentation import iter_segment  # noqa: E402
 from napari_unet.training import TrainingConfig, train  # noqa: E402
 
 
+def choose_postprocessing(model, val_items) -> tuple[float, float, int]:
+    """(val AP@0.5, threshold, min_size) with the best mean AP@0.5 on ``val_items``."""
+    probabilities = [
+        run_to_completion(iter_segment(i.image, model, precision="float32")).probabilities
+        for i in val_items
+    ]
+    best = None
+    for threshold in (0.4, 0.5, 0.6, 0.7, 0.8):
+        for min_size in (8, 16, 32, 48, 64):
+            ap = float(
+                np.mean(
+                    [
+                        average_precision(
+                            i.masks, probabilities_to_labels(pb, threshold, min_size, 2)
+                        )
+                        for i, pb in zip(val_items, probabilities, strict=True)
+                    ]
+                )
+            )
+            print(f"  threshold {threshold} min_size {min_size}: val AP@0.5 {ap:.4f}", flush=True)
+            if best is None or ap > best[0]:
+                best = (ap, threshold, min_size)
+    return best
+
+
+def postprocess_only(path: Path, output: Path) -> None:
+    """Re-choose threshold and smallest cell of a trained model on the val splits."""
+    from napari_unet.model_io import load_model
+
+    model = load_model(path)
+    val_items = [
+        i for d in ("bbbc039", "dsb2018") for i in load(d, "val") if i.kind != "grey brightfield"
+    ]
+    best = choose_postprocessing(model, val_items)
+    model.metadata.update(
+        postprocessing={"threshold": best[1], "min_size": best[2]},
+        validation={"ap50": best[0], "n_images": len(val_items)},
+    )
+    save_model(model, output, dtype=torch.float16)
+    print(f"saved {output}; val AP@0.5 {best[0]:.4f} at {best[1:]}", flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -54,13 +96,23 @@ def main() -> None:
     p.add_argument(
         "--limit", type=int, default=None, help="images per dataset and split (smoke tests)"
     )
+    p.add_argument("--init", default=None, help="model file to continue from (warm restart)")
     p.add_argument("--seed", type=int, default=2015)
     p.add_argument("--device", default="auto")
     p.add_argument(
         "--output", type=Path, default=Path("src/napari_unet/models/default.safetensors")
     )
     p.add_argument("--log", type=Path, default=Path("runs/default_model_log.jsonl"))
+    p.add_argument(
+        "--postprocess-only",
+        type=Path,
+        default=None,
+        help="only re-choose the post-processing of this model on val, write it to --output",
+    )
     args = p.parse_args()
+    if args.postprocess_only:
+        postprocess_only(args.postprocess_only, args.output)
+        return
     torch.manual_seed(args.seed)
 
     t0 = time.time()
@@ -142,27 +194,10 @@ def main() -> None:
     model = result.model
     print(f"best iteration {result.best_iteration}; choosing post-processing on val", flush=True)
 
-    probabilities = []
-    for item in val_items:
-        r = run_to_completion(iter_segment(item.image, model, precision="float32"))
-        probabilities.append(r.probabilities)
-    best = None
-    for threshold in (0.5, 0.6, 0.7, 0.8):
-        for min_size in (16, 32, 48, 64):
-            ap = float(
-                np.mean(
-                    [
-                        average_precision(
-                            i.masks, probabilities_to_labels(pb, threshold, min_size, 2)
-                        )
-                        for i, pb in zip(val_items, probabilities, strict=True)
-                    ]
-                )
-            )
-            print(f"  threshold {threshold} min_size {min_size}: val AP@0.5 {ap:.4f}", flush=True)
-            if best is None or ap > best[0]:
-                best = (ap, threshold, min_size)
-    earlier = [] if init is None else init.metadata.get("training_stages", [init.metadata["training"]])
+    best = choose_postprocessing(model, val_items)
+    earlier = (
+        [] if init is None else init.metadata.get("training_stages", [init.metadata["training"]])
+    )
     earlier_scripts = [] if init is None else init.metadata.get("script", [])
     if isinstance(earlier_scripts, str):
         earlier_scripts = [earlier_scripts]
