@@ -44,7 +44,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--base-channels", type=int, default=16, help="small network width")
     parser.add_argument("--depth", type=int, default=5)
     parser.add_argument(
-        "--model", default=None, help="model file or shipped name instead of --depth/--base-channels"
+        "--model",
+        default=None,
+        help="model file or shipped name instead of --depth/--base-channels",
     )
     parser.add_argument("--conv-size", type=int, default=512, help="(1): conv input side")
     parser.add_argument("--size", type=int, default=2048, help="(3): image side, pixels")

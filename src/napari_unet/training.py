@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
+import torch._dynamo  # noqa: F401
 import torch.nn.functional as F
 
 from napari_unet.annotation import annotation_to_target
@@ -45,6 +46,11 @@ from napari_unet.images import (
 )
 from napari_unet.network import UNet, UNetConfig
 from napari_unet.weight_map import separation_border_weight_map
+
+# ``import torch._dynamo`` above: PyTorch's optimisers import it (about 800 modules, 1 s)
+# the first time one is created. Done here, at import time on the caller's thread (the
+# Train widget imports this module when it is built), rather than inside a background
+# training thread, where the imports hold the GIL and freeze the GUI for ~100-200 ms.
 
 #: Architecture used when training starts from scratch: small enough to train on a
 #: laptop CPU, deep enough (receptive field ~ 140 px) for nuclei and most cells.
