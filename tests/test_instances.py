@@ -38,3 +38,12 @@ def test_bad_input():
         probabilities_to_labels(np.zeros((2, 3, 4)))
     with pytest.raises(ValueError, match="threshold"):
         probabilities_to_labels(np.zeros((3, 4)), threshold=1.5)
+
+
+def test_growing_in_bands_equals_growing_the_whole_image(sample_masks, monkeypatch):
+    import napari_unet.instances as instances
+
+    target = annotation_to_target(sample_masks, dense=True, gap=1).target.astype(np.float32)
+    whole = probabilities_to_labels(target, min_size=1, gap=2)
+    monkeypatch.setattr(instances, "_BAND_ROWS", 7)
+    np.testing.assert_array_equal(probabilities_to_labels(target, min_size=1, gap=2), whole)

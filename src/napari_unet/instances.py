@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage as ndi
-from skimage.segmentation import expand_labels, relabel_sequential
+from skimage.segmentation import expand_labels
 
 
 def probabilities_to_labels(
@@ -47,24 +47,41 @@ def probabilities_to_labels(
         raise ValueError(f"foreground probability must be 2D (Y, X), got shape {foreground.shape}")
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"threshold must be in (0, 1), got {threshold}")
-    cells = foreground > threshold
-    labels, n = ndi.label(cells, structure=np.ones((3, 3), bool))
+    labels, n = ndi.label(foreground > threshold, structure=np.ones((3, 3), bool))
     if n == 0:
-        return labels.astype(np.int32)
-    if min_size > 1:
-        sizes = np.bincount(labels.ravel())
-        small = sizes < min_size
-        small[0] = False
-        if small.any():
-            labels[small[labels]] = 0
-    if gap > 0:
-        grown = expand_labels(labels, distance=gap)
-        footprint = np.ones((2 * gap + 1, 2 * gap + 1), bool)
-        # A pixel lies in a gap between two cells when the largest and the smallest
-        # non-zero label in its neighbourhood differ.
-        big = np.iinfo(labels.dtype).max
-        highest = ndi.maximum_filter(labels, footprint=footprint)
-        lowest = ndi.minimum_filter(np.where(labels > 0, labels, big), footprint=footprint)
-        between = (labels == 0) & (grown > 0) & (highest != lowest) & (lowest != big)
-        labels = np.where(between, grown, labels)
-    return relabel_sequential(labels)[0].astype(np.int32, copy=False)
+        return labels.astype(np.int32, copy=False)
+    # Drop small objects and renumber the rest 1..N in raster order, in one lookup.
+    keep = np.bincount(labels.ravel(), minlength=n + 1) >= max(min_size, 1)
+    keep[0] = False
+    forward = np.zeros(n + 1, np.int32)
+    forward[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
+    labels = forward[labels]
+    if gap <= 0:
+        return labels
+    # Growing is local (reach ``gap``), so it runs in bands of rows with a halo: the
+    # working set stays bounded on huge images.
+    grown = labels.copy()
+    halo = gap + 1
+    for start in range(0, labels.shape[0], _BAND_ROWS):
+        stop = min(start + _BAND_ROWS, labels.shape[0])
+        top = max(start - halo, 0)
+        band = _grow_into_gaps(labels[top : min(stop + halo, labels.shape[0])], gap)
+        grown[start:stop] = band[start - top : start - top + stop - start]
+    return grown
+
+
+#: Rows per band when growing cells back over the separation gaps.
+_BAND_ROWS = 1024
+
+
+def _grow_into_gaps(labels: np.ndarray, gap: int) -> np.ndarray:
+    """Grow cells by up to ``gap`` px into background that lies between two cells."""
+    grown = expand_labels(labels, distance=gap)
+    footprint = np.ones((2 * gap + 1, 2 * gap + 1), bool)
+    # A pixel lies in a gap between two cells when the largest and the smallest
+    # non-zero label in its neighbourhood differ.
+    big = np.iinfo(labels.dtype).max
+    highest = ndi.maximum_filter(labels, footprint=footprint)
+    lowest = ndi.minimum_filter(np.where(labels > 0, labels, big), footprint=footprint)
+    between = (labels == 0) & (grown > 0) & (highest != lowest) & (lowest != big)
+    return np.where(between, grown, labels)

@@ -153,8 +153,9 @@ def iter_segment(
     min_size = int(post.get("min_size", 16) if min_size is None else min_size)
     # Cells lost ``gap`` px per side to the separation border: grow back across 2 * gap.
     gap = 2 * int(metadata.get("gap", 1))
-    labels = np.zeros(layout.labels_shape, np.int32)
-    probabilities = np.zeros(layout.labels_shape, np.float32)
+    if layout.leading_shape:  # a stack: planes are written into these
+        labels = np.zeros(layout.labels_shape, np.int32)
+        probabilities = np.zeros(layout.labels_shape, np.float32)
     used_device = used_precision = ""
     for plane_number, (index, plane) in enumerate(iter_planes(image, layout), start=1):
         if (
@@ -192,8 +193,11 @@ def iter_segment(
                 used_device,
                 used_precision,
             )
-        probabilities[index] = foreground
-        labels[index] = probabilities_to_labels(foreground, threshold, min_size, gap)
+        plane_labels = probabilities_to_labels(foreground, threshold, min_size, gap)
+        if layout.leading_shape:
+            probabilities[index], labels[index] = foreground, plane_labels
+        else:  # one plane: no copy of the (possibly huge) results
+            probabilities, labels = foreground, plane_labels
     return SegmentResult(
         labels, probabilities, used_device, used_precision, time.perf_counter() - started
     )
