@@ -13,7 +13,6 @@ import tempfile
 import time
 from importlib.resources import files
 
-import numpy as np
 import tifffile
 import zarr
 
