@@ -177,10 +177,13 @@ def percentile_normalization(
     Raises
     ------
     ValueError
-        If the image contains NaN or infinite values.
+        If the image contains NaN or infinite values (checked on every pixel of a
+        numpy array, on the subsample of a lazy one).
     """
     values = _sample(plane)
-    if values.dtype.kind == "f" and not np.isfinite(values).all():
+    # all pixels of an in-memory image; the sample of a lazy (dask, zarr) one
+    checked = plane if isinstance(plane, np.ndarray) else values
+    if checked.dtype.kind == "f" and not np.isfinite(checked).all():
         raise ValueError("image contains NaN or infinite values; replace them before segmenting")
     low, high = np.percentile(values, percentiles)
     low, high = float(low), float(high)

@@ -158,14 +158,6 @@ def iter_segment(
         probabilities = np.zeros(layout.labels_shape, np.float32)
     used_device = used_precision = ""
     for plane_number, (index, plane) in enumerate(iter_planes(image, layout), start=1):
-        if (
-            isinstance(plane, np.ndarray)
-            and plane.dtype.kind == "f"
-            and not np.isfinite(plane).all()
-        ):
-            raise ValueError(
-                "image contains NaN or infinite values; replace them before segmenting"
-            )
         low, high = percentile_normalization(plane, percentiles)
         tiles = iter_predict_tiled(
             plane,

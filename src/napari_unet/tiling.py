@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from napari_unet.devices import available_memory, resolve_device, resolve_precision
+from napari_unet.generators import run_to_completion
 from napari_unet.network import UNet
 
 #: Largest tile *output* side chosen automatically, in pixels, per device type. For depth
@@ -482,12 +483,7 @@ def predict_tiled(image, model: UNet, **options) -> np.ndarray:
     ValueError
         See :func:`iter_predict_tiled`.
     """
-    tiles = iter_predict_tiled(image, model, **options)
-    while True:
-        try:
-            next(tiles)
-        except StopIteration as done:
-            return done.value
+    return run_to_completion(iter_predict_tiled(image, model, **options))
 
 
 def predict_whole(
