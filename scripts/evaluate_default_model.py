@@ -25,10 +25,9 @@ from skimage.morphology import remove_small_objects
 from skimage.segmentation import watershed
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from nuclei_data import load  # noqa: E402
+from nuclei_data import grey, load  # noqa: E402
 
 from napari_unet.generators import run_to_completion  # noqa: E402
-from napari_unet.images import image_layout, iter_planes  # noqa: E402
 from napari_unet.metrics import average_precision, seg_score  # noqa: E402
 from napari_unet.model_io import load_model  # noqa: E402
 from napari_unet.segmentation import iter_segment  # noqa: E402
@@ -48,10 +47,6 @@ def classical_baseline(gray: np.ndarray, sigma: float = 2.0, min_distance: int =
     return watershed(-distance, markers, mask=mask)
 
 
-def _grey(image) -> np.ndarray:
-    return np.asarray(next(iter_planes(image, image_layout(image)))[1])
-
-
 def tune_baseline(dataset: str, n: int = 20) -> int:
     """The watershed's ``min_distance`` with the best mean AP@0.5 on ``n`` val images."""
     items = load(dataset, "val", n)
@@ -59,7 +54,7 @@ def tune_baseline(dataset: str, n: int = 20) -> int:
         (
             np.mean(
                 [
-                    average_precision(i.masks, classical_baseline(_grey(i.image), min_distance=d))
+                    average_precision(i.masks, classical_baseline(grey(i.image), min_distance=d))
                     for i in items
                 ]
             ),
@@ -90,7 +85,7 @@ def main() -> None:
             t0 = time.perf_counter()
             result = run_to_completion(iter_segment(item.image, model, precision=args.precision))
             seconds += time.perf_counter() - t0
-            baseline = classical_baseline(_grey(item.image), min_distance=min_distance)
+            baseline = classical_baseline(grey(item.image), min_distance=min_distance)
             groups = [dataset] + ([f"{dataset} {item.kind}"] if dataset == "dsb2018" else [])
             for group in groups:
                 for method, labels in (

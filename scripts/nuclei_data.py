@@ -25,6 +25,13 @@ class Item:
     kind: str  # "fluorescence", "colour", "grey brightfield"
 
 
+def grey(image: np.ndarray) -> np.ndarray:
+    """The 2D grey plane the network sees (RGB: luminance, inverted on bright background)."""
+    from napari_unet.images import image_layout, iter_planes
+
+    return np.asarray(next(iter_planes(image, image_layout(image)))[1])
+
+
 def _split(folder: Path) -> dict[str, str]:
     with open(folder / "split.tsv") as f:
         return {row["name"]: row["split"] for row in csv.DictReader(f, delimiter="\t")}

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from nuclei_data import load  # noqa: E402
+from nuclei_data import grey, load  # noqa: E402
 
 from napari_unet.augmentation import AugmentationConfig  # noqa: E402
 from napari_unet.generators import run_to_completion  # noqa: E402
@@ -153,11 +153,6 @@ def main() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     # Validation pairs: dense masks as ground truth; grey planes so RGB inversion applies.
-    from napari_unet.images import image_layout, iter_planes
-
-    def grey(image):
-        return next(iter_planes(image, image_layout(image)))[1]
-
     init = None
     if args.init:
         from napari_unet.model_io import load_model

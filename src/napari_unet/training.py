@@ -295,24 +295,31 @@ def weighted_cross_entropy(
     return (ce * weights).sum() / weights.sum().clamp_min(1e-8)
 
 
-def _validation_score(model: UNet, pairs, config: TrainingConfig, dense: bool, device) -> float:
-    """Foreground IoU on the annotated pixels of validation pairs."""
+def _prepare_validation(pairs, config: TrainingConfig, dense: bool) -> list:
+    """Per validation pair, once: (image, normalisation, truth, annotated mask)."""
+    prepared = []
+    for image, annotation in pairs:
+        target = annotation_to_target(np.asarray(annotation), dense=dense, gap=config.gap)
+        normalization = percentile_normalization(image, config.percentiles)
+        prepared.append((image, normalization, (target.target == 1) & target.mask, target.mask))
+    return prepared
+
+
+def _validation_score(model: UNet, prepared: list, device) -> float:
+    """Foreground IoU on the annotated pixels of validation pairs (see _prepare_validation)."""
     from napari_unet.tiling import predict_tiled
 
     intersection = union = 0
-    for image, annotation in pairs:
-        target = annotation_to_target(np.asarray(annotation), dense=dense, gap=config.gap)
-        low, high = percentile_normalization(image, config.percentiles)
+    for image, normalization, truth, mask in prepared:
         prob = predict_tiled(
             image,
             model,
-            normalization=(low, high),
+            normalization=normalization,
             device=device,
             precision="float32",
             output_classes=(1,),
         )[0]
-        predicted = (prob > 0.5) & target.mask
-        truth = (target.target == 1) & target.mask
+        predicted = (prob > 0.5) & mask
         intersection += int((predicted & truth).sum())
         union += int((predicted | truth).sum())
     return intersection / union if union else 1.0
@@ -381,6 +388,7 @@ def train(
     config = config or TrainingConfig()
     device = resolve_device(device)
     samples = _prepare(images, annotations, config, dense)
+    validation_data = _prepare_validation(validation or [], config, dense)
     rng = np.random.default_rng(seed)
     if seed is not None:
         torch.manual_seed(seed)
@@ -455,7 +463,7 @@ def train(
             iteration % config.validation_interval == 0 or iteration == config.n_iterations
         ):
             model.eval()
-            score = _validation_score(model, validation, config, dense, device)
+            score = _validation_score(model, validation_data, device)
             model.train()
             if score > best_score:
                 best_score, best_state, best_iteration = score, snapshot(), iteration

@@ -135,8 +135,7 @@ class TrainWidget(Container):
         try:
             images, annotations = self.data.copy_data(dense=dense)
             model, model_config, source = settings.starting_model(session)
-            depth = (model.config if model is not None else model_config).depth
-            config = settings.config(depth, session.w0, session.sigma)
+            config = settings.config(session.w0, session.sigma)
         except (ValueError, FileNotFoundError) as error:
             show_error(f"Cannot start training: {error}")
             return None

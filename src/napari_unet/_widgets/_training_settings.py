@@ -17,17 +17,6 @@ START_FROM = {
 }
 
 
-def valid_tile_size(size: int, depth: int) -> int:
-    """Return the smallest valid square input tile of at least ``size`` pixels.
-
-    Valid shapes of a U-Net depend only on its ``depth`` (every feature map before a
-    max-pooling must have an even size), so a one-channel-wide network is enough.
-    """
-    from napari_unet.network import UNet, UNetConfig
-
-    return UNet(config=UNetConfig(depth=depth, base_channels=1)).valid_input_shape((size, size))[0]
-
-
 class TrainingSettings(Container):
     """Where training starts from, and the :class:`~napari_unet.training.TrainingConfig`.
 
@@ -139,27 +128,24 @@ class TrainingSettings(Container):
         )
         return None, config, "scratch"
 
-    def config(self, depth: int, w0: float, sigma: float):
+    def config(self, w0: float, sigma: float):
         """Return the :class:`~napari_unet.training.TrainingConfig` of these settings.
+
+        The tile size is rounded up to a valid one by :func:`~napari_unet.training.train`.
 
         Parameters
         ----------
-        depth : int
-            Depth of the network to train (to round the tile to a valid size).
         w0, sigma : float
             Weight-map parameters (eq. 2), from the session.
         """
         from napari_unet.training import TrainingConfig
 
-        tile_shape = None
-        if self.tile_size.value:
-            size = valid_tile_size(int(self.tile_size.value), depth)
-            tile_shape = (size, size)
+        size = int(self.tile_size.value)
         return TrainingConfig(
             n_iterations=int(self.n_iterations.value),
             learning_rate=float(self.learning_rate.value),
             batch_size=int(self.batch_size.value),
-            tile_shape=tile_shape,
+            tile_shape=(size, size) if size else None,
             augment=bool(self.augment.value),
             w0=w0,
             sigma=sigma,
