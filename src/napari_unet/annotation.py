@@ -19,6 +19,7 @@ instances again.
 
 from __future__ import annotations
 
+import math
 import operator
 from dataclasses import dataclass
 
@@ -27,10 +28,15 @@ from scipy import ndimage as ndi
 
 __all__ = [
     "BACKGROUND",
+    "BOUNDARY_WIDTH",
+    "DEFAULT_N_CLASSES",
     "FIRST_CELL",
+    "TARGET_CLASSES",
     "NOT_ANNOTATED",
     "Target",
     "annotation_to_target",
+    "check_object_size",
+    "estimate_object_size",
     "validate_annotation",
 ]
 
@@ -40,6 +46,24 @@ BACKGROUND = 1
 """Label of pixels painted explicitly as background."""
 FIRST_CELL = 2
 """Smallest label of an annotated cell; every cell has its own id ``>= FIRST_CELL``."""
+
+BOUNDARY_WIDTH = 2
+"""Default width (pixels) of the cell-boundary class of the three-class target."""
+
+DEFAULT_N_CLASSES = 3
+"""Classes of a new network's target (:data:`TARGET_CLASSES`): the three-class target,
+which splits touching cells best (docs/method.md)."""
+
+TARGET_CLASSES = {
+    2: ("background", "cell"),
+    3: ("background", "cell interior", "cell boundary"),
+}
+"""Class names of the training targets by number of classes (index = class value).
+
+Two classes are the paper's target (touching cells separated by a carved background
+gap); three classes add the inner rim of every cell as its own class (Caicedo et al.,
+Cytometry A 95:952, 2019), which lets the instance step split touching cells by seeded
+watershed (:func:`napari_unet.instances.boundary_watershed`)."""
 
 _LEGEND = "0 = not annotated, 1 = background, 2, 3, ... = one id per cell"
 
@@ -51,20 +75,26 @@ class Target:
     Attributes
     ----------
     target : numpy.ndarray
-        ``uint8``, shape ``(Y, X)``: ``0`` = background (including the separation gaps
-        between touching cells and all non-annotated pixels), ``1`` = cell.
+        ``uint8``, shape ``(Y, X)``, class per pixel (:data:`TARGET_CLASSES`). Two
+        classes: ``0`` = background (including the separation gaps between touching
+        cells and all non-annotated pixels), ``1`` = cell. Three classes: ``0`` =
+        background, ``1`` = cell interior, ``2`` = cell boundary.
     mask : numpy.ndarray
         ``bool``, shape ``(Y, X)``: ``True`` where the pixel is annotated (counts in
         the loss). Gap pixels carved out of cells stay ``True``.
     instances : numpy.ndarray
-        ``int32``, shape ``(Y, X)``: the cell id of every cell pixel left after the
-        separation gap was carved, ``0`` elsewhere. Ids are those of the input labels
-        (``>= 2`` for a partial annotation, ``>= 1`` for dense labels).
+        ``int32``, shape ``(Y, X)``: the cell id of every pixel of class 1 (cell, or
+        cell interior), ``0`` elsewhere. Ids are those of the input labels (``>= 2``
+        for a partial annotation, ``>= 1`` for dense labels). These are the "cells"
+        whose distances ``d1``, ``d2`` enter the weight map (eq. 2).
+    n_classes : int
+        2 or 3, see :data:`TARGET_CLASSES`.
     """
 
     target: np.ndarray
     mask: np.ndarray
     instances: np.ndarray
+    n_classes: int = 2
 
 
 def _as_labels(labels) -> np.ndarray:
@@ -177,8 +207,23 @@ def validate_annotation(labels, image_shape=None, dense: bool = False) -> np.nda
     return labels
 
 
-def annotation_to_target(labels, dense: bool = False, gap: int = 1) -> Target:
-    """Turn an annotation into the two-class target, its mask and the cell instances.
+def annotation_to_target(
+    labels,
+    dense: bool = False,
+    gap: int = 1,
+    *,
+    n_classes: int = 2,
+    boundary_width: int = BOUNDARY_WIDTH,
+) -> Target:
+    """Turn an annotation into the training target, its mask and the cell instances.
+
+    Three classes (``n_classes=3``): every cell pixel within ``boundary_width``
+    pixels (chessboard distance) of a pixel that is not of the same cell (another
+    cell, background, or not annotated; the image edge does not count) is class 2,
+    *cell boundary*; the rest of the cell is class 1, *cell interior*. Two touching
+    cells are then separated by ``2 * boundary_width`` px of boundary class, and
+    ``gap`` is not used. Two classes (default, the paper's target) are described
+    below.
 
     Where two different cells touch, a separation gap is carved: a pixel of cell
     ``i`` becomes background if a pixel of a different cell ``j`` lies within
@@ -201,20 +246,25 @@ def annotation_to_target(labels, dense: bool = False, gap: int = 1) -> Target:
         Interpret ``labels`` as dense ground truth: every pixel is annotated.
     gap : int, default 1
         Pixels removed from each cell along a contact with another cell (chessboard
-        distance, pixels). ``0`` disables the separation border.
+        distance, pixels). ``0`` disables the separation border. Two classes only.
+    n_classes : {2, 3}, default 2
+        Background/cell, or background/cell interior/cell boundary.
+    boundary_width : int, default :data:`BOUNDARY_WIDTH`
+        Width of the boundary class (pixels, >= 1). Three classes only.
 
     Returns
     -------
     Target
-        ``target`` (``uint8``, ``(Y, X)``, 0 = background, 1 = cell), ``mask``
+        ``target`` (``uint8``, ``(Y, X)``, class per pixel), ``mask``
         (``bool``, ``(Y, X)``, annotated pixels) and ``instances`` (``int32``,
         ``(Y, X)``, cell ids after carving, 0 elsewhere).
 
     Raises
     ------
     ValueError
-        If ``labels`` is not a 2D array of non-negative whole numbers, or ``gap`` is
-        not a non-negative integer. Content (empty, one class) is not checked; use
+        If ``labels`` is not a 2D array of non-negative whole numbers, ``gap`` is
+        not a non-negative integer, ``n_classes`` is not 2 or 3, or
+        ``boundary_width`` is not a positive integer. Content (empty, one class) is not checked; use
         :func:`validate_annotation` before training.
 
     Notes
@@ -232,9 +282,13 @@ def annotation_to_target(labels, dense: bool = False, gap: int = 1) -> Target:
     if gap < 0:
         raise ValueError(f"gap must be a non-negative integer (pixels), got {gap}")
 
+    if n_classes not in TARGET_CLASSES:
+        raise ValueError(f"n_classes must be 2 or 3, got {n_classes!r}")
     first_cell = 1 if dense else FIRST_CELL
     mask = np.ones(labels.shape, bool) if dense else labels != NOT_ANNOTATED
     instances = _cell_ids_int32(labels, first_cell)
+    if n_classes == 3:
+        return _three_class_target(instances, mask, boundary_width)
     if gap > 0 and instances.size:
         size = 2 * gap + 1
         highest = ndi.maximum_filter(instances, size=size, mode="constant", cval=0)
@@ -245,7 +299,30 @@ def annotation_to_target(labels, dense: bool = False, gap: int = 1) -> Target:
         contact = (instances > 0) & ((highest > instances) | (lowest < instances))
         instances[contact] = 0
     target = (instances > 0).astype(np.uint8)
-    return Target(target=target, mask=mask, instances=instances)
+    return Target(target=target, mask=mask, instances=instances, n_classes=2)
+
+
+def _three_class_target(instances: np.ndarray, mask: np.ndarray, boundary_width) -> Target:
+    """Background / cell interior / cell boundary (see :func:`annotation_to_target`)."""
+    try:
+        width = operator.index(boundary_width)
+    except TypeError:
+        width = 0
+    if width < 1:
+        raise ValueError(
+            f"boundary_width must be a positive integer (pixels), got {boundary_width!r}"
+        )
+    target = (instances > 0).astype(np.uint8)
+    if instances.size:
+        # A cell pixel is boundary iff its (2w+1)² neighbourhood holds another value
+        # (0 included); "nearest" padding: the image edge is no boundary.
+        size = 2 * width + 1
+        highest = ndi.maximum_filter(instances, size=size, mode="nearest")
+        lowest = ndi.minimum_filter(instances, size=size, mode="nearest")
+        boundary = (instances > 0) & ((highest != instances) | (lowest != instances))
+        target[boundary] = 2
+        instances = np.where(boundary, 0, instances).astype(np.int32)
+    return Target(target=target, mask=mask, instances=instances, n_classes=3)
 
 
 def _cell_ids_int32(labels: np.ndarray, first_cell: int) -> np.ndarray:
@@ -260,3 +337,73 @@ def _cell_ids_int32(labels: np.ndarray, first_cell: int) -> np.ndarray:
         instances[cells] = inverse.astype(np.int32) + 1
         return instances
     return np.where(cells, labels, 0).astype(np.int32)
+
+
+def check_object_size(object_size) -> float:
+    """Return a typical cell diameter (pixels) as a float, or raise ``ValueError``.
+
+    Parameters
+    ----------
+    object_size : float
+        Typical diameter of a cell, pixels (e.g. 15 for nuclei at 20x, 100 for large
+        spread cells).
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    ValueError
+        If ``object_size`` is not a finite number >= 1 (0, negative, NaN, infinite).
+    """
+    try:
+        value = float(object_size)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"object size must be a number of pixels (a cell diameter), got {object_size!r}"
+        ) from None
+    if isinstance(object_size, bool) or not math.isfinite(value) or value < 1:
+        raise ValueError(
+            f"object size must be a finite cell diameter of at least 1 pixel, got {object_size!r}"
+        )
+    return value
+
+
+def estimate_object_size(annotations, dense: bool = False) -> float | None:
+    """Median equivalent diameter (pixels) of the annotated cells.
+
+    The equivalent diameter of a cell of area ``A`` is ``sqrt(4 A / pi)``. Cells cut
+    by the image edge are left out unless every cell is.
+
+    Parameters
+    ----------
+    annotations : sequence of array_like
+        Label images ``(..., Y, X)`` in the partial convention (cells ``>= 2``) or,
+        with ``dense=True``, dense labels (cells ``>= 1``). Each 2D plane counts
+        separately.
+    dense : bool
+        Interpret the labels as dense ground truth.
+
+    Returns
+    -------
+    float or None
+        The median diameter in pixels, ``None`` when no cell is annotated.
+    """
+    first_cell = 1 if dense else FIRST_CELL
+    inside, cut = [], []
+    for annotation in annotations:
+        annotation = np.asarray(annotation)
+        planes = annotation.reshape(-1, *annotation.shape[-2:]) if annotation.ndim >= 2 else []
+        for plane in planes:
+            cells = np.where(plane >= first_cell, plane, 0)
+            if not cells.any():
+                continue
+            ids, areas = np.unique(cells[cells > 0], return_counts=True)
+            edge = np.unique(np.concatenate([cells[0], cells[-1], cells[:, 0], cells[:, -1]]))
+            on_edge = np.isin(ids, edge)
+            diameters = np.sqrt(4.0 * areas / math.pi)
+            inside.extend(diameters[~on_edge])
+            cut.extend(diameters[on_edge])
+    chosen = inside or cut
+    return float(np.median(chosen)) if chosen else None

@@ -6,7 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from napari_unet.devices import DEVICE_CHOICES
+from napari_unet.annotation import DEFAULT_N_CLASSES, TARGET_CLASSES
+from napari_unet.devices import DEVICE_CHOICES, PRECISION_CHOICES
+
+_DEFAULT = "default: %(default)s"
 
 
 def _tile(value: str) -> tuple[int, int]:
@@ -48,6 +51,7 @@ def _segment(args) -> int:
                     precision=args.precision,
                     threshold=args.threshold,
                     min_size=args.min_size,
+                    object_size=args.object_size,
                 ),
                 update,
             )
@@ -78,11 +82,14 @@ def _train(args) -> int:
     model = None if args.start_from == "scratch" else load_model(args.start_from)
     config = TrainingConfig(
         n_iterations=args.iterations,
+        max_seconds=None if args.minutes is None else args.minutes * 60,
         learning_rate=args.learning_rate,
         batch_size=args.batch_size,
         augment=not args.no_augmentation,
         w0=args.w0,
         sigma=args.sigma,
+        n_classes=args.n_classes,
+        object_size=args.object_size,
     )
     generator = train(
         [read_image(p) for p in images],
@@ -93,11 +100,11 @@ def _train(args) -> int:
         dense=args.dense,
         seed=args.seed,
     )
-    with tqdm(total=args.iterations, desc="training", unit="it") as bar:
+    with tqdm(total=1.0, desc="training", bar_format="{l_bar}{bar}| {elapsed}{postfix}") as bar:
 
         def update(p):
-            bar.set_postfix(loss=f"{p.loss:.4f}", refresh=False)
-            bar.update(1)
+            bar.set_postfix_str(f"iteration {p.iteration}, loss {p.loss:.4f}", refresh=False)
+            bar.update(p.fraction - bar.n)
 
         result = run_to_completion(generator, update)
     save_model(result.model, args.output)
@@ -112,7 +119,7 @@ def _weight_map(args) -> int:
     labels = read_image(args.annotation)
     class_weights = None if args.class_weights == "none" else "balanced"
     weights = separation_border_weight_map(
-        labels, args.w0, args.sigma, class_weights, dense=args.dense
+        labels, args.w0, args.sigma, class_weights, dense=args.dense, n_classes=args.n_classes
     )
     write_tiff(args.output, weights)
     print(
@@ -123,7 +130,10 @@ def _weight_map(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``napari-unet`` argument parser."""
+    """The ``napari-unet`` argument parser; its defaults are those of the core."""
+    from napari_unet.training import TrainingConfig
+
+    training_defaults = TrainingConfig()
     parser = argparse.ArgumentParser(
         prog="napari-unet",
         description="U-Net (Ronneberger et al. 2015) cell segmentation: "
@@ -138,9 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-m", "--model", default="default", help="model file or shipped name (default: %(default)s)"
     )
     seg.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
-    seg.add_argument(
-        "--precision", default="auto", choices=("auto", "float32", "bfloat16", "float16")
-    )
+    seg.add_argument("--precision", default="auto", choices=PRECISION_CHOICES)
     seg.add_argument(
         "--tile-size",
         type=_tile,
@@ -151,6 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--threshold", type=float, default=None, help="foreground probability threshold"
     )
     seg.add_argument("--min-size", type=int, default=None, help="smallest cell in pixels")
+    seg.add_argument(
+        "--object-size",
+        type=float,
+        default=None,
+        help="typical cell diameter in pixels (default: the model's)",
+    )
     seg.add_argument(
         "--probabilities", action="store_true", help="also write <name>_probabilities.tif"
     )
@@ -176,13 +190,48 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument(
         "--dense", action="store_true", help="annotations are dense: 0 = background, 1.. = cells"
     )
-    tr.add_argument("--iterations", type=int, default=200)
-    tr.add_argument("--learning-rate", type=float, default=1e-3)
-    tr.add_argument("--batch-size", type=int, default=2)
-    tr.add_argument("--no-augmentation", action="store_true")
-    tr.add_argument("--w0", type=float, default=10.0, help="separation-border weight (eq. 2)")
     tr.add_argument(
-        "--sigma", type=float, default=5.0, help="separation-border width in pixels (eq. 2)"
+        "--minutes",
+        type=float,
+        default=training_defaults.max_seconds / 60,
+        help="time budget in minutes; the learning-rate schedule fits it (default: %(default)s)",
+    )
+    tr.add_argument(
+        "--iterations",
+        type=int,
+        default=training_defaults.n_iterations,
+        help="largest number of iterations (default: no limit, --minutes ends the run)",
+    )
+    tr.add_argument(
+        "--learning-rate", type=float, default=training_defaults.learning_rate, help=_DEFAULT
+    )
+    tr.add_argument("--batch-size", type=int, default=training_defaults.batch_size, help=_DEFAULT)
+    tr.add_argument(
+        "--object-size",
+        type=float,
+        default=None,
+        help="typical cell diameter in pixels (default: measured on the annotated cells)",
+    )
+    tr.add_argument(
+        "--n-classes",
+        type=int,
+        choices=sorted(TARGET_CLASSES),
+        default=None,
+        help="2: background/cell (the paper); 3: adds a cell-boundary class "
+        "(default: the starting model's; 3 from scratch)",
+    )
+    tr.add_argument("--no-augmentation", action="store_true")
+    tr.add_argument(
+        "--w0",
+        type=float,
+        default=training_defaults.w0,
+        help="separation-border weight (eq. 2, default: %(default)s)",
+    )
+    tr.add_argument(
+        "--sigma",
+        type=float,
+        default=training_defaults.sigma,
+        help="separation-border width in pixels (eq. 2, default: %(default)s)",
     )
     tr.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     tr.add_argument("--seed", type=int, default=None)
@@ -193,9 +242,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     wm.add_argument("annotation", type=Path, help="annotation (label) image")
     wm.add_argument("-o", "--output", type=Path, required=True, help="float32 TIFF to write")
-    wm.add_argument("--w0", type=float, default=10.0)
-    wm.add_argument("--sigma", type=float, default=5.0)
-    wm.add_argument("--class-weights", choices=("none", "balanced"), default="none")
+    wm.add_argument("--w0", type=float, default=training_defaults.w0, help=_DEFAULT)
+    wm.add_argument("--sigma", type=float, default=training_defaults.sigma, help=_DEFAULT)
+    wm.add_argument(
+        "--class-weights",
+        choices=("none", "balanced"),
+        default="balanced" if training_defaults.class_weights == "balanced" else "none",
+        help="w_c of eq. 2 (default: %(default)s, as in training)",
+    )
+    wm.add_argument(
+        "--n-classes",
+        type=int,
+        choices=sorted(TARGET_CLASSES),
+        default=DEFAULT_N_CLASSES,
+        help="target the map is for (default: %(default)s, as the default model)",
+    )
     wm.add_argument("--dense", action="store_true", help="annotation is dense: 0 = background")
     wm.set_defaults(func=_weight_map)
     return parser

@@ -267,3 +267,47 @@ class UNet(nn.Module):
     def n_conv_layers(self) -> int:
         """Number of convolutional layers (23 for the paper's depth of 5)."""
         return sum(isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) for m in self.modules())
+
+
+def with_boundary_class(model: UNet) -> UNet:
+    """A copy of a two-class U-Net with a third output class, *cell boundary*.
+
+    Every layer is copied; the 1×1 head gains one output whose weights start as the
+    mean of the background and cell outputs, with its bias 2 lower, so the widened
+    network at first predicts what the two-class one did (boundary probability about
+    0.1 where the two classes are equally likely) and fine-tuning only has to learn
+    the boundary. Used to fine-tune a two-class model (the paper's target) for the
+    three-class target (:data:`napari_unet.annotation.TARGET_CLASSES`).
+
+    Parameters
+    ----------
+    model : UNet
+        A network with ``n_classes == 2``; not modified.
+
+    Returns
+    -------
+    UNet
+        ``n_classes == 3``, same mode (train/eval) and ``metadata`` (copied).
+
+    Raises
+    ------
+    ValueError
+        If ``model`` does not have two classes.
+    """
+    import copy
+    from dataclasses import replace
+
+    if model.config.n_classes != 2:
+        raise ValueError(
+            f"only a two-class U-Net can gain a boundary class, this one has "
+            f"{model.config.n_classes} classes"
+        )
+    widened = UNet(config=replace(model.config, n_classes=3))
+    state = model.state_dict()
+    head_weight, head_bias = state.pop("head.weight"), state.pop("head.bias")
+    widened.load_state_dict(state, strict=False)
+    with torch.no_grad():
+        widened.head.weight.copy_(torch.cat([head_weight, head_weight.mean(0, keepdim=True)]))
+        widened.head.bias.copy_(torch.cat([head_bias, head_bias.mean(0, keepdim=True) - 2.0]))
+    widened.metadata = copy.deepcopy(getattr(model, "metadata", {}) or {})
+    return widened.train(model.training)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from napari_unet.annotation import check_object_size
 from napari_unet.generators import run_to_completion
 from napari_unet.images import (
     DEFAULT_PERCENTILES,
@@ -16,7 +17,7 @@ from napari_unet.images import (
     iter_planes,
     percentile_normalization,
 )
-from napari_unet.instances import probabilities_to_labels
+from napari_unet.instances import boundary_watershed, min_size_for, probabilities_to_labels
 from napari_unet.model_io import load_model
 from napari_unet.network import UNet
 
@@ -63,7 +64,8 @@ class SegmentResult:
         int32 label image, the input's shape without RGB axis; 0 = background,
         1..N = cells (numbered per plane for stacks).
     probabilities : np.ndarray
-        float32 foreground (cell) probability, same shape.
+        float32 foreground (cell) probability, same shape (for a three-class model
+        the sum of cell interior and cell boundary).
     device, precision : str
         Where and in which precision the network ran.
     seconds : float
@@ -96,12 +98,16 @@ def iter_segment(
     rgb: bool | None = None,
     threshold: float | None = None,
     min_size: int | None = None,
+    object_size: float | None = None,
 ) -> Generator[SegmentProgress, None, SegmentResult]:
     """Segment cells: a generator of progress records that returns the labels.
 
     Each 2D plane is normalised by the percentiles stored in the model, predicted
-    with the overlap-tile strategy (Ronneberger et al. 2015, Fig. 2), thresholded and
-    split into cells (:func:`~napari_unet.instances.probabilities_to_labels`).
+    with the overlap-tile strategy (Ronneberger et al. 2015, Fig. 2) and split into
+    cells by the instance step of the model's output: seeded watershed for a
+    three-class model (:func:`~napari_unet.instances.boundary_watershed`), threshold
+    and connected components for the paper's two-class model
+    (:func:`~napari_unet.instances.probabilities_to_labels`).
 
     Parameters
     ----------
@@ -124,7 +130,11 @@ def iter_segment(
     threshold : float, optional
         Foreground probability threshold; default from the model (0.5).
     min_size : int, optional
-        Smallest cell in pixels; default from the model (16).
+        Smallest cell in pixels; default from the model (16), or derived from
+        ``object_size`` when that is given
+        (:func:`~napari_unet.instances.min_size_for`).
+    object_size : float, optional
+        Typical cell diameter, pixels; default: the one stored in the model.
 
     Yields
     ------
@@ -137,7 +147,8 @@ def iter_segment(
     Raises
     ------
     ValueError
-        For empty images, NaN values, wrong rank, an unknown device or precision.
+        For empty images, NaN values, wrong rank, an unknown device or precision,
+        or an object size that is not a finite number >= 1.
     FileNotFoundError
         If the model file does not exist.
     """
@@ -150,7 +161,12 @@ def iter_segment(
     percentiles = tuple(metadata.get("normalization", {}).get("percentiles", DEFAULT_PERCENTILES))
     post = metadata.get("postprocessing", {})
     threshold = float(post.get("threshold", 0.5) if threshold is None else threshold)
-    min_size = int(post.get("min_size", 16) if min_size is None else min_size)
+    if min_size is None:
+        if object_size is not None:
+            min_size = min_size_for(check_object_size(object_size))
+        else:
+            min_size = int(post.get("min_size", 16))
+    three_class = net.config.n_classes == 3
     # Cells lost ``gap`` px per side to the separation border: grow back across 2 * gap.
     gap = 2 * int(metadata.get("gap", 1))
     if layout.leading_shape:  # a stack: planes are written into these
@@ -167,13 +183,13 @@ def iter_segment(
             batch_size=batch_size,
             device=device,
             precision=precision,
-            output_classes=(1,),
+            output_classes=(0, 1) if three_class else (1,),
         )
         while True:
             try:
                 tile = next(tiles)
             except StopIteration as done:
-                foreground = done.value[0]
+                predicted = done.value
                 break
             used_device, used_precision = tile.device, tile.precision
             yield SegmentProgress(
@@ -185,7 +201,13 @@ def iter_segment(
                 used_device,
                 used_precision,
             )
-        plane_labels = probabilities_to_labels(foreground, threshold, min_size, gap)
+        if three_class:
+            plane_labels = boundary_watershed(predicted[0], predicted[1], threshold, min_size)
+            foreground = 1.0 - predicted[0]
+        else:
+            foreground = predicted[0]
+            plane_labels = probabilities_to_labels(foreground, threshold, min_size, gap)
+        del predicted
         if layout.leading_shape:
             probabilities[index], labels[index] = foreground, plane_labels
         else:  # one plane: no copy of the (possibly huge) results
@@ -206,7 +228,7 @@ def segment(image, model: UNet | str | None = None, **options) -> np.ndarray:
         ``None`` uses the shipped default nuclei model.
     **options
         Passed to :func:`iter_segment` (``tile_shape``, ``batch_size``, ``device``,
-        ``precision``, ``rgb``, ``threshold``, ``min_size``).
+        ``precision``, ``rgb``, ``threshold``, ``min_size``, ``object_size``).
 
     Returns
     -------

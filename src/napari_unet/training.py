@@ -7,9 +7,11 @@ large tiles rather than large batches. Pixels that are not annotated get weight 
 which is what makes training on a few painted cells work.
 
 Training is a generator: it yields a :class:`TrainingProgress` after every iteration
-and returns a :class:`TrainingResult` with the best model seen. Setting the ``stop``
-event ends it cleanly between two iterations (the best model so far is still
-returned); closing the generator ends it without a result.
+and returns a :class:`TrainingResult` with the best model seen. It ends after
+``n_iterations`` or ``max_seconds``, whichever comes first; with a time budget the
+learning-rate schedule is fitted to the number of iterations that fit in it. Setting
+the ``stop`` event ends it cleanly between two iterations (the best model so far is
+still returned); closing the generator ends it without a result.
 """
 
 from __future__ import annotations
@@ -20,32 +22,31 @@ import math
 import threading
 import time
 from collections.abc import Generator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
 import torch._dynamo  # noqa: F401
 import torch.nn.functional as F
 
-from napari_unet.annotation import annotation_to_target
-from napari_unet.augmentation import (
-    AugmentationConfig,
-    augment_intensity,
-    crop_grid,
-    sampling_grid,
-    warp_image,
-    warp_labels,
+from napari_unet.annotation import (
+    BOUNDARY_WIDTH,
+    DEFAULT_N_CLASSES,
+    check_object_size,
+    estimate_object_size,
 )
+from napari_unet.augmentation import AugmentationConfig
 from napari_unet.devices import resolve_device, resolve_precision
-from napari_unet.images import (
-    DEFAULT_PERCENTILES,
-    image_layout,
-    iter_planes,
-    normalize,
-    percentile_normalization,
+from napari_unet.images import DEFAULT_PERCENTILES
+from napari_unet.instances import min_size_for
+from napari_unet.network import UNet, UNetConfig, with_boundary_class
+from napari_unet.sampling import (
+    prepare_samples,
+    prepare_validation,
+    random_batch,
+    validation_score,
 )
-from napari_unet.network import UNet, UNetConfig
-from napari_unet.weight_map import separation_border_weight_map
+from napari_unet.weight_map import DEFAULT_SIGMA, DEFAULT_W0
 
 # ``import torch._dynamo`` above: PyTorch's optimisers import it (about 800 modules, 1 s)
 # the first time one is created. Done here, at import time on the caller's thread (the
@@ -53,8 +54,22 @@ from napari_unet.weight_map import separation_border_weight_map
 # training thread, where the imports hold the GIL and freeze the GUI for ~100-200 ms.
 
 #: Architecture used when training starts from scratch: small enough to train on a
-#: laptop CPU, deep enough (receptive field ~ 140 px) for nuclei and most cells.
-SCRATCH_CONFIG = UNetConfig(in_channels=1, n_classes=2, depth=4, base_channels=16, batch_norm=True)
+#: laptop CPU, deep enough (receptive field ~ 140 px) for nuclei and most cells, with the
+#: three-class output (background, cell interior, cell boundary).
+SCRATCH_CONFIG = UNetConfig(
+    in_channels=1, n_classes=DEFAULT_N_CLASSES, depth=4, base_channels=16, batch_norm=True
+)
+
+#: Default time budget of a training run, minutes: a useful fine-tune of the default
+#: model on a 2-core laptop CPU (see docs/benchmarks.md, fine-tuning).
+DEFAULT_TRAINING_MINUTES = 3.0
+
+#: Smallest output tile side (pixels) of a training tile; larger for large cells.
+MIN_TILE_OUTPUT = 100
+#: Largest automatic output tile side (pixels), whatever the object size.
+MAX_TILE_OUTPUT = 256
+#: Weight of the newest loss in the smoothed training loss (exponential average).
+LOSS_SMOOTHING = 0.1
 
 
 @dataclass(frozen=True)
@@ -63,26 +78,47 @@ class TrainingConfig:
 
     Attributes
     ----------
-    n_iterations : int
-        Optimiser steps.
+    n_iterations : int or None
+        Largest number of optimiser steps; ``None``: no limit (``max_seconds`` ends
+        the run).
+    max_seconds : float or None
+        Time budget, seconds of wall time including validation; ``None``: no limit
+        (``n_iterations`` ends the run). The run ends at whichever limit comes first,
+        and the learning-rate schedule is fitted to it: the step rate is measured in
+        the first iterations and the number of iterations that fit in the budget is
+        re-estimated after every step.
     learning_rate : float
         Initial learning rate; decays to 1/10 of it along a cosine over the run.
     batch_size : int
         Tiles per step (the paper: one large tile).
     tile_shape : (int, int) or None
         Spatial *input* tile shape, pixels, rounded up to the next shape valid for the
-        network. ``None``: the smallest valid input whose output is at least 100×100.
+        network. ``None``: the smallest valid input whose output is at least
+        ``2 * object_size`` (at least :data:`MIN_TILE_OUTPUT`, at most
+        :data:`MAX_TILE_OUTPUT` pixels), so a tile holds a cell and its neighbours.
     augment : bool
         Random shift, rotation, flip, scale, gray values and elastic deformation.
     augmentation : AugmentationConfig
         Details of the augmentation.
     w0, sigma : float
         Separation-border weight (dimensionless) and its width (pixels), eq. 2.
-    class_weights : "balanced", (float, float) or None
-        ``w_c`` of eq. 2: class-frequency balancing, explicit (background, cell)
-        weights, or 1.
+    class_weights : "balanced", tuple of float or None
+        ``w_c`` of eq. 2: class-frequency balancing, explicit weights (one per
+        class), or 1.
+    n_classes : {2, 3} or None
+        Training target (:data:`napari_unet.annotation.TARGET_CLASSES`): 2 is the
+        paper's background/cell with a carved separation gap, 3 adds a cell-boundary
+        class. ``None``: the model's own (3 from scratch). Asking for 3 with a
+        two-class model adds the boundary class to it
+        (:func:`napari_unet.network.with_boundary_class`).
     gap : int
-        Width (pixels) of the separation gap carved between touching cells.
+        Width (pixels) carved from each of two touching cells (two-class target).
+    boundary_width : int
+        Width (pixels) of the cell-boundary class (three-class target).
+    object_size : float or None
+        Typical cell diameter, pixels. ``None``: the median diameter of the
+        annotated cells. Stored in the model; sets the default training tile and the
+        smallest cell kept when segmenting.
     optimizer : {"adam", "sgd"}
         ``"sgd"`` is the paper's (momentum ``momentum``, 0.99); Adam (default) is far
         less sensitive to the learning rate, which matters for short fine-tuning runs.
@@ -101,16 +137,20 @@ class TrainingConfig:
         GPUs), else float32. float16 uses loss scaling.
     """
 
-    n_iterations: int = 200
+    n_iterations: int | None = None
+    max_seconds: float | None = DEFAULT_TRAINING_MINUTES * 60
     learning_rate: float = 1e-3
     batch_size: int = 2
     tile_shape: tuple[int, int] | None = None
     augment: bool = True
     augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
-    w0: float = 10.0
-    sigma: float = 5.0
-    class_weights: str | tuple[float, float] | None = "balanced"
+    w0: float = DEFAULT_W0
+    sigma: float = DEFAULT_SIGMA
+    class_weights: str | tuple[float, ...] | None = "balanced"
+    n_classes: int | None = None
     gap: int = 1
+    boundary_width: int = BOUNDARY_WIDTH
+    object_size: float | None = None
     optimizer: str = "adam"
     momentum: float = 0.99
     weight_decay: float = 0.0
@@ -119,14 +159,24 @@ class TrainingConfig:
     precision: str = "auto"
 
     def __post_init__(self):
-        if int(self.n_iterations) < 1:
+        if self.n_iterations is None and self.max_seconds is None:
+            raise ValueError("give n_iterations, max_seconds or both: training needs an end")
+        if self.n_iterations is not None and int(self.n_iterations) < 1:
             raise ValueError(f"n_iterations must be at least 1, got {self.n_iterations}")
+        if self.max_seconds is not None and not (
+            math.isfinite(self.max_seconds) and self.max_seconds > 0
+        ):
+            raise ValueError(f"max_seconds must be a positive number, got {self.max_seconds}")
         if int(self.batch_size) < 1:
             raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
         if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
             raise ValueError(f"learning_rate must be a positive number, got {self.learning_rate}")
         if self.optimizer not in ("adam", "sgd"):
             raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
+        if self.n_classes not in (None, 2, 3):
+            raise ValueError(f"n_classes must be 2, 3 or None, got {self.n_classes!r}")
+        if self.object_size is not None:
+            check_object_size(self.object_size)
 
     def to_dict(self) -> dict:
         """Return the settings as a JSON-serialisable dict."""
@@ -141,8 +191,11 @@ class TrainingProgress:
 
     Attributes
     ----------
-    iteration, n_iterations : int
-        Iterations done (1-based) and planned.
+    iteration : int
+        Iterations done (1-based).
+    n_iterations : int
+        Iterations planned: ``config.n_iterations``, or with a time budget the
+        current estimate of how many fit in it.
     loss : float
         Weighted cross-entropy of this iteration's batch.
     seconds : float
@@ -153,6 +206,13 @@ class TrainingProgress:
         Foreground IoU on the validation pairs' annotated pixels, when computed.
     best_loss : float
         Lowest smoothed training loss so far.
+    fraction : float
+        Share of the run done, in [0, 1] (of the iterations or of the time budget,
+        whichever is nearer its end); the learning-rate schedule follows it.
+    snapshot : UNet or None
+        With ``train(snapshot_interval=...)``, every that many seconds: a copy of the
+        current network (CPU, eval mode, with the model metadata), safe to predict
+        with in another thread. ``None`` otherwise.
     """
 
     iteration: int
@@ -162,6 +222,8 @@ class TrainingProgress:
     pixels_per_second: float
     validation_score: float | None
     best_loss: float
+    fraction: float = 0.0
+    snapshot: UNet | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -179,97 +241,17 @@ class TrainingResult:
     history : list of TrainingProgress
     stopped : bool
         Whether the run ended early because ``stop`` was set.
+    optimizer_state : dict
+        The optimiser's ``state_dict()`` at the end (CPU tensors); pass it to
+        ``train(optimizer_state=...)`` with this model to continue without a cold
+        optimiser.
     """
 
     model: UNet
     best_iteration: int
     history: list[TrainingProgress]
     stopped: bool
-
-
-@dataclass
-class _Sample:
-    image: np.ndarray  # (C, Y, X) float32, normalised
-    target: np.ndarray  # (Y, X) uint8, 0 background / 1 cell
-    weights: np.ndarray  # (Y, X) float32, 0 where not annotated
-    annotated: np.ndarray  # flat indices of annotated pixels
-
-
-def _prepare(
-    images: Sequence, annotations: Sequence, config: TrainingConfig, dense: bool
-) -> list[_Sample]:
-    if len(images) == 0:
-        raise ValueError("no training images given")
-    if len(images) != len(annotations):
-        raise ValueError(
-            f"got {len(images)} images but {len(annotations)} annotations; "
-            "give one annotation per image"
-        )
-    samples = []
-    for n, (image, annotation) in enumerate(zip(images, annotations, strict=True)):
-        layout = image_layout(image)
-        annotation = np.asarray(annotation)
-        if annotation.shape != layout.labels_shape:
-            raise ValueError(
-                f"annotation {n} has shape {annotation.shape} but image {n} has shape "
-                f"{tuple(image.shape)} (labels must have shape {layout.labels_shape})"
-            )
-        for index, plane in iter_planes(image, layout):
-            labels = annotation[index] if index else annotation
-            if not dense and not labels.any():
-                continue  # an unannotated plane of a stack
-            target = annotation_to_target(labels, dense=dense, gap=config.gap)
-            weights = separation_border_weight_map(
-                labels, config.w0, config.sigma, config.class_weights, dense=dense, gap=config.gap
-            )
-            low, high = percentile_normalization(plane, config.percentiles)
-            samples.append(
-                _Sample(
-                    normalize(plane, low, high)[None],
-                    target.target,
-                    weights,
-                    np.flatnonzero(weights > 0),
-                )
-            )
-    if not samples or not any(len(s.annotated) for s in samples):
-        raise ValueError(
-            "no annotated pixel: paint background (label 1) and cells (labels 2, 3, …)"
-        )
-    has_cell = any((s.target.ravel()[s.annotated] == 1).any() for s in samples)
-    has_background = any((s.target.ravel()[s.annotated] == 0).any() for s in samples)
-    if not has_cell:
-        raise ValueError("the annotation has no cell (labels >= 2): paint at least one cell")
-    if not has_background:
-        raise ValueError(
-            "the annotation has no background (label 1): paint some background so the "
-            "network learns what is not a cell"
-        )
-    return samples
-
-
-def _batch(
-    samples: list[_Sample],
-    model: UNet,
-    tile_shape: tuple[int, int],
-    config: TrainingConfig,
-    rng: np.random.Generator,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Random training tiles: inputs (N,C,H,W), targets (N,h,w), weights (N,h,w)."""
-    sizes = np.array([len(s.annotated) for s in samples], float)
-    augmentation = config.augmentation if config.augment else None
-    xs, ts, ws = [], [], []
-    for _ in range(config.batch_size):
-        s = samples[rng.choice(len(samples), p=sizes / sizes.sum())]
-        center = np.unravel_index(s.annotated[rng.integers(len(s.annotated))], s.target.shape)
-        grid = sampling_grid((float(center[0]), float(center[1])), tile_shape, augmentation, rng)
-        x = warp_image(s.image, grid)
-        if augmentation is not None:
-            x = augment_intensity(x, augmentation, rng)
-        inner = crop_grid(grid, model.halo)
-        xs.append(x)
-        ts.append(warp_labels(s.target, inner))
-        ws.append(warp_labels(s.weights, inner, fill=0.0))
-    return np.stack(xs), np.stack(ts), np.stack(ws)
+    optimizer_state: dict = field(default_factory=dict, repr=False)
 
 
 def weighted_cross_entropy(
@@ -295,34 +277,155 @@ def weighted_cross_entropy(
     return (ce * weights).sum() / weights.sum().clamp_min(1e-8)
 
 
-def _prepare_validation(pairs, config: TrainingConfig, dense: bool) -> list:
-    """Per validation pair, once: (image, normalisation, truth, annotated mask)."""
-    prepared = []
-    for image, annotation in pairs:
-        target = annotation_to_target(np.asarray(annotation), dense=dense, gap=config.gap)
-        normalization = percentile_normalization(image, config.percentiles)
-        prepared.append((image, normalization, (target.target == 1) & target.mask, target.mask))
-    return prepared
+def cosine_learning_rate(learning_rate: float, fraction: float) -> float:
+    """Learning rate at ``fraction`` (0..1) of a run: cosine decay to 1/10 of it."""
+    fraction = min(max(fraction, 0.0), 1.0)
+    low = learning_rate / 10
+    return low + (learning_rate - low) * 0.5 * (1.0 + math.cos(math.pi * fraction))
 
 
-def _validation_score(model: UNet, prepared: list, device) -> float:
-    """Foreground IoU on the annotated pixels of validation pairs (see _prepare_validation)."""
-    from napari_unet.tiling import predict_tiled
+class _Budget:
+    """Iterations and time of a run: the plan, the share done, and when to stop."""
 
-    intersection = union = 0
-    for image, normalization, truth, mask in prepared:
-        prob = predict_tiled(
-            image,
-            model,
-            normalization=normalization,
-            device=device,
-            precision="float32",
-            output_classes=(1,),
-        )[0]
-        predicted = (prob > 0.5) & mask
-        intersection += int((predicted & truth).sum())
-        union += int((predicted | truth).sum())
-    return intersection / union if union else 1.0
+    #: Iterations timed before the step rate is trusted (the first is slow: warm-up).
+    WARMUP = 3
+
+    def __init__(self, n_iterations: int | None, max_seconds: float | None):
+        self.n_iterations = n_iterations
+        self.max_seconds = max_seconds
+        self.started = time.perf_counter()
+        self._first_done: float | None = None
+        self.planned = n_iterations or 0
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    def _per_step(self, iteration: int) -> float | None:
+        if iteration <= self.WARMUP or self._first_done is None:
+            return None
+        return (time.perf_counter() - self._first_done) / (iteration - 1)
+
+    def update(self, iteration: int) -> None:
+        """Re-estimate the planned iterations after ``iteration`` steps."""
+        if iteration == 1:
+            self._first_done = time.perf_counter()
+        if self.max_seconds is None:
+            return
+        per_step = self._per_step(iteration)
+        if per_step is None:
+            self.planned = max(self.n_iterations or 0, iteration)
+            return
+        remaining = max(self.max_seconds - self.elapsed(), 0.0)
+        estimate = max(iteration + int(remaining / max(per_step, 1e-9)), iteration)
+        self.planned = min(self.n_iterations or estimate, estimate)
+
+    def fraction(self, iteration: int) -> float:
+        """Share of the run done after ``iteration`` steps."""
+        shares = [iteration / self.n_iterations] if self.n_iterations else []
+        if self.max_seconds is not None:
+            if self._per_step(iteration) is None:
+                shares.append(self.elapsed() / self.max_seconds)
+            else:
+                shares.append(iteration / max(self.planned, 1))
+        return min(max(shares), 1.0)
+
+    def done(self, iteration: int) -> bool:
+        """Whether the run ends before step ``iteration + 1``."""
+        if self.n_iterations is not None and iteration >= self.n_iterations:
+            return True
+        if self.max_seconds is None:
+            return False
+        per_step = self._per_step(iteration) or 0.0
+        return self.elapsed() + 0.5 * per_step >= self.max_seconds
+
+
+def _starting_model(model: UNet | None, model_config: UNetConfig | None, config: TrainingConfig):
+    """The network to train (a copy) and the metadata it brings along."""
+    if model is None:
+        architecture = model_config or SCRATCH_CONFIG
+        if config.n_classes is not None and config.n_classes != architecture.n_classes:
+            architecture = replace(architecture, n_classes=config.n_classes)
+        return UNet(config=architecture), {}
+    base_metadata = dict(getattr(model, "metadata", {}) or {})
+    wanted = config.n_classes or model.config.n_classes
+    if wanted == model.config.n_classes:
+        return copy.deepcopy(model), base_metadata
+    if wanted == 3 and model.config.n_classes == 2:
+        return with_boundary_class(model), base_metadata
+    raise ValueError(
+        f"cannot train a {model.config.n_classes}-class model for a {wanted}-class target; "
+        "start from a two-class model or from scratch"
+    )
+
+
+def _object_size(config: TrainingConfig, annotations, dense: bool, base_metadata: dict) -> float:
+    """The object size hint: given, else measured on the annotation, else the model's."""
+    if config.object_size is not None:
+        return check_object_size(config.object_size)
+    measured = estimate_object_size(annotations, dense)
+    if measured is not None:
+        return max(measured, 1.0)
+    return float(base_metadata.get("object_size", 16.0))
+
+
+def _tile_shape(model: UNet, config: TrainingConfig, object_size: float) -> tuple[int, int]:
+    if config.tile_shape:  # rounded up to the next valid input shape, like prediction tiles
+        return model.valid_input_shape(tuple(config.tile_shape))
+    side = int(min(max(MIN_TILE_OUTPUT, math.ceil(2 * object_size)), MAX_TILE_OUTPUT))
+    return model.input_shape_for_output((side, side))
+
+
+def _make_optimizer(model: UNet, config: TrainingConfig, state: dict | None):
+    if config.optimizer == "adam":
+        optimizer = torch.optim.Adam(
+            model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+        )
+    else:
+        optimizer = torch.optim.SGD(
+            model.parameters(),
+            lr=config.learning_rate,
+            momentum=config.momentum,
+            weight_decay=config.weight_decay,
+        )
+    if state:
+        try:
+            optimizer.load_state_dict(state)
+        except (ValueError, KeyError, RuntimeError) as error:
+            raise ValueError(
+                f"optimizer_state does not fit this model and optimiser ({config.optimizer}): "
+                f"{error}"
+            ) from error
+    return optimizer
+
+
+def _run_metadata(
+    base_metadata: dict, config: TrainingConfig, n_classes: int, object_size: float
+) -> dict:
+    """Metadata the trained model carries (training results are added at the end)."""
+    same_output = base_metadata.get("n_classes", 2) == n_classes
+    threshold = 0.5
+    if same_output:
+        threshold = base_metadata.get("postprocessing", {}).get("threshold", threshold)
+    metadata = {
+        **base_metadata,
+        "normalization": {"method": "percentile", "percentiles": list(config.percentiles)},
+        "gap": config.gap,
+        "n_classes": n_classes,
+        "object_size": round(object_size, 2),
+        "postprocessing": {"threshold": threshold, "min_size": min_size_for(object_size)},
+    }
+    if n_classes == 3:
+        metadata["boundary_width"] = config.boundary_width
+    metadata.pop("name", None)
+    return metadata
+
+
+def _cpu_copy(model: UNet, metadata: dict) -> UNet:
+    """A CPU copy of ``model`` in eval mode carrying ``metadata``."""
+    snapshot = UNet(config=model.config)
+    snapshot.load_state_dict({k: v.detach().to("cpu") for k, v in model.state_dict().items()})
+    snapshot.metadata = copy.deepcopy(metadata)
+    return snapshot.eval()
 
 
 def train(
@@ -337,6 +440,8 @@ def train(
     seed: int | None = None,
     validation: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
     model_config: UNetConfig | None = None,
+    snapshot_interval: float | None = None,
+    optimizer_state: dict | None = None,
 ) -> Generator[TrainingProgress, None, TrainingResult]:
     """Train or fine-tune a U-Net; a generator of progress records.
 
@@ -367,6 +472,13 @@ def train(
         end; the model with the best score is returned.
     model_config : UNetConfig, optional
         Architecture when training from scratch (default :data:`SCRATCH_CONFIG`).
+    snapshot_interval : float, optional
+        Seconds between snapshots: copies of the current network attached to a
+        yielded :class:`TrainingProgress` (``snapshot``), e.g. for a live preview.
+        The first comes with the first iteration.
+    optimizer_state : dict, optional
+        :attr:`TrainingResult.optimizer_state` of an earlier run of ``model``, to
+        continue it (same architecture and optimiser).
 
     Yields
     ------
@@ -376,52 +488,38 @@ def train(
     Returns
     -------
     TrainingResult
-        The best model (CPU, eval mode) with ``metadata`` recording the run.
+        The best model (CPU, eval mode) with ``metadata`` recording the run,
+        including ``object_size``, ``n_classes`` and the post-processing settings.
 
     Raises
     ------
     ValueError
         On empty or mismatched inputs, annotations without any annotated pixel, or
-        without a background or a cell anywhere; an invalid ``tile_shape``; an
-        unavailable device.
+        without a background or a cell anywhere; an invalid ``tile_shape`` or object
+        size; an unavailable device; an ``optimizer_state`` that does not fit.
+    FloatingPointError
+        If the loss becomes NaN or infinite.
     """
     config = config or TrainingConfig()
     device = resolve_device(device)
-    samples = _prepare(images, annotations, config, dense)
-    validation_data = _prepare_validation(validation or [], config, dense)
+    model, base_metadata = _starting_model(model, model_config, config)
+    n_classes = model.config.n_classes
+    samples = prepare_samples(images, annotations, config, dense, n_classes)
+    validation_data = prepare_validation(validation or [], config, dense, n_classes)
+    object_size = _object_size(config, annotations, dense, base_metadata)
+    metadata = _run_metadata(base_metadata, config, n_classes, object_size)
     rng = np.random.default_rng(seed)
     if seed is not None:
         torch.manual_seed(seed)
-    if model is None:
-        model = UNet(config=model_config or SCRATCH_CONFIG)
-        base_metadata: dict = {}
-    else:
-        base_metadata = dict(getattr(model, "metadata", {}) or {})
-        model = copy.deepcopy(model)
     dtype = resolve_precision(config.precision, device)
     model = model.to(device).train()
     if device.type != "mps":
         model = model.to(memory_format=torch.channels_last)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    if config.tile_shape:  # rounded up to the next valid input shape, like prediction tiles
-        tile_shape = model.valid_input_shape(tuple(config.tile_shape))
-    else:
-        tile_shape = model.input_shape_for_output((100, 100))
+    tile_shape = _tile_shape(model, config, object_size)
     out_shape = model.valid_output_shape(tile_shape)
-    if config.optimizer == "adam":
-        optimizer = torch.optim.Adam(
-            model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
-        )
-    else:
-        optimizer = torch.optim.SGD(
-            model.parameters(),
-            lr=config.learning_rate,
-            momentum=config.momentum,
-            weight_decay=config.weight_decay,
-        )
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-        optimizer, T_max=config.n_iterations, eta_min=config.learning_rate / 10
-    )
+    optimizer = _make_optimizer(model, config, optimizer_state)
+    augmentation = config.augmentation if config.augment else None
 
     def snapshot():
         return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
@@ -430,14 +528,21 @@ def train(
     best_state, best_iteration = snapshot(), 0
     smoothed = best_loss = math.inf
     best_score = -math.inf
-    started = time.perf_counter()
+    budget = _Budget(config.n_iterations, config.max_seconds)
+    last_snapshot = -math.inf
     stopped = False
-    for iteration in range(1, config.n_iterations + 1):
+    iteration = 0
+    while not budget.done(iteration):
         if stop is not None and stop.is_set():
             stopped = True
             break
+        iteration += 1
         t0 = time.perf_counter()
-        x, t, w = _batch(samples, model, tile_shape, config, rng)
+        for group in optimizer.param_groups:
+            group["lr"] = cosine_learning_rate(config.learning_rate, budget.fraction(iteration - 1))
+        x, t, w = random_batch(
+            samples, model.halo, tile_shape, config.batch_size, augmentation, rng
+        )
         inputs = torch.from_numpy(x).to(device)
         if device.type != "mps":
             inputs = inputs.contiguous(memory_format=torch.channels_last)
@@ -450,35 +555,43 @@ def train(
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
-        scheduler.step()
         value = float(loss.detach())
         if not math.isfinite(value):
             raise FloatingPointError(
                 f"training diverged at iteration {iteration} (loss {value}); "
                 "lower the learning rate"
             )
-        smoothed = value if not math.isfinite(smoothed) else 0.9 * smoothed + 0.1 * value
+        smoothed = (
+            value if not math.isfinite(smoothed) else smoothed + LOSS_SMOOTHING * (value - smoothed)
+        )
+        budget.update(iteration)
+        last = budget.done(iteration)
         score = None
-        if validation and (
-            iteration % config.validation_interval == 0 or iteration == config.n_iterations
-        ):
+        if validation and (iteration % config.validation_interval == 0 or last):
             model.eval()
-            score = _validation_score(model, validation_data, device)
+            score = validation_score(model, validation_data, device)
             model.train()
             if score > best_score:
                 best_score, best_state, best_iteration = score, snapshot(), iteration
-        elif not validation and smoothed < best_loss and iteration >= min(10, config.n_iterations):
+        elif not validation and smoothed < best_loss and iteration >= min(10, budget.planned):
             best_state, best_iteration = snapshot(), iteration
         best_loss = min(best_loss, smoothed)
         dt = time.perf_counter() - t0
+        copy_now = snapshot_interval is not None and (
+            budget.elapsed() - last_snapshot >= snapshot_interval
+        )
+        if copy_now:
+            last_snapshot = budget.elapsed()
         progress = TrainingProgress(
             iteration,
-            config.n_iterations,
+            max(budget.planned, iteration),
             value,
-            time.perf_counter() - started,
+            budget.elapsed(),
             config.batch_size * out_shape[0] * out_shape[1] / max(dt, 1e-9),
             score,
             best_loss,
+            budget.fraction(iteration),
+            _cpu_copy(model, metadata) if copy_now else None,
         )
         history.append(progress)
         yield progress
@@ -487,9 +600,7 @@ def train(
     model.load_state_dict(best_state)
     model = model.to("cpu", memory_format=torch.contiguous_format).eval()
     model.metadata = {
-        **base_metadata,
-        "normalization": {"method": "percentile", "percentiles": list(config.percentiles)},
-        "gap": config.gap,
+        **metadata,
         "training": {
             "config": config.to_dict(),
             "fine_tuned_from": base_metadata.get("name"),
@@ -503,10 +614,27 @@ def train(
             "seed": seed,
             "device": str(device),
             "precision": str(dtype).removeprefix("torch."),
-            "seconds": time.perf_counter() - started,
+            "tile_shape": list(tile_shape),
+            "seconds": budget.elapsed(),
             "torch": torch.__version__,
             "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         },
     }
-    model.metadata.pop("name", None)
-    return TrainingResult(model, best_iteration, history, stopped)
+    return TrainingResult(
+        model, best_iteration, history, stopped, _optimizer_state_on_cpu(optimizer)
+    )
+
+
+def _optimizer_state_on_cpu(optimizer) -> dict:
+    """``optimizer.state_dict()`` with every tensor copied to the CPU."""
+    state = optimizer.state_dict()
+    return {
+        "state": {
+            key: {
+                name: v.detach().to("cpu", copy=True) if torch.is_tensor(v) else v
+                for name, v in values.items()
+            }
+            for key, values in state["state"].items()
+        },
+        "param_groups": copy.deepcopy(state["param_groups"]),
+    }

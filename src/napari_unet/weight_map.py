@@ -26,18 +26,24 @@ from napari_unet.annotation import Target, annotation_to_target
 __all__ = [
     "class_balance_weights",
     "separation_border_weight_map",
+    "weight_map_from_target",
     "weight_map_reference",
 ]
+
+DEFAULT_W0 = 10.0
+"""Default amplitude ``w0`` of the separation-border term (weight units), paper eq. 2."""
+DEFAULT_SIGMA = 5.0
+"""Default width ``sigma`` of the separation-border term (pixels), paper eq. 2."""
 
 _BORDER_TOLERANCE = 1e-5
 """Largest border term dropped by the fast map (weight units); far below 1e-3."""
 
 
-def class_balance_weights(target, mask) -> tuple[float, float]:
-    """Inverse class-frequency weights ``(w_background, w_cell)`` over annotated pixels.
+def class_balance_weights(target, mask, n_classes: int = 2) -> tuple[float, ...]:
+    """Inverse class-frequency weights, one per class, over annotated pixels.
 
-    With ``n_bg`` background and ``n_cell`` cell pixels among the ``N`` annotated ones
-    and ``k`` the number of classes present, ``w = N / (k * n)`` for each present
+    With ``n_k`` annotated pixels of class ``k`` among the ``N`` annotated ones and
+    ``m`` the number of classes present, ``w_k = N / (m * n_k)`` for each present
     class, so that every present class carries the same total weight and the mean of
     ``w_c`` over the annotated pixels is exactly 1 (the loss keeps its scale). A class
     with no annotated pixel gets weight 1.0 (it weighs nothing either way).
@@ -45,16 +51,18 @@ def class_balance_weights(target, mask) -> tuple[float, float]:
     Parameters
     ----------
     target : array_like
-        Two-class target, shape ``(Y, X)``: 0 = background, nonzero = cell (e.g.
-        ``annotation_to_target(labels).target``).
+        Class per pixel, shape ``(Y, X)`` (e.g. ``annotation_to_target(labels).target``).
+        With ``n_classes=2`` every nonzero value counts as cell.
     mask : array_like
         ``bool``, shape ``(Y, X)``: ``True`` where annotated.
+    n_classes : int, default 2
+        Number of classes (2: background/cell; 3: background/interior/boundary).
 
     Returns
     -------
     tuple of float
-        ``(w_background, w_cell)``, both positive; ``(1.0, 1.0)`` when nothing is
-        annotated.
+        ``n_classes`` positive weights, ``(w_background, w_cell)`` for two classes;
+        all 1.0 when nothing is annotated.
 
     Raises
     ------
@@ -69,25 +77,26 @@ def class_balance_weights(target, mask) -> tuple[float, float]:
     mask = np.asarray(mask, dtype=bool)
     if target.shape != mask.shape:
         raise ValueError(f"target shape {target.shape} does not match mask shape {mask.shape}")
-    n_annotated = int(np.count_nonzero(mask))
-    n_cell = int(np.count_nonzero(mask & (target != 0)))
-    n_background = n_annotated - n_cell
-    n_present = (n_background > 0) + (n_cell > 0)
+    classes = target[mask]
+    if n_classes == 2:
+        classes = (classes != 0).astype(np.uint8)
+    counts = np.bincount(classes.ravel(), minlength=n_classes)[:n_classes]
+    n_present = int(np.count_nonzero(counts))
     if n_present == 0:
-        return 1.0, 1.0
-    w_background = n_annotated / (n_present * n_background) if n_background else 1.0
-    w_cell = n_annotated / (n_present * n_cell) if n_cell else 1.0
-    return float(w_background), float(w_cell)
+        return (1.0,) * n_classes
+    n_annotated = int(counts.sum())
+    return tuple(float(n_annotated / (n_present * n)) if n else 1.0 for n in counts)
 
 
 def separation_border_weight_map(
     labels,
-    w0: float = 10.0,
-    sigma: float = 5.0,
+    w0: float = DEFAULT_W0,
+    sigma: float = DEFAULT_SIGMA,
     class_weights=None,
     *,
     dense: bool = False,
     gap: int = 1,
+    n_classes: int = 2,
 ) -> np.ndarray:
     """Pixel-wise loss weight of eq. 2 of the U-Net paper for a (partial) annotation.
 
@@ -99,6 +108,10 @@ def separation_border_weight_map(
     cell ``i`` (``distance_transform_edt(instances != i)``, so 1 next to the cell),
     taken over the distinct cells left after the gap was carved; ``d1 <= d2`` are the
     two smallest. With fewer than two cells ``d2`` is infinite and the term is 0.
+
+    For the three-class target (``n_classes=3``) the "cells" of eq. 2 are the cell
+    interiors and the border term is added on background *and* boundary pixels, so
+    the boundary pixels where two cells touch get the large weight.
 
     One-class annotations (only background, only cells, nothing) are accepted so the
     map can be shown while the user paints; training should call
@@ -114,15 +127,17 @@ def separation_border_weight_map(
         Amplitude of the border term (weight units), positive.
     sigma : float, default 5.0
         Width of the border term (pixels), positive.
-    class_weights : None, "balanced" or (float, float), optional
-        ``w_c``. ``None``: 1 for both classes. ``"balanced"``: inverse class frequency
-        over annotated pixels with mean 1 (:func:`class_balance_weights`). A pair
-        ``(w_background, w_cell)`` of positive numbers: used as given.
+    class_weights : None, "balanced" or tuple of float, optional
+        ``w_c``. ``None``: 1 for every class. ``"balanced"``: inverse class frequency
+        over annotated pixels with mean 1 (:func:`class_balance_weights`). A tuple of
+        ``n_classes`` positive numbers (``(w_background, w_cell)``): used as given.
     dense : bool, default False
         Interpret ``labels`` as dense ground truth: every pixel is annotated.
     gap : int, default 1
         Separation gap carved from each touching cell (pixels), see
         :func:`napari_unet.annotation_to_target`.
+    n_classes : {2, 3}, default 2
+        Target the weights are for (:data:`napari_unet.annotation.TARGET_CLASSES`).
 
     Returns
     -------
@@ -148,20 +163,50 @@ def separation_border_weight_map(
     ``tol``, which is dropped. Cost: about (cell box + 2 D)² pixels per cell instead
     of the full image per cell (25 px of margin for the defaults).
     """
+    parts = annotation_to_target(labels, dense=dense, gap=gap, n_classes=n_classes)
+    return weight_map_from_target(parts, w0, sigma, class_weights)
+
+
+def weight_map_from_target(
+    parts: Target, w0: float = DEFAULT_W0, sigma: float = DEFAULT_SIGMA, class_weights=None
+) -> np.ndarray:
+    """Eq. 2 weight map of an already computed :class:`~napari_unet.annotation.Target`.
+
+    Same as :func:`separation_border_weight_map` (see there for the definition and
+    its exactness), for callers that need the target too, so that the annotation is
+    converted once.
+
+    Parameters
+    ----------
+    parts : Target
+        From :func:`napari_unet.annotation_to_target`.
+    w0, sigma, class_weights
+        As in :func:`separation_border_weight_map`.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``float32``, shape ``(Y, X)``.
+
+    Raises
+    ------
+    ValueError
+        For invalid ``w0``, ``sigma`` or ``class_weights``.
+    """
     w0, sigma = _check_w0_sigma(w0, sigma)
-    parts = annotation_to_target(labels, dense=dense, gap=gap)
-    class_weight_pair = _class_weight_pair(class_weights, parts)
+    class_weight_tuple = _class_weight_tuple(class_weights, parts)
     d1, d2 = _two_nearest_cell_distances(parts.instances, _border_reach(w0, sigma))
-    return _assemble(parts, d1, d2, w0, sigma, class_weight_pair)
+    return _assemble(parts, d1, d2, w0, sigma, class_weight_tuple)
 
 
 def weight_map_reference(
     labels,
-    w0: float = 10.0,
-    sigma: float = 5.0,
+    w0: float = DEFAULT_W0,
+    sigma: float = DEFAULT_SIGMA,
     class_weights=None,
     dense: bool = False,
     gap: int = 1,
+    n_classes: int = 2,
 ) -> np.ndarray:
     """Slow, obviously correct eq. 2 weight map: one full-image distance map per cell.
 
@@ -186,6 +231,8 @@ def weight_map_reference(
         Interpret ``labels`` as dense ground truth.
     gap : int, default 1
         Separation gap carved from each touching cell (pixels).
+    n_classes : {2, 3}, default 2
+        Target the weights are for.
 
     Returns
     -------
@@ -198,8 +245,8 @@ def weight_map_reference(
         As :func:`separation_border_weight_map`.
     """
     w0, sigma = _check_w0_sigma(w0, sigma)
-    parts = annotation_to_target(labels, dense=dense, gap=gap)
-    class_weight_pair = _class_weight_pair(class_weights, parts)
+    parts = annotation_to_target(labels, dense=dense, gap=gap, n_classes=n_classes)
+    class_weight_tuple = _class_weight_tuple(class_weights, parts)
     d1 = np.full(parts.instances.shape, np.inf)
     d2 = np.full(parts.instances.shape, np.inf)
     for cell in np.unique(parts.instances):
@@ -209,7 +256,7 @@ def weight_map_reference(
         # keep the two smallest distances seen so far: d1 <= d2
         d2 = np.minimum(d2, np.maximum(d1, d))
         d1 = np.minimum(d1, d)
-    return _assemble(parts, d1, d2, w0, sigma, class_weight_pair)
+    return _assemble(parts, d1, d2, w0, sigma, class_weight_tuple)
 
 
 def _check_w0_sigma(w0, sigma) -> tuple[float, float]:
@@ -271,30 +318,34 @@ def _two_nearest_cell_distances(
     return d1, d2
 
 
-def _class_weight_pair(class_weights, parts: Target) -> tuple[float, float]:
-    """Resolve the ``class_weights`` argument to ``(w_background, w_cell)``."""
+def _class_weight_tuple(class_weights, parts: Target) -> tuple[float, ...]:
+    """Resolve the ``class_weights`` argument to one weight per class of ``parts``."""
+    n = parts.n_classes
+    names = "(w_background, w_cell)" if n == 2 else "(w_background, w_interior, w_boundary)"
     if class_weights is None:
-        return 1.0, 1.0
+        return (1.0,) * n
     if isinstance(class_weights, str):
         if class_weights == "balanced":
-            return class_balance_weights(parts.target, parts.mask)
+            return class_balance_weights(parts.target, parts.mask, n)
         raise ValueError(
-            f"class_weights must be None, 'balanced' or (w_background, w_cell), "
-            f"got {class_weights!r}"
+            f"class_weights must be None, 'balanced' or {names}, got {class_weights!r}"
         )
     try:
-        w_background, w_cell = (float(w) for w in class_weights)
+        weights = tuple(float(w) for w in class_weights)
     except (TypeError, ValueError):
         raise ValueError(
-            f"class_weights must be None, 'balanced' or (w_background, w_cell), "
-            f"got {class_weights!r}"
+            f"class_weights must be None, 'balanced' or {names}, got {class_weights!r}"
         ) from None
-    if not all(math.isfinite(w) and w > 0 for w in (w_background, w_cell)):
+    if len(weights) != n:
         raise ValueError(
-            f"class_weights (w_background, w_cell) must be positive finite numbers, "
+            f"class_weights must be None, 'balanced' or {names} for {n} classes, "
             f"got {class_weights!r}"
         )
-    return w_background, w_cell
+    if not all(math.isfinite(w) and w > 0 for w in weights):
+        raise ValueError(
+            f"class_weights {names} must be positive finite numbers, got {class_weights!r}"
+        )
+    return weights
 
 
 def _assemble(
@@ -303,15 +354,17 @@ def _assemble(
     d2: np.ndarray,
     w0: float,
     sigma: float,
-    class_weight_pair: tuple[float, float],
+    class_weight_tuple: tuple[float, ...],
 ) -> np.ndarray:
     """Combine ``w_c`` and the border term into the float32 weight map of eq. 2."""
-    w_background, w_cell = class_weight_pair
-    background = parts.mask & (parts.target == 0)
     weight = np.zeros(parts.target.shape, np.float64)
-    weight[parts.mask & (parts.target != 0)] = w_cell
-    weight[background] = w_background
-    near = background & np.isfinite(d2)
+    classes = parts.target if parts.n_classes > 2 else (parts.target != 0)
+    for k, w in enumerate(class_weight_tuple):
+        weight[parts.mask & (classes == k)] = w
+    # The border term lies between cells: on every annotated pixel that is not cell
+    # (two classes) or cell interior (three classes).
+    between = parts.mask & (parts.target != 1)
+    near = between & np.isfinite(d2)
     distance_sum = d1[near] + d2[near]
     weight[near] += w0 * np.exp(-(distance_sum**2) / (2.0 * sigma**2))
     return weight.astype(np.float32)

@@ -46,7 +46,7 @@ class TrainingSettings(Container):
         )
         self.base_channels.tooltip = "Feature channels at the first level (the paper: 64)"
         self.n_iterations = SpinBox(
-            label="iterations", value=defaults.n_iterations, min=1, max=100_000
+            label="iterations", value=defaults.n_iterations or 100_000, min=1, max=100_000
         )
         self.learning_rate = FloatSpinBox(
             label="learning rate", value=defaults.learning_rate, min=1e-6, max=1.0, step=1e-4
@@ -106,6 +106,7 @@ class TrainingSettings(Container):
         """
         from napari_unet.model_io import DEFAULT_MODEL_NAME, load_model
         from napari_unet.network import UNetConfig
+        from napari_unet.training import SCRATCH_CONFIG
 
         choice = self.start_from.value
         if choice == "default":
@@ -120,8 +121,8 @@ class TrainingSettings(Container):
                 raise ValueError("no model has been trained in this session yet")
             return session.model, None, "the session's model"  # train() copies it
         config = UNetConfig(
-            in_channels=1,
-            n_classes=2,
+            in_channels=SCRATCH_CONFIG.in_channels,
+            n_classes=SCRATCH_CONFIG.n_classes,
             depth=int(self.depth.value),
             base_channels=int(self.base_channels.value),
             batch_norm=True,
