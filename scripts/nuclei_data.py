@@ -1,4 +1,5 @@
-"""Load the project's CC0 nuclei data (../shared/data: BBBC039, DSB2018) by split."""
+"""Load the project's data (../shared/data) by split: nuclei (BBBC039, DSB2018; CC0) and
+phase-contrast cells (Usiigaci; MIT)."""
 
 from __future__ import annotations
 
@@ -42,6 +43,17 @@ def load(dataset: str, split: str, limit: int | None = None) -> list[Item]:
     folder = DATA / dataset
     names = sorted(n for n, s in _split(folder).items() if s == split)[:limit]
     items = []
+    if dataset == "usiigaci":
+        return [
+            Item(
+                dataset,
+                n,
+                tifffile.imread(folder / "images" / f"{n}.tif"),
+                imread(folder / "masks" / f"{n}.png"),
+                "phase contrast",
+            )
+            for n in names
+        ]
     if dataset == "bbbc039":
         for n in names:
             items.append(

@@ -41,9 +41,9 @@ from napari_unet.images import DEFAULT_PERCENTILES
 from napari_unet.instances import min_size_for
 from napari_unet.network import UNet, UNetConfig, with_boundary_class
 from napari_unet.sampling import (
+    BatchSource,
     prepare_samples,
     prepare_validation,
-    random_batch,
     validation_score,
 )
 from napari_unet.weight_map import DEFAULT_SIGMA, DEFAULT_W0
@@ -135,6 +135,10 @@ class TrainingConfig:
         weights, loss and optimiser stay float32). ``"auto"`` picks bfloat16 where
         the device runs it fast (CPUs with AMX: ~3.7x faster per step here; Ampere+
         GPUs), else float32. float16 uses loss scaling.
+    data_workers : int
+        Processes that prepare augmented batches ahead of the training step
+        (:class:`napari_unet.sampling.BatchSource`); worth it on a GPU, where
+        augmentation on one core is the bottleneck. 0: in the training thread.
     """
 
     n_iterations: int | None = None
@@ -157,6 +161,7 @@ class TrainingConfig:
     percentiles: tuple[float, float] = DEFAULT_PERCENTILES
     validation_interval: int = 50
     precision: str = "auto"
+    data_workers: int = 0
 
     def __post_init__(self):
         if self.n_iterations is None and self.max_seconds is None:
@@ -177,6 +182,8 @@ class TrainingConfig:
             raise ValueError(f"n_classes must be 2, 3 or None, got {self.n_classes!r}")
         if self.object_size is not None:
             check_object_size(self.object_size)
+        if int(self.data_workers) < 0:
+            raise ValueError(f"data_workers must be 0 or more, got {self.data_workers}")
 
     def to_dict(self) -> dict:
         """Return the settings as a JSON-serialisable dict."""
@@ -502,24 +509,67 @@ def train(
     """
     config = config or TrainingConfig()
     device = resolve_device(device)
+    rng = np.random.default_rng(seed)
+    if seed is not None:
+        torch.manual_seed(seed)
     model, base_metadata = _starting_model(model, model_config, config)
     n_classes = model.config.n_classes
     samples = prepare_samples(images, annotations, config, dense, n_classes)
     validation_data = prepare_validation(validation or [], config, dense, n_classes)
     object_size = _object_size(config, annotations, dense, base_metadata)
     metadata = _run_metadata(base_metadata, config, n_classes, object_size)
-    rng = np.random.default_rng(seed)
-    if seed is not None:
-        torch.manual_seed(seed)
+    tile_shape = _tile_shape(model, config, object_size)
+    augmentation = config.augmentation if config.augment else None
+    # Worker processes (if any) are forked before the model goes to the device.
+    batches = BatchSource(
+        samples, model.halo, tile_shape, config.batch_size, augmentation, rng, config.data_workers
+    )
+    try:
+        result = yield from _loop(
+            model,
+            metadata,
+            config,
+            device,
+            batches,
+            tile_shape,
+            validation_data=validation_data if validation else None,
+            stop=stop,
+            snapshot_interval=snapshot_interval,
+            optimizer_state=optimizer_state,
+        )
+    finally:
+        batches.close()
+    result.model.metadata["training"].update(
+        fine_tuned_from=base_metadata.get("name"),
+        n_images=len(images),
+        n_planes=len(samples),
+        dense=dense,
+        seed=seed,
+    )
+    return result
+
+
+def _loop(
+    model: UNet,
+    metadata: dict,
+    config: TrainingConfig,
+    device: torch.device,
+    batches: BatchSource,
+    tile_shape: tuple[int, int],
+    *,
+    validation_data: list | None,
+    stop: threading.Event | None,
+    snapshot_interval: float | None,
+    optimizer_state: dict | None,
+) -> Generator[TrainingProgress, None, TrainingResult]:
+    """The training loop of :func:`train` (same yields and result)."""
     dtype = resolve_precision(config.precision, device)
     model = model.to(device).train()
     if device.type != "mps":
         model = model.to(memory_format=torch.channels_last)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    tile_shape = _tile_shape(model, config, object_size)
     out_shape = model.valid_output_shape(tile_shape)
     optimizer = _make_optimizer(model, config, optimizer_state)
-    augmentation = config.augmentation if config.augment else None
 
     def snapshot():
         return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
@@ -540,9 +590,7 @@ def train(
         t0 = time.perf_counter()
         for group in optimizer.param_groups:
             group["lr"] = cosine_learning_rate(config.learning_rate, budget.fraction(iteration - 1))
-        x, t, w = random_batch(
-            samples, model.halo, tile_shape, config.batch_size, augmentation, rng
-        )
+        x, t, w = batches.next()
         inputs = torch.from_numpy(x).to(device)
         if device.type != "mps":
             inputs = inputs.contiguous(memory_format=torch.channels_last)
@@ -567,13 +615,13 @@ def train(
         budget.update(iteration)
         last = budget.done(iteration)
         score = None
-        if validation and (iteration % config.validation_interval == 0 or last):
+        if validation_data and (iteration % config.validation_interval == 0 or last):
             model.eval()
             score = validation_score(model, validation_data, device)
             model.train()
             if score > best_score:
                 best_score, best_state, best_iteration = score, snapshot(), iteration
-        elif not validation and smoothed < best_loss and iteration >= min(10, budget.planned):
+        elif not validation_data and smoothed < best_loss and iteration >= min(10, budget.planned):
             best_state, best_iteration = snapshot(), iteration
         best_loss = min(best_loss, smoothed)
         dt = time.perf_counter() - t0
@@ -603,15 +651,10 @@ def train(
         **metadata,
         "training": {
             "config": config.to_dict(),
-            "fine_tuned_from": base_metadata.get("name"),
-            "n_images": len(images),
-            "n_planes": len(samples),
-            "dense": dense,
             "iterations_done": len(history),
             "best_iteration": best_iteration,
             "best_validation_score": None if best_score == -math.inf else best_score,
             "stopped": stopped,
-            "seed": seed,
             "device": str(device),
             "precision": str(dtype).removeprefix("torch."),
             "tile_shape": list(tile_shape),
