@@ -78,3 +78,22 @@ def load(dataset: str, split: str, limit: int | None = None) -> list[Item]:
             kind = "grey brightfield" if float(index[n]["mean_intensity"]) > 100 else "fluorescence"
         items.append(Item(dataset, n, image, imread(folder / "masks" / f"{n}.png"), kind))
     return items
+
+
+def load_packed(path: Path, split: str) -> list[Item]:
+    """Items of one split from a file written by pack_training_data.py."""
+    import lzma
+
+    data = np.load(path)
+    arrays, kinds = {}, {}
+    for row in data["index"]:
+        name, kind, dtype, height, width = str(row).split("\t")
+        raw = lzma.decompress(data[name].tobytes())
+        arrays[name] = np.frombuffer(raw, np.dtype(dtype)).reshape(int(height), int(width))
+        kinds[name.split(":", 1)[1]] = kind
+    items = []
+    for key, kind in kinds.items():
+        dataset, item_split, name = key.split("/")
+        if item_split == split:
+            items.append(Item(dataset, name, arrays[f"image:{key}"], arrays[f"masks:{key}"], kind))
+    return items

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from nuclei_data import Item, grey, load  # noqa: E402
+from nuclei_data import grey, load, load_packed  # noqa: E402
 
 from napari_unet.augmentation import AugmentationConfig  # noqa: E402
 from napari_unet.generators import run_to_completion  # noqa: E402
@@ -76,26 +76,13 @@ def choose_postprocessing(model, val_items) -> tuple[float, float, int]:
     return best
 
 
-def load_packed(path: Path, split: str) -> list[Item]:
-    """Items of one split from a file written by pack_training_data.py."""
-    data = np.load(path)
-    items = []
-    for row in data["index"]:
-        key, kind = str(row).split("\t")
-        dataset, item_split, name = key.split("/")
-        if item_split == split:
-            items.append(Item(dataset, name, data[f"image:{key}"], data[f"masks:{key}"], kind))
-    return items
-
-
 def postprocess_only(path: Path, output: Path) -> None:
     """Re-choose threshold and smallest cell of a trained model on the val splits."""
     from napari_unet.model_io import load_model
 
     model = load_model(path)
-    val_items = [
-        i for d in ("bbbc039", "dsb2018") for i in load(d, "val") if i.kind != "grey brightfield"
-    ]
+    datasets = sorted(model.metadata.get("data", {}).get("train", {})) or ["bbbc039", "dsb2018"]
+    val_items = [i for d in datasets for i in load(d, "val") if i.kind != "grey brightfield"]
     best = choose_postprocessing(model, val_items)
     model.metadata.update(
         postprocessing={"threshold": best[1], "min_size": best[2]},
@@ -231,7 +218,7 @@ def main() -> None:
     print(f"best iteration {result.best_iteration}; choosing post-processing on val", flush=True)
 
     if args.skip_postprocessing or not val_items:
-        best = (float("nan"), 0.5, 16)
+        best = (None, 0.5, 16)
     else:
         best = choose_postprocessing(model, val_items)
     earlier = (
@@ -244,15 +231,19 @@ def main() -> None:
         training_stages=[*earlier, model.metadata["training"]],
         name="default",
         description=(
-            "napari-unet default nuclei model: U-Net trained on the train splits of BBBC039 "
-            "(U2OS Hoechst) and DSB2018 stage1 (fluorescence + colour), CC0 data"
+            "napari-unet default model: U-Net (background / cell interior / cell boundary) "
+            "trained on the train splits of BBBC039 (U2OS Hoechst nuclei), DSB2018 stage1 "
+            "(nuclei; fluorescence + colour), both CC0, and Usiigaci (phase-contrast cells, MIT)"
+            if any(i.dataset == "usiigaci" for i in train_items)
+            else "napari-unet default nuclei model: U-Net trained on the train splits of "
+            "BBBC039 (U2OS Hoechst) and DSB2018 stage1 (fluorescence + colour), CC0 data"
         ),
         postprocessing={"threshold": best[1], "min_size": best[2]},
         validation={"ap50": best[0], "n_images": len(val_items)},
         data={
             "train": {
-                "bbbc039": sum(i.dataset == "bbbc039" for i in train_items),
-                "dsb2018": sum(i.dataset == "dsb2018" for i in train_items),
+                d: sum(i.dataset == d for i in train_items)
+                for d in sorted({i.dataset for i in train_items})
             },
             "excluded": "DSB2018 grey brightfield images",
         },
@@ -260,7 +251,7 @@ def main() -> None:
     )
     save_model(model, args.output, dtype=torch.float16)
     print(
-        f"saved {args.output} ({args.output.stat().st_size / 1e6:.1f} MB); val AP@0.5 {best[0]:.4f}; "
+        f"saved {args.output} ({args.output.stat().st_size / 1e6:.1f} MB); val AP@0.5 {best[0]}; "
         f"total {time.time() - t0:.0f} s",
         flush=True,
     )

@@ -55,7 +55,7 @@ def touching_pairs(masks):
         a = padded[1:-1, 1:-1]
         b = np.roll(np.roll(padded, -dy, 0), -dx, 1)[1:-1, 1:-1]
         both = (a > 0) & (b > 0) & (a != b)
-        pairs |= {tuple(sorted(p)) for p in zip(a[both].tolist(), b[both].tolist())}
+        pairs |= {tuple(sorted(p)) for p in zip(a[both].tolist(), b[both].tolist(), strict=True)}
     return pairs
 
 
@@ -321,18 +321,24 @@ def test_snapshots_and_optimizer_state_continue_a_run(sample_image, sample_annot
         )
 
 
-def test_batches_from_worker_processes_equal_those_made_in_process(sample_image, sample_annotation):
+def test_batches_from_worker_processes_are_valid_and_reproducible(sample_image, sample_annotation):
     from napari_unet.augmentation import AugmentationConfig
     from napari_unet.sampling import BatchSource, prepare_samples
 
     samples = prepare_samples([sample_image], [sample_annotation], TrainingConfig(), False, 3)
     made = []
-    for workers in (0, 2):
+    for workers in (0, 2, 2):
         source = BatchSource(samples, 8, (60, 60), 2, AugmentationConfig(), np.random.default_rng(5), workers)
         try:
-            made.append([source.next() for _ in range(3)])
+            made.append([source.next() for _ in range(4)])
         finally:
             source.close()
-    for a, b in zip(*made, strict=True):
+    for batches in made:
+        for x, t, w in batches:
+            assert x.shape == (2, 1, 60, 60) and x.dtype == np.float32
+            assert t.shape == w.shape == (2, 44, 44) and set(np.unique(t)) <= {0, 1, 2}
+            assert (w > 0).any()
+    for a, b in zip(made[1], made[2], strict=True):  # same seed and workers: same batches
         for x, y in zip(a, b, strict=True):
             np.testing.assert_array_equal(x, y)
+    assert not np.array_equal(made[1][0][0], made[1][1][0])  # the two workers differ

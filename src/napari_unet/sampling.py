@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch.utils.data
 
 from napari_unet.annotation import annotation_to_target
 from napari_unet.augmentation import (
@@ -213,45 +214,35 @@ def validation_score(model, prepared: list, device) -> float:
     return intersection / union if union else 1.0
 
 
-_WORKER_STATE: dict = {}
+class _TileStream(torch.utils.data.IterableDataset):
+    """Endless random batches for a ``torch.utils.data.DataLoader`` worker."""
 
+    def __init__(self, args: tuple, seed: int):
+        super().__init__()
+        self.args, self.seed = args, seed
 
-def _worker_init(samples, halo, tile_shape, batch_size, augmentation) -> None:
-    _WORKER_STATE.update(
-        samples=samples,
-        halo=halo,
-        tile_shape=tile_shape,
-        batch_size=batch_size,
-        augmentation=augmentation,
-    )
-
-
-def _worker_batch(seed: int):
-    state = _WORKER_STATE
-    return random_batch(
-        state["samples"],
-        state["halo"],
-        state["tile_shape"],
-        state["batch_size"],
-        state["augmentation"],
-        np.random.default_rng(seed),
-    )
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        rng = np.random.default_rng([self.seed, info.id if info else 0])
+        while True:
+            yield random_batch(*self.args, rng)
 
 
 class BatchSource:
     """Random training batches (:func:`random_batch`), made here or by worker processes.
 
     On a GPU a training step takes a few milliseconds, while augmenting a batch on
-    one CPU core takes tens: with ``workers > 0`` that many processes prepare batches
-    ahead (``2 * workers`` in flight). Batches are reproducible for a given ``rng``
-    whatever the number of workers: each is made from its own seed, drawn in order.
+    one CPU core takes tens: with ``workers > 0`` a ``torch.utils.data.DataLoader``
+    runs that many processes that prepare batches ahead. Batches are reproducible for
+    a given seed and number of workers (each worker draws from its own seeded
+    generator; the loader takes them in turn).
 
     Parameters
     ----------
     samples, halo, tile_shape, batch_size, augmentation
         As for :func:`random_batch`.
     rng : numpy.random.Generator
-        Draws one seed per batch.
+        Source of the batches (``workers == 0``) or of the workers' seed.
     workers : int
         Worker processes; 0 makes every batch in the calling thread.
     """
@@ -259,34 +250,24 @@ class BatchSource:
     def __init__(self, samples, halo, tile_shape, batch_size, augmentation, rng, workers=0):
         self._args = (samples, halo, tile_shape, batch_size, augmentation)
         self._rng = rng
-        self._pool = None
-        self._pending: list = []
+        self._batches = None
         if workers > 0:
-            import multiprocessing
-
-            methods = multiprocessing.get_all_start_methods()
-            context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-            self._pool = context.Pool(workers, initializer=_worker_init, initargs=self._args)
-            for _ in range(2 * workers):
-                self._submit()
-
-    def _seed(self) -> int:
-        return int(self._rng.integers(2**63 - 1))
-
-    def _submit(self) -> None:
-        self._pending.append(self._pool.apply_async(_worker_batch, (self._seed(),)))
+            loader = torch.utils.data.DataLoader(
+                _TileStream(self._args, int(rng.integers(2**63 - 1))),
+                batch_size=None,
+                num_workers=workers,
+                prefetch_factor=2,
+            )
+            self._batches = iter(loader)
 
     def next(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The next batch: inputs, targets and weights (see :func:`random_batch`)."""
-        if self._pool is None:
-            return random_batch(*self._args, np.random.default_rng(self._seed()))
-        batch = self._pending.pop(0).get()
-        self._submit()
-        return batch
+        if self._batches is None:
+            return random_batch(*self._args, self._rng)
+        return tuple(np.asarray(part) for part in next(self._batches))
 
     def close(self) -> None:
         """Stop the worker processes (if any)."""
-        if self._pool is not None:
-            self._pool.terminate()
-            self._pool.join()
-            self._pool = None
+        if self._batches is not None:
+            self._batches._shutdown_workers()
+            self._batches = None
