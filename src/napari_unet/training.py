@@ -28,6 +28,11 @@ import torch._dynamo  # noqa: F401
 import torch.nn.functional as F
 
 from napari_unet.annotation import annotation_to_target
+from napari_unet._checks import (
+    check_positive_int,
+    check_positive_int_pair,
+    check_training_memory,
+)
 from napari_unet.augmentation import (
     AugmentationConfig,
     augment_intensity,
@@ -44,6 +49,7 @@ from napari_unet.images import (
     normalize,
     percentile_normalization,
 )
+from napari_unet.model_io import as_model
 from napari_unet.network import UNet, UNetConfig
 from napari_unet.weight_map import separation_border_weight_map
 
@@ -119,10 +125,10 @@ class TrainingConfig:
     precision: str = "auto"
 
     def __post_init__(self):
-        if int(self.n_iterations) < 1:
-            raise ValueError(f"n_iterations must be at least 1, got {self.n_iterations}")
-        if int(self.batch_size) < 1:
-            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+        for name in ("n_iterations", "batch_size", "validation_interval"):
+            check_positive_int(name, getattr(self, name))
+        if self.tile_shape is not None:
+            check_positive_int_pair("tile_shape", self.tile_shape)
         if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
             raise ValueError(f"learning_rate must be a positive number, got {self.learning_rate}")
         if self.optimizer not in ("adam", "sgd"):
@@ -238,7 +244,9 @@ def _prepare(
     has_cell = any((s.target.ravel()[s.annotated] == 1).any() for s in samples)
     has_background = any((s.target.ravel()[s.annotated] == 0).any() for s in samples)
     if not has_cell:
-        raise ValueError("the annotation has no cell (labels >= 2): paint at least one cell")
+        raise ValueError(
+            f"the annotation has no cell (labels >= {1 if dense else 2}): paint at least one cell"
+        )
     if not has_background:
         raise ValueError(
             "the annotation has no background (label 1): paint some background so the "
@@ -298,7 +306,13 @@ def weighted_cross_entropy(
 def _prepare_validation(pairs, config: TrainingConfig, dense: bool) -> list:
     """Per validation pair, once: (image, normalisation, truth, annotated mask)."""
     prepared = []
-    for image, annotation in pairs:
+    for n, (image, annotation) in enumerate(pairs):
+        layout, annotation = image_layout(image), np.asarray(annotation)
+        if layout.leading_shape or layout.rgb or annotation.shape != layout.spatial_shape:
+            raise ValueError(
+                f"validation pair {n}: image of shape {tuple(np.shape(image))}, annotation of "
+                f"shape {annotation.shape}; give a 2D image (Y, X) and an annotation of its shape"
+            )
         target = annotation_to_target(np.asarray(annotation), dense=dense, gap=config.gap)
         normalization = percentile_normalization(image, config.percentiles)
         prepared.append((image, normalization, (target.target == 1) & target.mask, target.mask))
@@ -349,8 +363,9 @@ def train(
         One integer label image per image, same shape without RGB. Partial convention:
         0 = not annotated (ignored), 1 = background, 2, 3, … = one id per cell. With
         ``dense=True``: 0 = background, 1, 2, … = cells, nothing ignored.
-    model : UNet, optional
-        Network to fine-tune (copied, never modified). ``None``: train from scratch.
+    model : UNet, str or path, optional
+        Network to fine-tune (copied, never modified), or a model file or shipped
+        model name to load (``"default"``). ``None``: train from scratch.
     config : TrainingConfig, optional
         Settings; defaults of :class:`TrainingConfig` when ``None``.
     device : str or torch.device
@@ -381,9 +396,10 @@ def train(
     Raises
     ------
     ValueError
-        On empty or mismatched inputs, annotations without any annotated pixel, or
-        without a background or a cell anywhere; an invalid ``tile_shape``; an
-        unavailable device.
+        On empty or mismatched inputs (also validation pairs, checked before the
+        first iteration), annotations without any annotated pixel, or without a
+        background or a cell anywhere; an invalid ``tile_shape`` or one whose tiles
+        would not fit in memory; a ``model`` of another type; an unavailable device.
     """
     config = config or TrainingConfig()
     device = resolve_device(device)
@@ -392,6 +408,8 @@ def train(
     rng = np.random.default_rng(seed)
     if seed is not None:
         torch.manual_seed(seed)
+    if model is not None:
+        model = as_model(model)  # a file or shipped name is loaded; other types refused
     if model is None:
         model = UNet(config=model_config or SCRATCH_CONFIG)
         base_metadata: dict = {}
@@ -408,6 +426,7 @@ def train(
     else:
         tile_shape = model.input_shape_for_output((100, 100))
     out_shape = model.valid_output_shape(tile_shape)
+    check_training_memory(model, tile_shape, config.batch_size, device)
     if config.optimizer == "adam":
         optimizer = torch.optim.Adam(
             model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
