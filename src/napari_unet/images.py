@@ -195,6 +195,8 @@ def percentile_normalization(
     low, high = float(low), float(high)
     if not high > low:
         high = float(values.max()) if float(values.max()) > low else low + 1.0
+        if not high > low:  # a constant image of huge values: low + 1 rounds to low
+            high = low + abs(low) * 2.0**-20
     if not math.isfinite(high - low):
         raise ValueError(
             f"image intensities span {low:g} to {high:g}, a range too wide to normalise; "

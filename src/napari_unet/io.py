@@ -145,6 +145,7 @@ def write_tiff(path: str | os.PathLike, data: np.ndarray, **kwargs) -> Path:
 
     kwargs.setdefault("compression", "zlib")
     kwargs.setdefault("software", SOFTWARE)
+    kwargs.setdefault("photometric", "minisblack")  # never RGB: a last axis of 3 is data
     with atomic_path(path) as tmp:
         tifffile.imwrite(tmp, data, **kwargs)
     return Path(path)
