@@ -106,7 +106,9 @@ def test_dense_mode_message_names_the_dense_convention():
 def test_weight_map_errors():
     labels = np.ones((8, 8), np.uint8)
     labels[2:4, 2:4] = 2
-    with pytest.raises(ValueError, match=r"annotation is empty: it has no pixels \(shape \(0, 5\)\)"):
+    with pytest.raises(
+        ValueError, match=r"annotation is empty: it has no pixels \(shape \(0, 5\)\)"
+    ):
         napari_unet.separation_border_weight_map(np.zeros((0, 5), np.uint8))
     with pytest.raises(ValueError, match="w0 must be at most"):
         napari_unet.separation_border_weight_map(labels, w0=1e308)

@@ -41,8 +41,10 @@ def tree(path):
 # -- 2. unique output names ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("names", [("x/cells.tif", "y/cells.tif"), ("cells.tif", "cells.png"),
-                                   ("x/Cells.tif", "y/cells.tif")])
+@pytest.mark.parametrize(
+    "names",
+    [("x/cells.tif", "y/cells.tif"), ("cells.tif", "cells.png"), ("x/Cells.tif", "y/cells.tif")],
+)
 def test_inputs_with_the_same_name_are_refused_before_any_work(tmp_path, tiny_model, capsys, names):
     from skimage.io import imsave
 
@@ -78,9 +80,21 @@ def test_train_refuses_to_overwrite_an_annotation_or_image(tmp_path, capsys):
     tifffile.imwrite(tmp_path / "ann.tif", annotation())
     before = {p: p.read_bytes() for p in tmp_path.iterdir()}
     for target in ("ann.tif", "img.tif"):
-        code = main(["train", "--images", str(tmp_path / "img.tif"), "--annotations",
-                     str(tmp_path / "ann.tif"), "-o", str(tmp_path / target), "--from",
-                     "scratch", "--iterations", "1"])
+        code = main(
+            [
+                "train",
+                "--images",
+                str(tmp_path / "img.tif"),
+                "--annotations",
+                str(tmp_path / "ann.tif"),
+                "-o",
+                str(tmp_path / target),
+                "--from",
+                "scratch",
+                "--iterations",
+                "1",
+            ]
+        )
         assert code == 2
         assert "is also an input" in capsys.readouterr().err
     assert {p: p.read_bytes() for p in tmp_path.iterdir()} == before
@@ -120,9 +134,24 @@ def test_segment_refuses_an_output_that_is_an_input_or_not_its_own(tmp_path, tin
 def _train_args(tmp_path, output, *extra):
     tifffile.imwrite(tmp_path / "img.tif", image())
     tifffile.imwrite(tmp_path / "ann.tif", annotation())
-    return ["train", "--images", str(tmp_path / "img.tif"), "--annotations",
-            str(tmp_path / "ann.tif"), "-o", str(output), "--from", "scratch",
-            "--iterations", "2", "--batch-size", "1", "--seed", "0", *extra]
+    return [
+        "train",
+        "--images",
+        str(tmp_path / "img.tif"),
+        "--annotations",
+        str(tmp_path / "ann.tif"),
+        "-o",
+        str(output),
+        "--from",
+        "scratch",
+        "--iterations",
+        "2",
+        "--batch-size",
+        "1",
+        "--seed",
+        "0",
+        *extra,
+    ]
 
 
 def test_train_checks_the_output_location_before_the_first_iteration(tmp_path, capsys, monkeypatch):
@@ -175,8 +204,19 @@ def test_train_pairs_images_and_annotations_by_name(tmp_path, capsys):
         tifffile.imwrite(images / f"{name}.tif", image())
     tifffile.imwrite(anns / "a_masks.tif", annotation())
     tifffile.imwrite(anns / "c_masks.tif", annotation())
-    args = ["train", "--images", str(images), "--annotations", str(anns), "-o",
-            str(tmp_path / "m.safetensors"), "--from", "scratch", "--iterations", "1"]
+    args = [
+        "train",
+        "--images",
+        str(images),
+        "--annotations",
+        str(anns),
+        "-o",
+        str(tmp_path / "m.safetensors"),
+        "--from",
+        "scratch",
+        "--iterations",
+        "1",
+    ]
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "no image for annotation c_masks.tif" in err and "no annotation for image b.tif" in err
@@ -192,7 +232,9 @@ def test_pair_by_name_matches_regardless_of_order():
     images = [Path("x/b.tif"), Path("x/a.png")]
     anns = [Path("y/a.tif"), Path("y/B_labels.tif")]
     assert pair_by_name(images, anns) == [(images[0], anns[1]), (images[1], anns[0])]
-    assert pair_by_name([Path("img.tif")], [Path("ann.tif")]) == [(Path("img.tif"), Path("ann.tif"))]
+    assert pair_by_name([Path("img.tif")], [Path("ann.tif")]) == [
+        (Path("img.tif"), Path("ann.tif"))
+    ]
     with pytest.raises(ValueError, match="same name"):
         pair_by_name([Path("x/a.tif"), Path("y/a.tif")], anns)
 
@@ -205,7 +247,9 @@ def test_a_corrupt_file_in_a_batch_is_reported_and_the_rest_segmented(tmp_path, 
     folder.mkdir()
     tifffile.imwrite(folder / "a.tif", image())
     (folder / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 30)
-    tifffile.imwrite(folder / "c.tif", np.zeros((2, 2, 3, 20, 24), np.uint8), photometric="minisblack")
+    tifffile.imwrite(
+        folder / "c.tif", np.zeros((2, 2, 3, 20, 24), np.uint8), photometric="minisblack"
+    )
     tifffile.imwrite(folder / "d.tif", image(3) > 100)  # bool
     assert segment(folder, "-o", tmp_path / "out", "-m", tiny_model) == 1
     err = capsys.readouterr().err

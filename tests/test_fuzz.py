@@ -18,8 +18,20 @@ from napari_unet._writer import write_labels
 from napari_unet.images import image_layout
 from napari_unet.network import UNet
 
-DTYPES = [bool, np.uint8, np.int8, np.uint16, np.int16, np.int32, np.uint32, np.int64,
-          np.uint64, np.float16, np.float32, np.float64]
+DTYPES = [
+    bool,
+    np.uint8,
+    np.int8,
+    np.uint16,
+    np.int16,
+    np.int32,
+    np.uint32,
+    np.int64,
+    np.uint64,
+    np.float16,
+    np.float32,
+    np.float64,
+]
 SIDES = [0, 1, 2, 3, 5, 17, 40]
 
 
@@ -28,7 +40,7 @@ def random_array(rng, ranks=(0, 1, 2, 2, 2, 3, 4), sides=SIDES):
     if len(shape) >= 3 and rng.random() < 0.3:
         shape = (*shape[:-1], int(rng.choice([3, 4])))  # RGB(A)
     dtype = np.dtype(rng.choice(DTYPES))
-    if dtype == bool:
+    if dtype.kind == "b":
         return rng.random(shape) < 0.5
     if dtype.kind in "iu":
         info = np.iinfo(dtype)
@@ -96,8 +108,10 @@ def test_writer_keeps_every_value_or_raises_a_value_error(tmp_path, seed):
     labels = random_array(rng, ranks=(1, 2, 2, 3, 3, 4))
     scale = None
     if labels.ndim and rng.random() < 0.5:
-        scale = tuple(float(rng.choice([1.0, 0.25, 1e-12, 0.0, -1.0, np.nan, 1e15]))
-                      for _ in range(labels.ndim))
+        scale = tuple(
+            float(rng.choice([1.0, 0.25, 1e-12, 0.0, -1.0, np.nan, 1e15]))
+            for _ in range(labels.ndim)
+        )
     units = str(rng.choice(["um", "µm", "pixel", "nm", "Å"]))
     path = tmp_path / "labels.tif"
     try:

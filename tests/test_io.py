@@ -84,7 +84,9 @@ def test_a_killed_writers_temporary_file_is_removed_by_the_next_write(tmp_path):
     target = tmp_path / "masks.tif"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     writer = subprocess.Popen(
-        [sys.executable, "-c", _KILLED_WRITER, str(target)], stdout=subprocess.PIPE, env=env,
+        [sys.executable, "-c", _KILLED_WRITER, str(target)],
+        stdout=subprocess.PIPE,
+        env=env,
         text=True,
     )
     tmp = writer.stdout.readline().strip()
@@ -122,8 +124,12 @@ def test_atomic_path_removes_its_temporary_file_on_error(tmp_path):
 
 @pytest.mark.parametrize(
     "name, content",
-    [("bad.png", b"\x89PNG\r\n\x1a\n" + b"\0" * 40), ("bad.tif", b"II*\0garbage"),
-     ("empty.tif", b""), ("bad.jpg", b"not a jpeg")],
+    [
+        ("bad.png", b"\x89PNG\r\n\x1a\n" + b"\0" * 40),
+        ("bad.tif", b"II*\0garbage"),
+        ("empty.tif", b""),
+        ("bad.jpg", b"not a jpeg"),
+    ],
 )
 def test_a_corrupt_image_is_a_value_error_naming_the_file(tmp_path, name, content):
     path = tmp_path / name
@@ -141,5 +147,3 @@ def test_folders_skip_files_this_package_wrote_but_not_named_files(tmp_path):
     assert image_files([tmp_path], skip_written=True) == [tmp_path / "a.tif"]
     assert len(image_files([tmp_path])) == 3
     assert image_files([tmp_path / "a_masks.tif"], skip_written=True) == [tmp_path / "a_masks.tif"]
-
-

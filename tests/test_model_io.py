@@ -108,7 +108,11 @@ def test_a_tiny_file_claiming_a_huge_network_is_refused_before_building(tmp_path
     # within the bounds, but not what the stored tensors hold
     small = UNet(depth=2, base_channels=4).state_dict()
     for key, value, message in [
-        ("base_channels", 64, "declares base_channels=64 but its stored weights have base_channels=4"),
+        (
+            "base_channels",
+            64,
+            "declares base_channels=64 but its stored weights have base_channels=4",
+        ),
         ("depth", 3, "declares depth=3 but its stored weights have depth=2"),
         ("n_classes", 3, "declares n_classes=3 but its stored weights have n_classes=2"),
         ("in_channels", 3, "declares in_channels=3 but its stored weights have in_channels=1"),
@@ -123,7 +127,9 @@ def test_a_tensor_of_the_wrong_shape_or_a_missing_tensor_is_named(tmp_path):
     config = {"in_channels": 1, "n_classes": 2, "depth": 2, "base_channels": 4}
     state = dict(UNet(depth=2, base_channels=4).state_dict())
     state["expansive_path.0.up_convolution.weight"] = torch.zeros(8, 4, 3, 3)
-    with pytest.raises(ValueError, match=r"tensor expansive_path.0.up_convolution.weight has shape"):
+    with pytest.raises(
+        ValueError, match=r"tensor expansive_path.0.up_convolution.weight has shape"
+    ):
         load_model(_forge(tmp_path / "shape.safetensors", state, config))
     del state["head.bias"]
     with pytest.raises(ValueError, match=r"missing \['head.bias'\]"):

@@ -15,7 +15,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -43,18 +42,32 @@ print("opened:", ", ".join(opened))
 
 
 def _project() -> dict:
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     with open(ROOT / "pyproject.toml", "rb") as file:
         return tomllib.load(file)["project"]
 
 
 def _build_wheel(out: Path) -> Path:
     source = out / "source"
-    shutil.copytree(ROOT / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    shutil.copytree(
+        ROOT / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+    )
     for name in ("pyproject.toml", "README.md", "napari.yaml"):
         shutil.copy(ROOT / name, source / name)
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-         "--no-index", "-w", str(out / "wheel"), str(source)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-w",
+            str(out / "wheel"),
+            str(source),
+        ],
         check=True,
     )
     (wheel,) = (out / "wheel").glob("*.whl")
@@ -64,20 +77,42 @@ def _build_wheel(out: Path) -> Path:
 @pytest.mark.gui
 def test_a_plain_install_beside_napari_opens_every_widget(tmp_path):
     project = _project()
-    qt = "PyQt6" if "pyqt6" in {d.metadata["Name"].lower() for d in metadata.distributions()} else "PyQt5"
+    qt = (
+        "PyQt6"
+        if "pyqt6" in {d.metadata["Name"].lower() for d in metadata.distributions()}
+        else "PyQt5"
+    )
     # napari as a user has it (with a Qt binding), plus what this project declares
-    wanted = closure(["napari", qt, *project["dependencies"]], exclude={"napari-unet", "napari-unet-cells"})
+    wanted = closure(
+        ["napari", qt, *project["dependencies"]], exclude={"napari-unet", "napari-unet-cells"}
+    )
     python = make_venv(tmp_path / "venv", wanted)
     wheel = _build_wheel(tmp_path)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-index",
-         "--no-build-isolation", str(wheel)],
-        check=True, env=env, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "-q",
+            "--no-index",
+            "--no-build-isolation",
+            str(wheel),
+        ],
+        check=True,
+        env=env,
+        cwd=tmp_path,
     )
     result = subprocess.run(
         [str(python), "-c", OPEN_EVERY_WIDGET, project["name"]],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=600,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "opened: Annotate, Weight map, Train, Segment" in result.stdout

@@ -69,9 +69,7 @@ def _segment_file(path: Path, model, args, outputs: list[Path]) -> None:
 
     image = read_image(path)
     check_label_shape(image_layout(image).labels_shape)  # refuse what cannot be written
-    with tqdm(
-        total=1.0, desc=path.name, unit="image", bar_format="{l_bar}{bar}| {elapsed}"
-    ) as bar:
+    with tqdm(total=1.0, desc=path.name, unit="image", bar_format="{l_bar}{bar}| {elapsed}") as bar:
 
         def update(p, bar=bar):
             bar.set_postfix_str(f"{p.device} {p.precision}", refresh=False)

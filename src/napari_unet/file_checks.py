@@ -16,6 +16,7 @@ from pathlib import Path
 
 from napari_unet.io import TEMP_TAG
 
+
 def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
     """Whether two paths name the same file (also through links, ``..`` or case folding)."""
     try:

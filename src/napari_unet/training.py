@@ -27,12 +27,12 @@ import torch
 import torch._dynamo  # noqa: F401
 import torch.nn.functional as F
 
-from napari_unet.annotation import annotation_to_target
 from napari_unet._checks import (
     check_positive_int,
     check_positive_int_pair,
     check_training_memory,
 )
+from napari_unet.annotation import annotation_to_target
 from napari_unet.augmentation import (
     AugmentationConfig,
     augment_intensity,
