@@ -294,3 +294,23 @@ def test_a_shipped_name_and_a_local_file_named_default(tmp_path, tiny_model, mon
     os.rmdir(tmp_path / "default")
     os.rename(tiny_model, tmp_path / "default")
     assert segment(tmp_path / "a.tif", "-o", tmp_path / "out2", "-m", "./default") == 0
+
+
+def test_a_run_stopping_error_is_one_line_and_status_2(tmp_path, capsys, monkeypatch):
+    import napari_unet.training as training
+
+    def diverge(*args, **kwargs):
+        raise FloatingPointError("training diverged at iteration 1 (loss nan)")
+        yield  # a generator, like train()
+
+    monkeypatch.setattr(training, "train", diverge)
+    assert main(_train_args(tmp_path, tmp_path / "m.safetensors")) == 2
+    err = capsys.readouterr().err  # the progress bar, then one line
+    assert err.splitlines()[-1] == (
+        "napari-unet train: error: training diverged at iteration 1 (loss nan)"
+    )
+    assert "Traceback" not in err
+    assert not (tmp_path / "m.safetensors").exists()
+    (tmp_path / "out.tif").mkdir()
+    assert main(["weight-map", str(tmp_path / "ann.tif"), "-o", str(tmp_path / "out.tif")]) == 2
+    assert "is a folder" in capsys.readouterr().err
