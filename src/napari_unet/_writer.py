@@ -11,9 +11,10 @@ Dtype policy (ImageJ reads only 8- and 16-bit integer images):
 - any other integer labels (napari's ``int32``/``int64``, the segmentation's ``int32``)
   whose ids fit, i.e. ``0 <= id < 65536``, are written as ``uint16`` - the values are
   unchanged, only the dtype narrows, and ImageJ/Fiji opens the file as a 16-bit image;
-- with ids of 65536 or more they are written as ``uint32`` (ids up to 2**32 - 1) or
-  ``uint64`` (larger ids) in a plain (non-ImageJ) TIFF that tifffile, Fiji's
-  Bio-Formats importer and Python read exactly;
+- with ids of 65536 or more they are written as ``uint32`` (ids up to 2**32 - 1), which
+  tifffile and Fiji's Bio-Formats importer read exactly, or ``uint64`` (larger ids),
+  which tifffile reads exactly but ImageJ/Fiji cannot open, in a plain (non-ImageJ)
+  TIFF;
 - no id is ever changed: negative ids, non-integer data, a scale that is not positive
   and finite, and a unit that a TIFF cannot hold (non-ASCII; ``"µm"`` is written as
   ``"um"``) are refused with a ``ValueError``.

@@ -162,7 +162,7 @@ def written_by_this_package(path: str | os.PathLike) -> bool:
         with tifffile.TiffFile(path) as tif:
             tag = tif.pages.first.tags.get("Software")
             return tag is not None and str(tag.value) == SOFTWARE
-    except Exception:  # an unreadable file is not ours; reading it later reports why
+    except (OSError, ValueError, KeyError, IndexError):  # unreadable: reading it reports why
         return False
 
 
@@ -317,10 +317,10 @@ def write_labels_tiff(
 
     Dtype policy: uint8 and uint16 labels keep their dtype; other integer labels are
     stored as uint16 when every id is below 65,536 (ImageJ/Fiji open these as label
-    images, and the file is an ImageJ hyperstack); with larger ids as uint32, or uint64
-    from 2**32 on, in a plain TIFF that tifffile and Fiji's Bio-Formats read exactly
-    (ImageJ hyperstacks hold at most 32-bit integers without sign). Values are never
-    changed. The file is written to a temporary file in the destination folder and
+    images, and the file is an ImageJ hyperstack); with larger ids as uint32 (which
+    tifffile and Fiji's Bio-Formats read exactly), or uint64 from 2**32 on (tifffile
+    reads it exactly; ImageJ has no 64-bit integer images), in a plain TIFF. Values
+    are never changed. The file is written to a temporary file in the destination folder and
     renamed into place (:func:`atomic_path`).
 
     Parameters
