@@ -112,18 +112,28 @@ def score(items, labels_of) -> tuple[float, float]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--dataset", default="usiigaci", help="usiigaci, bbbc039, dsb2018 or crowded")
     p.add_argument("--protocol", default="full2", choices=("full2", "cells10", "none"))
     p.add_argument("--seconds", type=float, default=300.0, help="fine-tuning time budget")
-    p.add_argument("--split", default="val", help="split scored: val (choose settings) or test (report)")
+    p.add_argument(
+        "--split", default="val", help="split scored: val (choose settings) or test (report)"
+    )
     p.add_argument("--n-classes", type=int, default=None, help="target (default: TrainingConfig's)")
     p.add_argument("--learning-rate", type=float, default=None)
     p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--tile", type=int, default=None, help="input tile side (default: from object size)")
+    p.add_argument(
+        "--tile", type=int, default=None, help="input tile side (default: from object size)"
+    )
     p.add_argument("--model", default="default", help="starting model")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--baselines", action="store_true", help="also score the model as shipped and Otsu + watershed")
+    p.add_argument(
+        "--baselines",
+        action="store_true",
+        help="also score the model as shipped and Otsu + watershed",
+    )
     p.add_argument("--limit", type=int, default=None, help="score only this many images")
     p.add_argument("--save-model", type=Path, default=None)
     p.add_argument("--json", type=Path, default=None, help="append the result as one JSON line")
@@ -167,7 +177,9 @@ def main() -> None:
         }
         config = TrainingConfig(max_seconds=args.seconds, **overrides)
         t0 = time.perf_counter()
-        trained = run_to_completion(train(images, annotations, model=base, config=config, seed=args.seed))
+        trained = run_to_completion(
+            train(images, annotations, model=base, config=config, seed=args.seed)
+        )
         model = trained.model
         result.update(
             seconds=round(time.perf_counter() - t0, 1),
@@ -191,7 +203,13 @@ def main() -> None:
     result["predict_seconds"] = round(time.perf_counter() - t0, 1)
     if args.baselines:
         result["seg_shipped"], result["ap50_shipped"] = score(scored, lambda i: unet(i, base))
-        size = estimate_object_size([i.masks for i in load(args.dataset if args.dataset != "crowded" else "bbbc039", "train", 2)], dense=True)
+        size = estimate_object_size(
+            [
+                i.masks
+                for i in load(args.dataset if args.dataset != "crowded" else "bbbc039", "train", 2)
+            ],
+            dense=True,
+        )
         min_distance = max(int(size / 3), 3)
         result["seg_watershed"], result["ap50_watershed"] = score(
             scored, lambda i: classical_baseline(grey(i.image), min_distance=min_distance)

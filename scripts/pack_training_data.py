@@ -30,23 +30,36 @@ def to_uint8(plane: np.ndarray) -> np.ndarray:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--output", type=Path, required=True)
     p.add_argument("--datasets", nargs="+", default=["bbbc039", "dsb2018"])
     p.add_argument("--splits", nargs="+", default=["train"])
-    p.add_argument("--every", type=int, nargs="+", default=[1], help="per dataset: keep every N-th image")
+    p.add_argument(
+        "--every", type=int, nargs="+", default=[1], help="per dataset: keep every N-th image"
+    )
     args = p.parse_args()
     arrays, index = {}, []
-    every = dict(zip(args.datasets, args.every * len(args.datasets) if len(args.every) == 1 else args.every))
+    every = dict(
+        zip(args.datasets, args.every * len(args.datasets) if len(args.every) == 1 else args.every, strict=False)
+    )
     for dataset in args.datasets:
         for split in args.splits:
             for n, item in enumerate(load(dataset, split)):
                 if item.kind == "grey brightfield" or n % every[dataset]:
                     continue
                 key = f"{dataset}/{split}/{item.name}"
-                for part, array in (("image", to_uint8(grey(item.image))), ("masks", item.masks.astype(np.uint16))):
-                    arrays[f"{part}:{key}"] = np.frombuffer(lzma.compress(array.tobytes(), preset=6), np.uint8)
-                    index.append(f"{part}:{key}\t{item.kind}\t{array.dtype.str}\t{array.shape[0]}\t{array.shape[1]}")
+                for part, array in (
+                    ("image", to_uint8(grey(item.image))),
+                    ("masks", item.masks.astype(np.uint16)),
+                ):
+                    arrays[f"{part}:{key}"] = np.frombuffer(
+                        lzma.compress(array.tobytes(), preset=6), np.uint8
+                    )
+                    index.append(
+                        f"{part}:{key}\t{item.kind}\t{array.dtype.str}\t{array.shape[0]}\t{array.shape[1]}"
+                    )
     arrays["index"] = np.array(index)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     np.savez(args.output, **arrays)

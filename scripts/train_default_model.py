@@ -31,11 +31,10 @@ from napari_unet.augmentation import AugmentationConfig  # noqa: E402
 from napari_unet.generators import run_to_completion  # noqa: E402
 from napari_unet.images import percentile_normalization  # noqa: E402
 from napari_unet.instances import boundary_watershed, probabilities_to_labels  # noqa: E402
-from napari_unet.tiling import predict_tiled  # noqa: E402
 from napari_unet.metrics import average_precision  # noqa: E402
 from napari_unet.model_io import save_model  # noqa: E402
 from napari_unet.network import UNetConfig  # noqa: E402
-from napari_unet.segmentation import iter_segment  # noqa: E402
+from napari_unet.tiling import predict_tiled  # noqa: E402
 from napari_unet.training import TrainingConfig, train  # noqa: E402
 
 
@@ -46,19 +45,25 @@ def _probabilities(model, image):
     normalization = percentile_normalization(
         plane, tuple(model.metadata.get("normalization", {}).get("percentiles", (1.0, 99.8)))
     )
-    return predict_tiled(plane, model, normalization=normalization, precision="float32", output_classes=classes)
+    return predict_tiled(
+        plane, model, normalization=normalization, precision="float32", output_classes=classes
+    )
 
 
 def labels_from(model, probabilities, threshold, min_size):
     if model.config.n_classes == 3:
         return boundary_watershed(probabilities[0], probabilities[1], threshold, min_size)
-    return probabilities_to_labels(probabilities[0], threshold, min_size, 2 * model.metadata.get("gap", 1))
+    return probabilities_to_labels(
+        probabilities[0], threshold, min_size, 2 * model.metadata.get("gap", 1)
+    )
 
 
 def choose_postprocessing(model, val_items) -> tuple[float, float, int]:
     """(val AP@0.5, threshold, min_size) with the best mean AP@0.5 on ``val_items``."""
     probabilities = [_probabilities(model, i.image) for i in val_items]
-    thresholds = (0.3, 0.4, 0.5, 0.6, 0.7) if model.config.n_classes == 3 else (0.4, 0.5, 0.6, 0.7, 0.8)
+    thresholds = (
+        (0.3, 0.4, 0.5, 0.6, 0.7) if model.config.n_classes == 3 else (0.4, 0.5, 0.6, 0.7, 0.8)
+    )
     best = None
     for threshold in thresholds:
         for min_size in (8, 16, 32, 48, 64):
@@ -113,9 +118,19 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=2015)
     p.add_argument("--n-classes", type=int, default=3, help="2 (paper) or 3 (with cell boundary)")
     p.add_argument("--data-workers", type=int, default=0, help="batch-preparing processes (GPU)")
-    p.add_argument("--packed", type=Path, nargs="*", default=None, help="packed data files instead of ../shared/data")
+    p.add_argument(
+        "--packed",
+        type=Path,
+        nargs="*",
+        default=None,
+        help="packed data files instead of ../shared/data",
+    )
     p.add_argument("--minutes", type=float, default=None, help="time budget (the schedule fits it)")
-    p.add_argument("--skip-postprocessing", action="store_true", help="keep post-processing for --postprocess-only")
+    p.add_argument(
+        "--skip-postprocessing",
+        action="store_true",
+        help="keep post-processing for --postprocess-only",
+    )
     p.add_argument("--device", default="auto")
     p.add_argument(
         "--output", type=Path, default=Path("src/napari_unet/models/default.safetensors")

@@ -131,6 +131,7 @@ def test_boundary_watershed_splits_every_touching_pair_of_a_real_image(cells_mas
     assert len(pairs) >= 15
     assert seg_score(cells_masks, labels) > 0.95
     assert average_precision(cells_masks, labels) == 1.0
+
     def main_label(cell):
         return np.bincount(labels[cells_masks == cell]).argmax()
 
@@ -194,7 +195,9 @@ def test_bad_object_size_is_a_clear_error(bad, sample_image):
     from napari_unet.segmentation import segment
 
     with pytest.raises(ValueError, match="object size"):
-        segment(sample_image[:64, :64], UNet(depth=2, base_channels=2, n_classes=3), object_size=bad)
+        segment(
+            sample_image[:64, :64], UNet(depth=2, base_channels=2, n_classes=3), object_size=bad
+        )
 
 
 def test_min_size_follows_object_size():
@@ -228,7 +231,9 @@ def test_cosine_schedule():
 def test_time_budget_ends_training_and_fits_the_schedule(sample_image, sample_annotation):
     model = UNet(depth=3, base_channels=4, batch_norm=True, n_classes=3)
     config = TrainingConfig(max_seconds=8.0, n_iterations=None, tile_shape=(92, 92))
-    result = run_to_completion(train([sample_image], [sample_annotation], model=model, config=config, seed=0))
+    result = run_to_completion(
+        train([sample_image], [sample_annotation], model=model, config=config, seed=0)
+    )
     history = result.history
     assert len(history) > 6  # a tiny network: many steps fit in 8 s
     assert history[-1].fraction == pytest.approx(1.0, abs=0.1)
@@ -244,7 +249,9 @@ def test_time_budget_ends_training_and_fits_the_schedule(sample_image, sample_an
 def test_iterations_and_budget_whichever_first(sample_image, sample_annotation):
     model = UNet(depth=2, base_channels=2, n_classes=3)
     config = TrainingConfig(max_seconds=600, n_iterations=4, tile_shape=(44, 44))
-    result = run_to_completion(train([sample_image], [sample_annotation], model=model, config=config))
+    result = run_to_completion(
+        train([sample_image], [sample_annotation], model=model, config=config)
+    )
     assert len(result.history) == 4 and result.history[-1].fraction == 1.0
     with pytest.raises(ValueError, match="needs an end"):
         TrainingConfig(max_seconds=None, n_iterations=None)
@@ -289,8 +296,12 @@ def test_fine_tuning_a_two_class_model_gains_the_boundary_class(sample_image, sa
     assert meta["postprocessing"]["min_size"] == min_size_for(meta["object_size"])
     with pytest.raises(ValueError, match="3-class model for a 2-class"):
         run_to_completion(
-            train([sample_image], [sample_annotation], model=result.model,
-                  config=TrainingConfig(n_iterations=1, n_classes=2))
+            train(
+                [sample_image],
+                [sample_annotation],
+                model=result.model,
+                config=TrainingConfig(n_iterations=1, n_classes=2),
+            )
         )
 
 
@@ -298,7 +309,9 @@ def test_snapshots_and_optimizer_state_continue_a_run(sample_image, sample_annot
     model = UNet(depth=2, base_channels=2, n_classes=3)
     config = TrainingConfig(n_iterations=4, tile_shape=(44, 44))
     first = run_to_completion(
-        train([sample_image], [sample_annotation], model=model, config=config, snapshot_interval=0.0)
+        train(
+            [sample_image], [sample_annotation], model=model, config=config, snapshot_interval=0.0
+        )
     )
     snapshots = [p.snapshot for p in first.history]
     assert all(s is not None for s in snapshots) and not snapshots[0].training
@@ -308,16 +321,30 @@ def test_snapshots_and_optimizer_state_continue_a_run(sample_image, sample_annot
     assert not torch.equal(w0, snapshots[-1].head.weight)
     state = first.optimizer_state
     assert state["state"] and all(
-        t.device.type == "cpu" for s in state["state"].values() for t in s.values() if torch.is_tensor(t)
+        t.device.type == "cpu"
+        for s in state["state"].values()
+        for t in s.values()
+        if torch.is_tensor(t)
     )
     second = run_to_completion(
-        train([sample_image], [sample_annotation], model=first.model, config=config, optimizer_state=state)
+        train(
+            [sample_image],
+            [sample_annotation],
+            model=first.model,
+            config=config,
+            optimizer_state=state,
+        )
     )
     assert len(second.history) == 4
     with pytest.raises(ValueError, match="optimizer_state"):
         run_to_completion(
-            train([sample_image], [sample_annotation], model=UNet(depth=3, base_channels=2, n_classes=3),
-                  config=config, optimizer_state=state)
+            train(
+                [sample_image],
+                [sample_annotation],
+                model=UNet(depth=3, base_channels=2, n_classes=3),
+                config=config,
+                optimizer_state=state,
+            )
         )
 
 
@@ -328,7 +355,9 @@ def test_batches_from_worker_processes_are_valid_and_reproducible(sample_image, 
     samples = prepare_samples([sample_image], [sample_annotation], TrainingConfig(), False, 3)
     made = []
     for workers in (0, 2, 2):
-        source = BatchSource(samples, 8, (60, 60), 2, AugmentationConfig(), np.random.default_rng(5), workers)
+        source = BatchSource(
+            samples, 8, (60, 60), 2, AugmentationConfig(), np.random.default_rng(5), workers
+        )
         try:
             made.append([source.next() for _ in range(4)])
         finally:

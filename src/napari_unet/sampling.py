@@ -118,7 +118,9 @@ def prepare_samples(
     has_cell = any((s.target.ravel()[s.annotated] != 0).any() for s in samples)
     has_background = any((s.target.ravel()[s.annotated] == 0).any() for s in samples)
     if not has_cell:
-        raise ValueError("the annotation has no cell (labels >= 2): paint at least one cell")
+        raise ValueError(
+            f"the annotation has no cell (labels >= {1 if dense else 2}): paint at least one cell"
+        )
     if not has_background:
         raise ValueError(
             "the annotation has no background (label 1): paint some background so the "
@@ -181,7 +183,13 @@ def prepare_validation(pairs, config, dense: bool, n_classes: int) -> list:
     ``truth`` is the foreground (any cell class) of the pair's target.
     """
     prepared = []
-    for image, annotation in pairs:
+    for n, (image, annotation) in enumerate(pairs):
+        layout, annotation = image_layout(image), np.asarray(annotation)
+        if layout.leading_shape or layout.rgb or annotation.shape != layout.spatial_shape:
+            raise ValueError(
+                f"validation pair {n}: image of shape {tuple(np.shape(image))}, annotation of "
+                f"shape {annotation.shape}; give a 2D image (Y, X) and an annotation of its shape"
+            )
         parts = annotation_to_target(
             np.asarray(annotation),
             dense=dense,

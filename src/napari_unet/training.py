@@ -29,6 +29,11 @@ import torch
 import torch._dynamo  # noqa: F401
 import torch.nn.functional as F
 
+from napari_unet._checks import (
+    check_positive_int,
+    check_positive_int_pair,
+    check_training_memory,
+)
 from napari_unet.annotation import (
     BOUNDARY_WIDTH,
     DEFAULT_N_CLASSES,
@@ -39,6 +44,7 @@ from napari_unet.augmentation import AugmentationConfig
 from napari_unet.devices import resolve_device, resolve_precision
 from napari_unet.images import DEFAULT_PERCENTILES
 from napari_unet.instances import min_size_for
+from napari_unet.model_io import as_model
 from napari_unet.network import UNet, UNetConfig, with_boundary_class
 from napari_unet.sampling import (
     BatchSource,
@@ -166,14 +172,16 @@ class TrainingConfig:
     def __post_init__(self):
         if self.n_iterations is None and self.max_seconds is None:
             raise ValueError("give n_iterations, max_seconds or both: training needs an end")
-        if self.n_iterations is not None and int(self.n_iterations) < 1:
-            raise ValueError(f"n_iterations must be at least 1, got {self.n_iterations}")
+        if self.n_iterations is not None:
+            check_positive_int("n_iterations", self.n_iterations)
         if self.max_seconds is not None and not (
             math.isfinite(self.max_seconds) and self.max_seconds > 0
         ):
             raise ValueError(f"max_seconds must be a positive number, got {self.max_seconds}")
-        if int(self.batch_size) < 1:
-            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+        for name in ("batch_size", "validation_interval"):
+            check_positive_int(name, getattr(self, name))
+        if self.tile_shape is not None:
+            check_positive_int_pair("tile_shape", self.tile_shape)
         if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
             raise ValueError(f"learning_rate must be a positive number, got {self.learning_rate}")
         if self.optimizer not in ("adam", "sgd"):
@@ -348,6 +356,8 @@ class _Budget:
 
 def _starting_model(model: UNet | None, model_config: UNetConfig | None, config: TrainingConfig):
     """The network to train (a copy) and the metadata it brings along."""
+    if model is not None:
+        model = as_model(model)  # a file or shipped name is loaded; other types refused
     if model is None:
         architecture = model_config or SCRATCH_CONFIG
         if config.n_classes is not None and config.n_classes != architecture.n_classes:
@@ -461,8 +471,9 @@ def train(
         One integer label image per image, same shape without RGB. Partial convention:
         0 = not annotated (ignored), 1 = background, 2, 3, … = one id per cell. With
         ``dense=True``: 0 = background, 1, 2, … = cells, nothing ignored.
-    model : UNet, optional
-        Network to fine-tune (copied, never modified). ``None``: train from scratch.
+    model : UNet, str or path, optional
+        Network to fine-tune (copied, never modified), or a model file or shipped
+        model name to load (``"default"``). ``None``: train from scratch.
     config : TrainingConfig, optional
         Settings; defaults of :class:`TrainingConfig` when ``None``.
     device : str or torch.device
@@ -501,9 +512,11 @@ def train(
     Raises
     ------
     ValueError
-        On empty or mismatched inputs, annotations without any annotated pixel, or
-        without a background or a cell anywhere; an invalid ``tile_shape`` or object
-        size; an unavailable device; an ``optimizer_state`` that does not fit.
+        On empty or mismatched inputs (also validation pairs, checked before the
+        first iteration), annotations without any annotated pixel, or without a
+        background or a cell anywhere; an invalid ``tile_shape`` or object size, or
+        tiles that would not fit in memory; a ``model`` of another type; an
+        unavailable device; an ``optimizer_state`` that does not fit.
     FloatingPointError
         If the loss becomes NaN or infinite.
     """
@@ -569,6 +582,7 @@ def _loop(
         model = model.to(memory_format=torch.channels_last)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     out_shape = model.valid_output_shape(tile_shape)
+    check_training_memory(model, tile_shape, config.batch_size, device)
     optimizer = _make_optimizer(model, config, optimizer_state)
 
     def snapshot():
