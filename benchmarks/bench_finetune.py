@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -46,15 +45,8 @@ from napari_unet.model_io import load_model  # noqa: E402
 from napari_unet.segmentation import iter_segment  # noqa: E402
 from napari_unet.training import TrainingConfig, train  # noqa: E402
 
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import cpu_name  # noqa: E402
 
 
 def touching_fraction(masks: np.ndarray) -> float:

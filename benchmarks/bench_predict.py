@@ -20,7 +20,6 @@ import copy
 import json
 import math
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -36,6 +35,9 @@ from napari_unet import devices
 from napari_unet.devices import resolve_device, resolve_precision
 from napari_unet.network import UNet
 from napari_unet.tiling import auto_tile_shape, plan_tiles, predict_tiled
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import cpu_name, peak_rss_mib  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -65,16 +67,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.quick:
         args.conv_size, args.size, args.single_size, args.memory_size = 256, 512, 256, 1024
     return args
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def device_name(device: torch.device) -> str:
@@ -218,23 +210,6 @@ def write_zarr(path: Path, size: int) -> None:
     for y in range(0, size, 1024):  # row by row: the parent never holds the image either
         rows = min(1024, size - y)
         array[y : y + rows] = rng.integers(0, 4096, (rows, size), dtype=np.uint16)
-
-
-def peak_rss_mib() -> float:
-    """Peak resident memory of this process, MiB.
-
-    Linux: ``VmHWM`` of /proc/self/status, because ``ru_maxrss`` is carried over from
-    the parent across fork + exec (the child would start at the parent's peak).
-    Elsewhere ``resource.getrusage(RUSAGE_SELF).ru_maxrss``.
-    """
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, else KiB
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
 
 
 def memory_child(args) -> None:

@@ -15,17 +15,10 @@ from importlib.resources import files
 
 import tifffile
 import zarr
+from machine import peak_rss_mib  # noqa: E402
 
 from napari_unet import segment
 from napari_unet.model_io import load_model
-
-
-def peak_rss_mib() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def main() -> None:

@@ -10,12 +10,11 @@ Run with ``PYTHONPATH=src python benchmarks/bench_weight_map.py [--size 1024] [-
 """
 
 import argparse
-import os
-import platform
 import sys
 import time
 
 import numpy as np
+from machine import cpu_name  # noqa: E402
 from skimage.segmentation import expand_labels
 
 from napari_unet.annotation import annotation_to_target
@@ -34,20 +33,6 @@ def touching_cells(size: int, n_cells: int, seed: int = 0) -> np.ndarray:
     # grown by the mean seed spacing: neighbours meet along Voronoi edges, only the
     # largest empty regions (about 6 % of the field) remain background
     return expand_labels(seeds, distance=spacing)
-
-
-def cpu_name() -> str:
-    """CPU model and core count, for the report line."""
-    name = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    name = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"{name}, {os.cpu_count()} cores"
 
 
 def best_time(function, repeats: int) -> tuple[float, np.ndarray]:

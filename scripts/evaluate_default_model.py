@@ -60,7 +60,7 @@ def tune_baseline(dataset: str, n: int = 20) -> int:
             ),
             d,
         )
-        for d in (5, 7, 9, 11, 13)
+        for d in (5, 7, 9, 11, 13, 21, 31)
     )
     print(f"{dataset}: baseline min_distance {best[1]} (val AP@0.5 {best[0]:.3f})", flush=True)
     return best[1]
@@ -79,7 +79,7 @@ def main() -> None:
     scores = defaultdict(lambda: defaultdict(list))
     seconds = 0.0
     tuned = {}
-    for dataset in ("bbbc039", "dsb2018"):
+    for dataset in ("bbbc039", "dsb2018", "usiigaci"):
         tuned[dataset] = min_distance = tune_baseline(dataset)
         for item in load(dataset, args.split):
             t0 = time.perf_counter()

@@ -42,7 +42,11 @@ def main() -> None:
     args = p.parse_args()
     arrays, index = {}, []
     every = dict(
-        zip(args.datasets, args.every * len(args.datasets) if len(args.every) == 1 else args.every, strict=False)
+        zip(
+            args.datasets,
+            args.every * len(args.datasets) if len(args.every) == 1 else args.every,
+            strict=False,
+        )
     )
     for dataset in args.datasets:
         for split in args.splits:

@@ -50,34 +50,43 @@ def _probabilities(model, image):
     )
 
 
-def labels_from(model, probabilities, threshold, min_size):
+def labels_from(model, probabilities, threshold, min_size, seed_threshold=0.5):
     if model.config.n_classes == 3:
-        return boundary_watershed(probabilities[0], probabilities[1], threshold, min_size)
+        return boundary_watershed(
+            probabilities[0], probabilities[1], threshold, min_size, seed_threshold
+        )
     return probabilities_to_labels(
         probabilities[0], threshold, min_size, 2 * model.metadata.get("gap", 1)
     )
 
 
-def choose_postprocessing(model, val_items) -> tuple[float, float, int]:
-    """(val AP@0.5, threshold, min_size) with the best mean AP@0.5 on ``val_items``."""
+def choose_postprocessing(model, val_items) -> tuple[float, dict]:
+    """(val AP@0.5, post-processing settings) with the best mean AP@0.5 on ``val_items``."""
+    import itertools
+
     probabilities = [_probabilities(model, i.image) for i in val_items]
-    thresholds = (
-        (0.3, 0.4, 0.5, 0.6, 0.7) if model.config.n_classes == 3 else (0.4, 0.5, 0.6, 0.7, 0.8)
-    )
+    if model.config.n_classes == 3:
+        grid = itertools.product((0.5, 0.6, 0.7), (16, 32, 64), (0.5, 0.7, 0.85))
+    else:
+        grid = itertools.product((0.4, 0.5, 0.6, 0.7, 0.8), (8, 16, 32, 48, 64), (0.5,))
     best = None
-    for threshold in thresholds:
-        for min_size in (8, 16, 32, 48, 64):
-            ap = float(
-                np.mean(
-                    [
-                        average_precision(i.masks, labels_from(model, pb, threshold, min_size))
-                        for i, pb in zip(val_items, probabilities, strict=True)
-                    ]
-                )
+    for threshold, min_size, seed in grid:
+        ap = float(
+            np.mean(
+                [
+                    average_precision(i.masks, labels_from(model, pb, threshold, min_size, seed))
+                    for i, pb in zip(val_items, probabilities, strict=True)
+                ]
             )
-            print(f"  threshold {threshold} min_size {min_size}: val AP@0.5 {ap:.4f}", flush=True)
-            if best is None or ap > best[0]:
-                best = (ap, threshold, min_size)
+        )
+        print(
+            f"  threshold {threshold} min_size {min_size} seed {seed}: AP@0.5 {ap:.4f}", flush=True
+        )
+        if best is None or ap > best[0]:
+            settings = {"threshold": threshold, "min_size": min_size}
+            if model.config.n_classes == 3:
+                settings["seed_threshold"] = seed
+            best = (ap, settings)
     return best
 
 
@@ -90,11 +99,11 @@ def postprocess_only(path: Path, output: Path) -> None:
     val_items = [i for d in datasets for i in load(d, "val") if i.kind != "grey brightfield"]
     best = choose_postprocessing(model, val_items)
     model.metadata.update(
-        postprocessing={"threshold": best[1], "min_size": best[2]},
+        postprocessing=best[1],
         validation={"ap50": best[0], "n_images": len(val_items)},
     )
     save_model(model, output, dtype=torch.float16)
-    print(f"saved {output}; val AP@0.5 {best[0]:.4f} at {best[1:]}", flush=True)
+    print(f"saved {output}; val AP@0.5 {best[0]:.4f} at {best[1]}", flush=True)
 
 
 def main() -> None:
@@ -233,7 +242,7 @@ def main() -> None:
     print(f"best iteration {result.best_iteration}; choosing post-processing on val", flush=True)
 
     if args.skip_postprocessing or not val_items:
-        best = (None, 0.5, 16)
+        best = (None, {"threshold": 0.5, "min_size": 16})
     else:
         best = choose_postprocessing(model, val_items)
     earlier = (
@@ -253,7 +262,7 @@ def main() -> None:
             else "napari-unet default nuclei model: U-Net trained on the train splits of "
             "BBBC039 (U2OS Hoechst) and DSB2018 stage1 (fluorescence + colour), CC0 data"
         ),
-        postprocessing={"threshold": best[1], "min_size": best[2]},
+        postprocessing=best[1],
         validation={"ap50": best[0], "n_images": len(val_items)},
         data={
             "train": {

@@ -109,3 +109,37 @@ def test_errors_are_reported_not_raised(tmp_path, capsys):
         == 2
     )
     assert "no annotated pixel" in capsys.readouterr().err
+
+
+def test_cli_defaults_are_the_cores():
+    """One home per default: the CLI reads TrainingConfig and the weight-map constants."""
+    from napari_unet.annotation import DEFAULT_N_CLASSES
+    from napari_unet.cli import build_parser
+    from napari_unet.training import TrainingConfig
+
+    config = TrainingConfig()
+    parser = build_parser()
+    train = parser.parse_args(["train", "--images", "i", "--annotations", "a", "-o", "m"])
+    assert train.minutes * 60 == config.max_seconds
+    assert train.iterations == config.n_iterations
+    assert (train.learning_rate, train.batch_size) == (config.learning_rate, config.batch_size)
+    assert (train.w0, train.sigma) == (config.w0, config.sigma)
+    assert train.object_size == config.object_size and train.n_classes == config.n_classes
+    weight_map = parser.parse_args(["weight-map", "a.tif", "-o", "w.tif"])
+    assert (weight_map.w0, weight_map.sigma) == (config.w0, config.sigma)
+    assert weight_map.class_weights == config.class_weights == "balanced"
+    assert weight_map.n_classes == DEFAULT_N_CLASSES
+
+
+def test_train_for_a_time_budget_from_the_default_model(tmp_path, sample_image, sample_annotation):
+    tifffile.imwrite(tmp_path / "img.tif", sample_image[:256, :352])
+    tifffile.imwrite(tmp_path / "ann.tif", sample_annotation[:256, :352])
+    out = tmp_path / "model.safetensors"
+    args = ["train", "--images", str(tmp_path / "img.tif"), "--annotations", str(tmp_path / "ann.tif")]
+    assert main([*args, "-o", str(out), "--minutes", "0.1", "--object-size", "24", "--seed", "0"]) == 0
+    model = load_model(out)
+    training = model.metadata["training"]
+    assert model.config.n_classes == 3 and model.metadata["object_size"] == 24
+    assert training["config"]["max_seconds"] == pytest.approx(6.0)
+    assert training["iterations_done"] >= 1 and training["seconds"] < 6.0 + 30
+    assert main([*args, "-o", str(tmp_path / "bad.safetensors"), "--object-size", "0"]) == 2

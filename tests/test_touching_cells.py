@@ -201,7 +201,7 @@ def test_bad_object_size_is_a_clear_error(bad, sample_image):
 
 
 def test_min_size_follows_object_size():
-    assert min_size_for(15) == 11 and min_size_for(100) == int(math.pi / 4 * 25**2)
+    assert min_size_for(15) == 44 and min_size_for(100) == int(math.pi / 4 * 50**2)
     assert min_size_for(1) == 8
 
 

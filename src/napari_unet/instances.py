@@ -98,14 +98,21 @@ def _grow_into_gaps(labels: np.ndarray, gap: int) -> np.ndarray:
     return np.where(between, grown, labels)
 
 
+#: Post-processing of a fine-tuned three-class model: foreground threshold and seed
+#: (cell interior) threshold of :func:`boundary_watershed`, chosen on the ``val`` split
+#: of the fine-tuning benchmark (benchmarks/bench_finetune.py, docs/benchmarks.md).
+FINE_TUNED_THRESHOLD = 0.7
+FINE_TUNED_SEED_THRESHOLD = 0.85
+
+
 def min_size_for(object_size: float) -> int:
     """Default smallest object (pixels) for a typical cell diameter ``object_size`` (px).
 
-    Objects with less than 1/16 of the area of a disc of diameter ``object_size``
-    (a quarter of its diameter) are dropped: debris and fragments, never a cell of
-    that size. At least 8 pixels.
+    Objects smaller than a disc of half that diameter (a quarter of its area) are
+    dropped: debris and fragments of cells, not cells of that size. At least 8 pixels.
+    Chosen on the ``val`` split of the fine-tuning benchmark (docs/benchmarks.md).
     """
-    return max(8, int(math.pi / 4 * (object_size / 4) ** 2))
+    return max(8, int(math.pi / 4 * (object_size / 2) ** 2))
 
 
 def boundary_watershed(
@@ -114,6 +121,7 @@ def boundary_watershed(
     threshold: float = 0.5,
     min_size: int = 16,
     seed_threshold: float = 0.5,
+    min_seed_size: int | None = None,
 ) -> np.ndarray:
     """Instance labels from three-class probabilities by seeded watershed.
 
@@ -140,6 +148,10 @@ def boundary_watershed(
         Smallest cell kept, pixels; smaller seeds are not used either.
     seed_threshold : float
         Interior probability above which a pixel seeds a cell.
+    min_seed_size : int, optional
+        Seeds smaller than this (pixels) are dropped before growing, so that the
+        cell they lie in grows over them instead of being split; default
+        ``min_size // 4``.
 
     Returns
     -------
@@ -178,7 +190,8 @@ def boundary_watershed(
     min_size = max(int(min_size), 1)
     seed_sizes = np.bincount(seeds.ravel(), minlength=n_seeds + 1)
     # Seeds too small to be a cell's interior are noise: drop them before growing.
-    small_seed = seed_sizes < max(min_size // 4, 1)
+    min_seed_size = min_size // 4 if min_seed_size is None else int(min_seed_size)
+    small_seed = seed_sizes < max(min_seed_size, 1)
     small_seed[0] = False
     seeds[small_seed[seeds]] = 0
     next_id = 1

@@ -167,6 +167,7 @@ def iter_segment(
         else:
             min_size = int(post.get("min_size", 16))
     three_class = net.config.n_classes == 3
+    seed_threshold = float(post.get("seed_threshold", 0.5))
     # Cells lost ``gap`` px per side to the separation border: grow back across 2 * gap.
     gap = 2 * int(metadata.get("gap", 1))
     if layout.leading_shape:  # a stack: planes are written into these
@@ -202,7 +203,9 @@ def iter_segment(
                 used_precision,
             )
         if three_class:
-            plane_labels = boundary_watershed(predicted[0], predicted[1], threshold, min_size)
+            plane_labels = boundary_watershed(
+                predicted[0], predicted[1], threshold, min_size, seed_threshold
+            )
             foreground = 1.0 - predicted[0]
         else:
             foreground = predicted[0]

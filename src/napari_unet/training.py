@@ -43,7 +43,7 @@ from napari_unet.annotation import (
 from napari_unet.augmentation import AugmentationConfig
 from napari_unet.devices import resolve_device, resolve_precision
 from napari_unet.images import DEFAULT_PERCENTILES
-from napari_unet.instances import min_size_for
+from napari_unet.instances import FINE_TUNED_SEED_THRESHOLD, FINE_TUNED_THRESHOLD, min_size_for
 from napari_unet.model_io import as_model
 from napari_unet.network import UNet, UNetConfig, with_boundary_class
 from napari_unet.sampling import (
@@ -418,18 +418,26 @@ def _make_optimizer(model: UNet, config: TrainingConfig, state: dict | None):
 def _run_metadata(
     base_metadata: dict, config: TrainingConfig, n_classes: int, object_size: float
 ) -> dict:
-    """Metadata the trained model carries (training results are added at the end)."""
-    same_output = base_metadata.get("n_classes", 2) == n_classes
-    threshold = 0.5
-    if same_output:
-        threshold = base_metadata.get("postprocessing", {}).get("threshold", threshold)
+    """Metadata the trained model carries (training results are added at the end).
+
+    Post-processing: a three-class model gets the fine-tuned defaults of
+    :mod:`napari_unet.instances`, a two-class one keeps its starting model's threshold;
+    the smallest cell follows the object size.
+    """
+    if n_classes == 3:
+        post = {"threshold": FINE_TUNED_THRESHOLD, "seed_threshold": FINE_TUNED_SEED_THRESHOLD}
+    else:
+        same_output = base_metadata.get("n_classes", 2) == n_classes
+        base_post = base_metadata.get("postprocessing", {}) if same_output else {}
+        post = {"threshold": base_post.get("threshold", 0.5)}
+    post["min_size"] = min_size_for(object_size)
     metadata = {
         **base_metadata,
         "normalization": {"method": "percentile", "percentiles": list(config.percentiles)},
         "gap": config.gap,
         "n_classes": n_classes,
         "object_size": round(object_size, 2),
-        "postprocessing": {"threshold": threshold, "min_size": min_size_for(object_size)},
+        "postprocessing": post,
     }
     if n_classes == 3:
         metadata["boundary_width"] = config.boundary_width
