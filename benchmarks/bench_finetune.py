@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -111,6 +112,14 @@ def main() -> None:
     p.add_argument("--protocol", default="full2", choices=("full2", "cells10", "none"))
     p.add_argument("--seconds", type=float, default=300.0, help="fine-tuning time budget")
     p.add_argument(
+        "--iterations",
+        type=int,
+        default=None,
+        help="fixed number of iterations instead of a time budget (e.g. to replay on a GPU "
+        "what a CPU does in --seconds)",
+    )
+    p.add_argument("--precision", default=None, help="training precision (default: auto)")
+    p.add_argument(
         "--split", default="val", help="split scored: val (choose settings) or test (report)"
     )
     p.add_argument("--n-classes", type=int, default=None, help="target (default: TrainingConfig's)")
@@ -142,6 +151,7 @@ def main() -> None:
         "cpu": cpu_name(),
         "torch_threads": torch.get_num_threads(),
         "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "load_average_before": round(os.getloadavg()[0], 2),
     }
     model = base
     if args.protocol != "none":
@@ -167,7 +177,12 @@ def main() -> None:
             }.items()
             if v is not None
         }
-        config = TrainingConfig(max_seconds=args.seconds, **overrides)
+        if args.precision:
+            overrides["precision"] = args.precision
+        if args.iterations:
+            config = TrainingConfig(max_seconds=None, n_iterations=args.iterations, **overrides)
+        else:
+            config = TrainingConfig(max_seconds=args.seconds, **overrides)
         t0 = time.perf_counter()
         trained = run_to_completion(
             train(images, annotations, model=base, config=config, seed=args.seed)
@@ -206,6 +221,7 @@ def main() -> None:
         result["seg_watershed"], result["ap50_watershed"] = score(
             scored, lambda i: classical_baseline(grey(i.image), min_distance=min_distance)
         )
+    result["load_average_after"] = round(os.getloadavg()[0], 2)
     print(json.dumps(result), flush=True)
     if args.json:
         with open(args.json, "a") as f:
