@@ -1,4 +1,4 @@
-"""Live training-loss curve: a matplotlib Qt canvas redrawn at most every 200 ms."""
+"""Live training-loss curve: a matplotlib Qt canvas redrawn at most once a second."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ import math
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QSizePolicy
 
-#: Shortest time (ms) between two redraws of the curve.
-REDRAW_INTERVAL_MS = 200
+#: Shortest time (ms) between two redraws of the curve. A redraw costs ~45 ms of the
+#: GUI thread (matplotlib, holding the GIL); once per iteration it slowed training
+#: in the widget down by a third on a 2-core CPU (docs/benchmarks.md).
+REDRAW_INTERVAL_MS = 1000
 
 
 class LossPlot:
