@@ -34,12 +34,15 @@ class LivePreview(Container):
     Parameters
     ----------
     viewer : napari.Viewer
+    threads : ThreadShare
+        The CPU threads shared with training (:mod:`napari_unet.threads`).
     """
 
-    def __init__(self, viewer):
+    def __init__(self, viewer, threads):
         super().__init__(labels=False)
         self.margins = (0, 0, 0, 0)
         self._viewer = viewer
+        self._threads = threads
         self._lifetime = WidgetLifetime(self.native)
         self._image = None  # the image layer previewed
         self._model = None  # the network to predict with (the latest snapshot)
@@ -107,7 +110,8 @@ class LivePreview(Container):
         """Preview ``image_layer`` from now on, predicting on ``device``.
 
         ``device`` is resolved first (``"auto"`` becomes a real device), so that the
-        preview runs where training runs.
+        preview runs where training runs. With the preview on, its (empty) layer is
+        added now.
         """
         from napari_unet.devices import resolve_device
 
@@ -120,6 +124,10 @@ class LivePreview(Container):
             self._watch_image(image_layer)
         self._image = image_layer
         self._device = str(resolve_device(device))
+        if self.on.value:
+            # Now, in the Start click: napari takes ~0.2 s to add a layer (its controls),
+            # a freeze that would otherwise come in the middle of training.
+            self._preview_layer(image_layer)
 
     def show_model(self, model, label: str = "") -> None:
         """Predict the view with ``model`` (a snapshot while training, or the result).
@@ -166,13 +174,11 @@ class LivePreview(Container):
         from napari_unet.preview import iter_preview
 
         region = self.current_region()
+        prediction = iter_preview(self._plane(region), region, self._model, device=self._device)
         worker = create_worker(
             report_runtime_errors,
-            iter_preview,
-            self._plane(region),
-            region,
-            self._model,
-            device=self._device,
+            self._threads.preview,  # on its share of the CPU threads, announced to training
+            prediction,
             _worker_class=GeneratorWorker,
             _start_thread=False,
             _connect={

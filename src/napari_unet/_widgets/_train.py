@@ -12,8 +12,11 @@ after a run continues from the session's model with its optimiser state.
 
 The GUI thread does as little as possible per iteration: the progress bar and the
 status line are updated at most every :data:`UI_INTERVAL_MS`, the loss curve redrawn
-at most once a second. Work on the GUI thread holds the GIL and a CPU core that the
-training thread needs (docs/benchmarks.md).
+at most every two seconds. Work on the GUI thread, and the X server's work for every
+repaint, take CPU time and the GIL from the training thread (docs/benchmarks.md).
+For the same reason training does not report to napari's activity dock: while any
+``napari.utils.progress`` is open, napari animates a busy indicator in the status
+bar, which cost a third of the training throughput on a 2-core CPU (measured).
 """
 
 from __future__ import annotations
@@ -27,8 +30,10 @@ from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QTimer
 from superqt.utils import GeneratorWorker
 
+from napari_unet.threads import ThreadShare
+
 from ._accept import AcceptCells
-from ._common import ActivityReport, message_label, same_layer
+from ._common import message_label, same_layer
 from ._lifetime import WidgetLifetime, report_runtime_errors
 from ._loss_plot import LossPlot
 from ._preview import SNAPSHOT_INTERVAL_S, LivePreview
@@ -37,9 +42,23 @@ from ._training_pairs import TrainingPairs
 from ._training_settings import TrainingSettings
 
 #: Shortest time (ms) between two updates of the progress bar and the status line.
-UI_INTERVAL_MS = 250
+UI_INTERVAL_MS = 1000
 #: Resolution of the progress bar (it shows the fraction of the run done).
 PROGRESS_STEPS = 1000
+
+
+def _load_and_train(model, images, annotations, **options):
+    """:func:`napari_unet.training.train`, loading ``model`` first if it is a file or name.
+
+    A generator run by the worker: the model file is read there, not on the GUI thread.
+    """
+    from napari_unet import training
+    from napari_unet.model_io import load_model
+    from napari_unet.network import UNet
+
+    if model is not None and not isinstance(model, UNet):
+        model = load_model(model)
+    return (yield from training.train(images, annotations, model=model, **options))
 
 
 # -- worker signals -> session state. No widget involved: these also run when the widget
@@ -94,7 +113,6 @@ class TrainWidget(Container):
         self._lifetime = WidgetLifetime(self.native)
         self._stop_event: threading.Event | None = None
         self._latest = None  # the last progress record, shown by the UI timer
-        self._activity: ActivityReport | None = None
 
         self.data = TrainingPairs(napari_viewer, self._session, self._lifetime)
         self.settings = TrainingSettings(self._lifetime)
@@ -102,7 +120,8 @@ class TrainWidget(Container):
         self.start_button = PushButton(text="Start training")
         self.progress = ProgressBar(value=0, min=0, max=PROGRESS_STEPS)
         self.status = message_label()
-        self.preview = LivePreview(napari_viewer)
+        self._threads = ThreadShare()  # the CPU's threads, for training and the preview
+        self.preview = LivePreview(napari_viewer, self._threads)
         self.accept = AcceptCells(
             napari_viewer, self._annotation_layer, self._lifetime, self._predicted_box
         )
@@ -161,8 +180,6 @@ class TrainWidget(Container):
         Returns the worker (already started), or ``None`` if the inputs are not valid
         (the reason is shown as a notification).
         """
-        from napari_unet.training import train
-
         if self._session.training_state.running or self._lifetime.running:
             return None
         settings, session = self.settings, self._session
@@ -178,12 +195,10 @@ class TrainWidget(Container):
         optimizer_state = session.optimizer_state if from_session else None
         self._stop_event = threading.Event()
         run = _Run(session, source)
-        worker = create_worker(
-            report_runtime_errors,
-            train,
+        training = _load_and_train(
+            model,
             images,
             annotations,
-            model=model,
             config=config,
             device=settings.device.value,
             dense=dense,
@@ -192,6 +207,11 @@ class TrainWidget(Container):
             model_config=model_config,
             snapshot_interval=SNAPSHOT_INTERVAL_S if self.preview.on.value else None,
             optimizer_state=optimizer_state,
+        )
+        worker = create_worker(
+            report_runtime_errors,
+            self._threads.training,  # on the CPU threads the preview leaves free
+            training,
             _worker_class=GeneratorWorker,  # errors are reported once, by _Run.errored
             _start_thread=False,
             _connect={
@@ -206,7 +226,6 @@ class TrainWidget(Container):
         self.progress.value = 0
         self._latest = None
         self.preview.attach(self.data.pairs()[0][0], settings.device.value)
-        self._activity = ActivityReport("U-Net training")
         session.set_training_state(TrainingState.TRAINING)
         self._lifetime.start(worker, self._stop_event, on_finished=lambda: run.finished())
         return worker
@@ -254,9 +273,6 @@ class TrainWidget(Container):
             self._ui_timer.stop()
             self._show_progress()  # the last record
             self.loss_plot.draw()
-            if self._activity is not None:
-                self._activity.close()
-                self._activity = None
 
     def _on_progress(self, progress) -> None:
         """Per iteration: keep the record, hand a snapshot to the preview. Cheap."""
@@ -278,8 +294,6 @@ class TrainWidget(Container):
         )
         if self._session.training_state is TrainingState.TRAINING:
             self.status.value = text
-        if self._activity is not None:
-            self._activity.set_fraction(progress.fraction, f"U-Net training: {text}")
 
     def _on_start_clicked(self, *_):
         if self._session.training_state is TrainingState.TRAINING:
