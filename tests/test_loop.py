@@ -160,6 +160,20 @@ def test_predicted_cells_become_annotated_cells_in_one_undoable_step(make_napari
         np.testing.assert_array_equal(annotation.data == new_id, masks == source)
     annotation.undo()
     np.testing.assert_array_equal(annotation.data, before)
+
+    # -- every cell in a drawn box, as one step ------------------------------------------
+    box_layer = accept.start_box()
+    assert box_layer.name == "accept box" and box_layer.mode == "add_rectangle"
+    assert viewer.layers.selection.active == box_layer  # ready to draw
+    box_layer.add_rectangles(np.array([[300, 420], [500, 690]]))  # pixels of the sample
+    n = accept.accept_in_box()
+    assert n >= 3
+    new = annotation.data != before
+    for new_id in np.unique(annotation.data[new]):
+        ys, xs = np.nonzero(annotation.data == new_id)
+        assert ys.min() >= 300 and ys.max() < 500 and xs.min() >= 420 and xs.max() < 690
+    annotation.undo()
+    np.testing.assert_array_equal(annotation.data, before)
     del image
 
 

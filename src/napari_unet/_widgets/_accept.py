@@ -1,7 +1,8 @@
 """The corrections part of the *Train* widget: predicted cells taken into the annotation.
 
 A cell of the live preview (or of a *Segment* result) becomes a new annotated cell
-with one click, with the key **A** over it, or all cells of the view at once. The
+with one click, with the key **A** over it, or all cells of the view or of a drawn
+box at once. The
 pixels come from :func:`napari_unet.corrections.accept_cells` (only pixels not
 annotated yet change) and are written with napari's ``data_setitem`` inside
 ``block_history``: every action is one step of the annotation layer's undo (Ctrl+Z).
@@ -25,6 +26,8 @@ from ._lifetime import WidgetLifetime
 ACCEPT_KEY = "a"
 #: Roles (``layer.metadata[ROLE_KEY]``) of the layers cells can be taken from.
 SOURCE_ROLES = ("preview", "segmentation")
+#: Name of the Shapes layer whose last rectangle "Accept all cells in the box" uses.
+BOX_LAYER = "accept box"
 
 
 class AcceptCells(Container):
@@ -69,12 +72,20 @@ class AcceptCells(Container):
         )
         self.in_view = PushButton(text="Accept all cells in view")
         self.in_view.tooltip = "Every predicted cell entirely in the view (not cut by its edge)"
+        self.draw_box = PushButton(text="Draw a box")
+        self.draw_box.tooltip = f"A Shapes layer {BOX_LAYER!r} in rectangle mode"
+        self.in_box = PushButton(text="Accept all cells in the box")
+        self.in_box.tooltip = f"Every predicted cell entirely in the last box of {BOX_LAYER!r}"
         self.status = message_label()
-        self.extend([self.source, self.click, self.in_view, self.status])
+        boxes = Container(widgets=[self.draw_box, self.in_box], layout="horizontal", labels=False)
+        boxes.margins = (0, 0, 0, 0)
+        self.extend([self.source, self.click, self.in_view, boxes, self.status])
 
         guard = lifetime.guard
         self.click.changed.connect(guard(self._on_click_toggled))
         self.in_view.changed.connect(guard(self.accept_in_view))
+        self.draw_box.changed.connect(guard(self.start_box))
+        self.in_box.changed.connect(guard(self.accept_in_box))
         lifetime.connect(viewer.layers.events.inserted, self._on_layers_changed)
         lifetime.connect(viewer.layers.events.removed, self._on_layers_changed)
         lifetime.connect(viewer.layers.selection.events.active, self._bind_key)
@@ -102,32 +113,62 @@ class AcceptCells(Container):
 
     def accept_in_view(self, *_) -> int:
         """Accept every predicted cell entirely inside the view; returns how many."""
-        from napari_unet.corrections import cells_inside
         from napari_unet.preview import view_region
 
         layers = self._layers()
         if layers is None:
             return 0
         annotation, source = layers
-        point = source.world_to_data(self._viewer.dims.point)
-        plane = tuple(
-            int(np.clip(round(float(point[i])), 0, source.data.shape[i] - 1))
-            for i in range(source.data.ndim - 2)
-        )
+        plane = self._current_plane(source)
         box = view_region(source.corner_pixels, source.data.shape, plane).box
-        limit = self._predicted_box(source, plane) if self._predicted_box else None
-        if limit is not None:
-            box = (
-                max(box[0], limit[0]),
-                max(box[1], limit[1]),
-                min(box[2], limit[2]),
-                min(box[3], limit[3]),
+        return self._accept_inside(annotation, source, plane, box, "the view")
+
+    def start_box(self, *_):
+        """Add (or select) the :data:`BOX_LAYER` Shapes layer, ready to draw a rectangle."""
+        from napari.layers import Shapes
+
+        layer = self._box_layer()
+        if layer is None:
+            source = self.source.value
+            placement = {}
+            if source is not None:  # the box is drawn in the source's pixels
+                placement = {"scale": source.scale[-2:], "translate": source.translate[-2:]}
+            layer = self._viewer.add_layer(
+                Shapes(
+                    name=BOX_LAYER,
+                    ndim=2,
+                    edge_color="yellow",
+                    face_color="transparent",
+                    edge_width=2,
+                    **placement,
+                )
             )
-        ids = cells_inside(self._plane(source, plane), box)
-        if ids.size == 0:
-            self.status.value = "No predicted cell lies entirely in the view."
+        self._viewer.layers.selection.active = layer
+        layer.mode = "add_rectangle"
+        return layer
+
+    def accept_in_box(self, *_) -> int:
+        """Accept every predicted cell entirely inside the last box drawn; returns how many."""
+        layers = self._layers()
+        if layers is None:
             return 0
-        return self._accept(annotation, source, plane, ids)
+        annotation, source = layers
+        box_layer = self._box_layer()
+        if box_layer is None or len(box_layer.data) == 0:
+            self.status.value = "Draw a box first (Draw a box, then drag on the image)."
+            return 0
+        plane = self._current_plane(source)
+        leading = tuple(self._viewer.dims.point[:-2])
+        pixels = np.array(
+            [
+                source.world_to_data((*leading, *box_layer.data_to_world(corner)[-2:]))[-2:]
+                for corner in np.asarray(box_layer.data[-1])[:, -2:]
+            ]
+        )
+        low = np.floor(pixels.min(axis=0)).astype(int)
+        high = np.ceil(pixels.max(axis=0)).astype(int)
+        box = (int(low[0]), int(low[1]), int(high[0]), int(high[1]))
+        return self._accept_inside(annotation, source, plane, box, "the box")
 
     # -- internals ---------------------------------------------------------------------
     def _accept(self, annotation, source, plane: tuple[int, ...], ids) -> int:
@@ -155,6 +196,40 @@ class AcceptCells(Container):
             + (" (Ctrl+Z undoes)" if n else "")
         )
         return n
+
+    def _current_plane(self, source) -> tuple[int, ...]:
+        """Indices of the leading axes of ``source`` at the viewer's current position."""
+        point = source.world_to_data(self._viewer.dims.point)
+        return tuple(
+            int(np.clip(round(float(point[i])), 0, source.data.shape[i] - 1))
+            for i in range(source.data.ndim - 2)
+        )
+
+    def _accept_inside(self, annotation, source, plane, box, where: str) -> int:
+        """Accept the cells entirely inside ``box`` (and inside what was predicted)."""
+        from napari_unet.corrections import cells_inside
+
+        limit = self._predicted_box(source, plane) if self._predicted_box else None
+        if limit is not None:
+            box = (
+                max(box[0], limit[0]),
+                max(box[1], limit[1]),
+                min(box[2], limit[2]),
+                min(box[3], limit[3]),
+            )
+        ids = cells_inside(self._plane(source, plane), box)
+        if ids.size == 0:
+            self.status.value = f"No predicted cell lies entirely in {where}."
+            return 0
+        return self._accept(annotation, source, plane, ids)
+
+    def _box_layer(self):
+        from napari.layers import Shapes
+
+        for layer in self._viewer.layers:
+            if isinstance(layer, Shapes) and layer.name == BOX_LAYER:
+                return layer
+        return None
 
     @staticmethod
     def _plane(layer, plane: tuple[int, ...]) -> np.ndarray:
