@@ -157,7 +157,7 @@ def main() -> None:
         getattr(viewer, f"add_{kind}")(data, **kwargs)
     image = np.array(viewer.layers[0].data)
     annotation = np.array(viewer.layers[1].data)
-    _, widget = viewer.window.add_plugin_dock_widget("napari-unet", "Train")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-unet-cells", "Train")
     widget.settings.start_from.value = "file" if args.model != "default" else "default"
     if args.model != "default":
         widget.settings.model_file.value = args.model

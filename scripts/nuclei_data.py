@@ -1,4 +1,5 @@
-"""Load the project's CC0 nuclei data (../shared/data: BBBC039, DSB2018) by split."""
+"""Load the project's data (../shared/data) by split: nuclei (BBBC039, DSB2018; CC0) and
+phase-contrast cells (Usiigaci; MIT)."""
 
 from __future__ import annotations
 
@@ -42,6 +43,17 @@ def load(dataset: str, split: str, limit: int | None = None) -> list[Item]:
     folder = DATA / dataset
     names = sorted(n for n, s in _split(folder).items() if s == split)[:limit]
     items = []
+    if dataset == "usiigaci":
+        return [
+            Item(
+                dataset,
+                n,
+                tifffile.imread(folder / "images" / f"{n}.tif"),
+                imread(folder / "masks" / f"{n}.png"),
+                "phase contrast",
+            )
+            for n in names
+        ]
     if dataset == "bbbc039":
         for n in names:
             items.append(
@@ -65,4 +77,23 @@ def load(dataset: str, split: str, limit: int | None = None) -> list[Item]:
             image = rgba[..., 0]
             kind = "grey brightfield" if float(index[n]["mean_intensity"]) > 100 else "fluorescence"
         items.append(Item(dataset, n, image, imread(folder / "masks" / f"{n}.png"), kind))
+    return items
+
+
+def load_packed(path: Path, split: str) -> list[Item]:
+    """Items of one split from a file written by pack_training_data.py."""
+    import lzma
+
+    data = np.load(path)
+    arrays, kinds = {}, {}
+    for row in data["index"]:
+        name, kind, dtype, height, width = str(row).split("\t")
+        raw = lzma.decompress(data[name].tobytes())
+        arrays[name] = np.frombuffer(raw, np.dtype(dtype)).reshape(int(height), int(width))
+        kinds[name.split(":", 1)[1]] = kind
+    items = []
+    for key, kind in kinds.items():
+        dataset, item_split, name = key.split("/")
+        if item_split == split:
+            items.append(Item(dataset, name, arrays[f"image:{key}"], arrays[f"masks:{key}"], kind))
     return items

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PLUGIN = "napari-unet"
+PLUGIN = "napari-unet-cells"
 
 
 def wait_until(condition, timeout_s: float = 600.0) -> None:
@@ -86,7 +86,7 @@ def run(args) -> None:
     viewer = napari.Viewer(show=True, title="napari-unet")
     viewer.window.resize(1440, 900)
 
-    # 1. File > Open Sample > napari-unet > Nuclei + partial annotation
+    # 1. File > Open Sample > U-Net > Nuclei + partial annotation
     viewer.open_sample(PLUGIN, "nuclei_annotated")
     image = viewer.layers["nuclei"]
     annotation = viewer.layers["nuclei annotation"]

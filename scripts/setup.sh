@@ -26,5 +26,10 @@ PYTHON=${PYTHON:-python3}
 export PIP_CONSTRAINT="$PWD/.ci/constraints.txt"
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q "torch==2.13.0"
+# the distribution was called napari-unet before (a name taken on PyPI): remove that
+# editable install, or napari would list the plugin twice
+if .venv/bin/python -m pip show -q napari-unet >/dev/null 2>&1; then
+  .venv/bin/python -m pip uninstall -q -y napari-unet
+fi
 .venv/bin/python -m pip install -q -e ".[test]"
 .venv/bin/python -c "import napari_unet, torch; print(f'napari-unet {napari_unet.__version__} ready (torch {torch.__version__})')"

@@ -25,33 +25,52 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from nuclei_data import grey, load  # noqa: E402
+from nuclei_data import grey, load, load_packed  # noqa: E402
 
 from napari_unet.augmentation import AugmentationConfig  # noqa: E402
 from napari_unet.generators import run_to_completion  # noqa: E402
-from napari_unet.instances import probabilities_to_labels  # noqa: E402
+from napari_unet.images import percentile_normalization  # noqa: E402
+from napari_unet.instances import boundary_watershed, probabilities_to_labels  # noqa: E402
 from napari_unet.metrics import average_precision  # noqa: E402
 from napari_unet.model_io import save_model  # noqa: E402
 from napari_unet.network import UNetConfig  # noqa: E402
-from napari_unet.segmentation import iter_segment  # noqa: E402
+from napari_unet.tiling import predict_tiled  # noqa: E402
 from napari_unet.training import TrainingConfig, train  # noqa: E402
+
+
+def _probabilities(model, image):
+    """Background and interior (three classes) or cell (two classes) probabilities."""
+    plane = grey(image)
+    classes = (0, 1) if model.config.n_classes == 3 else (1,)
+    normalization = percentile_normalization(
+        plane, tuple(model.metadata.get("normalization", {}).get("percentiles", (1.0, 99.8)))
+    )
+    return predict_tiled(
+        plane, model, normalization=normalization, precision="float32", output_classes=classes
+    )
+
+
+def labels_from(model, probabilities, threshold, min_size):
+    if model.config.n_classes == 3:
+        return boundary_watershed(probabilities[0], probabilities[1], threshold, min_size)
+    return probabilities_to_labels(
+        probabilities[0], threshold, min_size, 2 * model.metadata.get("gap", 1)
+    )
 
 
 def choose_postprocessing(model, val_items) -> tuple[float, float, int]:
     """(val AP@0.5, threshold, min_size) with the best mean AP@0.5 on ``val_items``."""
-    probabilities = [
-        run_to_completion(iter_segment(i.image, model, precision="float32")).probabilities
-        for i in val_items
-    ]
+    probabilities = [_probabilities(model, i.image) for i in val_items]
+    thresholds = (
+        (0.3, 0.4, 0.5, 0.6, 0.7) if model.config.n_classes == 3 else (0.4, 0.5, 0.6, 0.7, 0.8)
+    )
     best = None
-    for threshold in (0.4, 0.5, 0.6, 0.7, 0.8):
+    for threshold in thresholds:
         for min_size in (8, 16, 32, 48, 64):
             ap = float(
                 np.mean(
                     [
-                        average_precision(
-                            i.masks, probabilities_to_labels(pb, threshold, min_size, 2)
-                        )
+                        average_precision(i.masks, labels_from(model, pb, threshold, min_size))
                         for i, pb in zip(val_items, probabilities, strict=True)
                     ]
                 )
@@ -67,9 +86,8 @@ def postprocess_only(path: Path, output: Path) -> None:
     from napari_unet.model_io import load_model
 
     model = load_model(path)
-    val_items = [
-        i for d in ("bbbc039", "dsb2018") for i in load(d, "val") if i.kind != "grey brightfield"
-    ]
+    datasets = sorted(model.metadata.get("data", {}).get("train", {})) or ["bbbc039", "dsb2018"]
+    val_items = [i for d in datasets for i in load(d, "val") if i.kind != "grey brightfield"]
     best = choose_postprocessing(model, val_items)
     model.metadata.update(
         postprocessing={"threshold": best[1], "min_size": best[2]},
@@ -98,6 +116,21 @@ def main() -> None:
     )
     p.add_argument("--init", default=None, help="model file to continue from (warm restart)")
     p.add_argument("--seed", type=int, default=2015)
+    p.add_argument("--n-classes", type=int, default=3, help="2 (paper) or 3 (with cell boundary)")
+    p.add_argument("--data-workers", type=int, default=0, help="batch-preparing processes (GPU)")
+    p.add_argument(
+        "--packed",
+        type=Path,
+        nargs="*",
+        default=None,
+        help="packed data files instead of ../shared/data",
+    )
+    p.add_argument("--minutes", type=float, default=None, help="time budget (the schedule fits it)")
+    p.add_argument(
+        "--skip-postprocessing",
+        action="store_true",
+        help="keep post-processing for --postprocess-only",
+    )
     p.add_argument("--device", default="auto")
     p.add_argument(
         "--output", type=Path, default=Path("src/napari_unet/models/default.safetensors")
@@ -116,18 +149,22 @@ def main() -> None:
     torch.manual_seed(args.seed)
 
     t0 = time.time()
-    train_items = [
-        i
-        for d in ("bbbc039", "dsb2018")
-        for i in load(d, "train", args.limit)
-        if i.kind != "grey brightfield"
-    ]
-    val_items = [
-        i
-        for d in ("bbbc039", "dsb2018")
-        for i in load(d, "val", args.limit)
-        if i.kind != "grey brightfield"
-    ]
+    if args.packed:
+        train_items = [i for f in args.packed for i in load_packed(f, "train")]
+        val_items = [i for f in args.packed for i in load_packed(f, "val")]
+    else:
+        train_items = [
+            i
+            for d in ("bbbc039", "dsb2018")
+            for i in load(d, "train", args.limit)
+            if i.kind != "grey brightfield"
+        ]
+        val_items = [
+            i
+            for d in ("bbbc039", "dsb2018")
+            for i in load(d, "val", args.limit)
+            if i.kind != "grey brightfield"
+        ]
     rng = np.random.default_rng(args.seed)
     val_scored = [
         val_items[i]
@@ -143,6 +180,9 @@ def main() -> None:
 
     config = TrainingConfig(
         n_iterations=args.iterations,
+        max_seconds=None if args.minutes is None else args.minutes * 60,
+        n_classes=args.n_classes,
+        data_workers=args.data_workers,
         learning_rate=args.learning_rate,
         batch_size=args.batch_size,
         tile_shape=(args.tile, args.tile),
@@ -169,7 +209,10 @@ def main() -> None:
         model=init,
         validation=[(grey(i.image), i.masks) for i in val_scored],
         model_config=UNetConfig(
-            depth=args.depth, base_channels=args.base_channels, batch_norm=True
+            n_classes=args.n_classes,
+            depth=args.depth,
+            base_channels=args.base_channels,
+            batch_norm=True,
         ),
     )
     args.log.parent.mkdir(parents=True, exist_ok=True)
@@ -189,7 +232,10 @@ def main() -> None:
     model = result.model
     print(f"best iteration {result.best_iteration}; choosing post-processing on val", flush=True)
 
-    best = choose_postprocessing(model, val_items)
+    if args.skip_postprocessing or not val_items:
+        best = (None, 0.5, 16)
+    else:
+        best = choose_postprocessing(model, val_items)
     earlier = (
         [] if init is None else init.metadata.get("training_stages", [init.metadata["training"]])
     )
@@ -200,15 +246,19 @@ def main() -> None:
         training_stages=[*earlier, model.metadata["training"]],
         name="default",
         description=(
-            "napari-unet default nuclei model: U-Net trained on the train splits of BBBC039 "
-            "(U2OS Hoechst) and DSB2018 stage1 (fluorescence + colour), CC0 data"
+            "napari-unet default model: U-Net (background / cell interior / cell boundary) "
+            "trained on the train splits of BBBC039 (U2OS Hoechst nuclei), DSB2018 stage1 "
+            "(nuclei; fluorescence + colour), both CC0, and Usiigaci (phase-contrast cells, MIT)"
+            if any(i.dataset == "usiigaci" for i in train_items)
+            else "napari-unet default nuclei model: U-Net trained on the train splits of "
+            "BBBC039 (U2OS Hoechst) and DSB2018 stage1 (fluorescence + colour), CC0 data"
         ),
         postprocessing={"threshold": best[1], "min_size": best[2]},
         validation={"ap50": best[0], "n_images": len(val_items)},
         data={
             "train": {
-                "bbbc039": sum(i.dataset == "bbbc039" for i in train_items),
-                "dsb2018": sum(i.dataset == "dsb2018" for i in train_items),
+                d: sum(i.dataset == d for i in train_items)
+                for d in sorted({i.dataset for i in train_items})
             },
             "excluded": "DSB2018 grey brightfield images",
         },
@@ -216,7 +266,7 @@ def main() -> None:
     )
     save_model(model, args.output, dtype=torch.float16)
     print(
-        f"saved {args.output} ({args.output.stat().st_size / 1e6:.1f} MB); val AP@0.5 {best[0]:.4f}; "
+        f"saved {args.output} ({args.output.stat().st_size / 1e6:.1f} MB); val AP@0.5 {best[0]}; "
         f"total {time.time() - t0:.0f} s",
         flush=True,
     )

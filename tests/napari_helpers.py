@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-PLUGIN = "napari-unet"
+PLUGIN = "napari-unet-cells"
 SCALE = (0.65, 0.65)  # µm per pixel
 TRANSLATE = (12.0, -7.5)
 

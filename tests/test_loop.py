@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from napari.utils.key_bindings import KeyBinding
-from napari_helpers import SCALE, TRANSLATE, click, dock, open_sample, tiny_training, world
+from napari_helpers import PLUGIN, SCALE, TRANSLATE, click, dock, open_sample, tiny_training, world
 
 from napari_unet._widgets import LoopWidget, TrainingState, session_for
 from napari_unet._widgets._common import ROLE_KEY
@@ -82,8 +82,8 @@ def test_live_preview_appears_changes_and_follows_the_view(
     qtbot.waitUntil(lambda: train.state is TrainingState.STOPPED, timeout=10000)
     session = session_for(viewer)
     qtbot.waitUntil(lambda: preview.model is session.model and not preview.busy, timeout=30000)
-    assert layer in viewer.layers and preview.region == preview.current_region()
-    assert preview.region.top <= 400 < preview.region.bottom
+    assert layer in viewer.layers
+    assert preview.region.top <= 400 < preview.region.bottom  # still the zoomed view
     assert "trained model" in preview.status.value
 
     # -- turned off: no more predictions ----------------------------------------------
@@ -246,7 +246,7 @@ def test_one_dock_trains_and_segments_the_whole_image(make_napari_viewer, qtbot)
 def test_removing_the_one_dock_stops_training(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     open_sample(viewer)
-    dock_widget, loop = viewer.window.add_plugin_dock_widget("napari-unet", "U-Net (all steps)")
+    dock_widget, loop = viewer.window.add_plugin_dock_widget(PLUGIN, "U-Net (all steps)")
     tiny_training(loop.train, n_iterations=100_000)
     worker = loop.train.start()
     qtbot.waitUntil(lambda: bool(loop.train.loss_plot.iterations), timeout=30000)

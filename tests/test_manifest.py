@@ -13,16 +13,18 @@ import pytest
 npe2 = pytest.importorskip("npe2")
 
 ROOT = Path(__file__).resolve().parents[1]
+#: The distribution (PyPI) name; "napari-unet" is taken on PyPI by an unrelated plugin.
+DISTRIBUTION = "napari-unet-cells"
 
 
 @pytest.fixture(scope="module")
 def manifest():
-    return npe2.PluginManifest.from_distribution("napari-unet")
+    return npe2.PluginManifest.from_distribution(DISTRIBUTION)
 
 
 def test_npe2_validate_passes():
     result = subprocess.run(
-        [sys.executable, "-m", "npe2", "validate", "napari-unet", "--imports"],
+        [sys.executable, "-m", "npe2", "validate", DISTRIBUTION, "--imports"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -32,8 +34,22 @@ def test_npe2_validate_passes():
 
 
 def test_name_is_the_distribution_name(manifest):
-    assert manifest.name == "napari-unet"
-    assert manifest.package_metadata.name == "napari-unet"
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    with open(ROOT / "pyproject.toml", "rb") as file:
+        project = tomllib.load(file)["project"]
+    assert project["name"] == DISTRIBUTION
+    assert manifest.name == DISTRIBUTION
+    assert manifest.package_metadata.name == DISTRIBUTION
+    assert all(c.id.startswith(f"{DISTRIBUTION}.") for c in manifest.contributions.commands)
+    assert project["scripts"] == {"napari-unet": "napari_unet.cli:main"}  # the command stays
+
+
+def test_license_is_an_spdx_string():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    with open(ROOT / "pyproject.toml", "rb") as file:
+        data = tomllib.load(file)
+    assert data["project"]["license"] == "BSD-3-Clause"  # not the deprecated table
+    assert "setuptools>=77" in data["build-system"]["requires"]
 
 
 def test_package_manifest_is_the_top_level_file():

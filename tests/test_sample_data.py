@@ -32,6 +32,6 @@ def test_nuclei_with_ground_truth():
 @pytest.mark.gui
 def test_open_sample_in_napari(make_napari_viewer):
     viewer = make_napari_viewer()
-    viewer.open_sample("napari-unet", "nuclei_annotated")
+    viewer.open_sample("napari-unet-cells", "nuclei_annotated")
     assert [layer.name for layer in viewer.layers] == ["nuclei", "nuclei annotation"]
     assert viewer.layers["nuclei annotation"].__class__.__name__ == "Labels"

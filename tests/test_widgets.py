@@ -180,7 +180,11 @@ def test_train_stop_segment_export(make_napari_viewer, qtbot, tmp_path):
     assert len(np.unique(labels.data)) > 2  # background and more than one cell
     np.testing.assert_allclose(labels.scale, image.scale)
     np.testing.assert_allclose(labels.translate, image.translate)
-    assert "cpu" in segment.info.value and "float32" in segment.info.value
+    # "auto" precision depends on the CPU: bfloat16 with AMX, else float32
+    from napari_unet.devices import resolve_precision
+
+    auto = str(resolve_precision(segment.precision.value, "cpu")).removeprefix("torch.")
+    assert "cpu" in segment.info.value and auto in segment.info.value
     probabilities = viewer.layers["nuclei foreground probability"]
     assert probabilities.data.dtype == np.float32 and probabilities.data.max() <= 1
 

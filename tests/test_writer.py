@@ -83,3 +83,47 @@ def test_overwrites_atomically(tmp_path):
     write_labels(str(path), new, {})
     np.testing.assert_array_equal(tifffile.imread(path), new)
     assert os.listdir(tmp_path) == ["h.tif"]
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.uint64])
+def test_ids_of_2_to_the_32_and_more_are_kept_exactly(tmp_path, dtype):
+    labels = labels_2d(dtype, top=10)
+    labels[0, :3] = [2**32, 2**32 + 5, 2**63 - 1 if dtype == np.int64 else 2**64 - 1]
+    labels[1, 0] = 5
+    (path,) = write_labels(str(tmp_path / "big.tif"), labels, {})
+    data, _, imagej, _ = read(path)
+    assert not imagej and data.dtype == np.uint64
+    np.testing.assert_array_equal(data, labels)  # id 2**32 is not 0, 2**32+5 is not 5
+    assert len(np.unique(data)) == len(np.unique(labels))
+
+
+def test_stack_of_ids_beyond_32_bits(tmp_path):
+    labels = np.zeros((2, 8, 8), np.int64)
+    labels[1, 2:4, 2:4] = 2**40
+    (path,) = write_labels(str(tmp_path / "big3.tif"), labels, {"scale": (2.0, 1.0, 1.0)})
+    np.testing.assert_array_equal(tifffile.imread(path), labels)
+
+
+@pytest.mark.parametrize(
+    "scale", [(-1.0, 1.0), (0.0, 1.0), (float("nan"), 1.0), (1.0, float("inf")), (1e12, 1.0)]
+)
+def test_a_bad_scale_is_a_value_error(tmp_path, scale):
+    with pytest.raises(ValueError, match="scale .* must be positive finite numbers"):
+        write_labels(str(tmp_path / "s.tif"), labels_2d(), {"scale": scale})
+    assert os.listdir(tmp_path) == []
+
+
+def test_micrometre_sign_is_written_as_um_and_other_non_ascii_units_refused(tmp_path):
+    for unit in ("µm", "\u03bcm"):
+        (path,) = write_labels(str(tmp_path / "u.tif"), labels_2d(), {"units": unit})
+        assert read(path)[3]["unit"] == "um"
+    with pytest.raises(ValueError, match="unit 'Å' cannot be stored"):
+        write_labels(str(tmp_path / "v.tif"), labels_2d(), {"units": "Å"})
+
+
+def test_bool_labels_and_rank_errors(tmp_path):
+    mask = labels_2d(top=2).astype(bool)
+    (path,) = write_labels(str(tmp_path / "b.tif"), mask, {})
+    np.testing.assert_array_equal(tifffile.imread(path), mask)
+    with pytest.raises(ValueError, match=r"2D \(Y, X\) or 3D"):
+        write_labels(str(tmp_path / "5d.tif"), np.zeros((2, 2, 2, 4, 4), np.uint16), {})

@@ -11,9 +11,13 @@ Dtype policy (ImageJ reads only 8- and 16-bit integer images):
 - any other integer labels (napari's ``int32``/``int64``, the segmentation's ``int32``)
   whose ids fit, i.e. ``0 <= id < 65536``, are written as ``uint16`` - the values are
   unchanged, only the dtype narrows, and ImageJ/Fiji opens the file as a 16-bit image;
-- with ids of 65536 or more they are written as ``uint32`` in a plain (non-ImageJ) TIFF
-  that tifffile, Fiji's Bio-Formats importer and Python read exactly;
-- negative ids and non-integer data are refused.
+- with ids of 65536 or more they are written as ``uint32`` (ids up to 2**32 - 1), which
+  tifffile and Fiji's Bio-Formats importer read exactly, or ``uint64`` (larger ids),
+  which tifffile reads exactly but ImageJ/Fiji cannot open, in a plain (non-ImageJ)
+  TIFF;
+- no id is ever changed: negative ids, non-integer data, a scale that is not positive
+  and finite, and a unit that a TIFF cannot hold (non-ASCII; ``"µm"`` is written as
+  ``"um"``) are refused with a ``ValueError``.
 """
 
 from __future__ import annotations
@@ -62,8 +66,8 @@ def write_labels(path: str, data: Any, attributes: dict) -> list[str]:
     Raises
     ------
     ValueError
-        For non-integer or negative labels, a rank other than 2 or 3, or another
-        suffix.
+        For non-integer or negative labels, a rank other than 2 or 3, another suffix,
+        a scale that is not positive and finite, or a non-ASCII unit.
     """
     import numpy as np
 
@@ -73,7 +77,7 @@ def write_labels(path: str, data: Any, attributes: dict) -> list[str]:
     attributes = attributes or {}
     scale = attributes.get("scale")
     if scale is not None:
-        scale = tuple(float(s) for s in scale)[-labels.ndim :]
+        scale = tuple(scale)[-labels.ndim :]
     written = write_labels_tiff(
         Path(path), labels, scale=scale, unit=_unit_name(attributes.get("units"))
     )

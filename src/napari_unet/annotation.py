@@ -117,6 +117,11 @@ def _as_labels(labels) -> np.ndarray:
                 f"annotation has non-integer values (dtype {labels.dtype}, "
                 f"e.g. {fractional.flat[0]!r}): labels must be whole numbers ({_LEGEND})"
             )
+        if labels.size and np.abs(labels).max() > 2**53:  # beyond: not whole numbers exactly
+            raise ValueError(
+                f"annotation has values too large for label ids (up to {np.abs(labels).max():g}, "
+                f"dtype {labels.dtype}): float labels must be at most 2**53 ({_LEGEND})"
+            )
         labels = labels.astype(np.int64)
     elif labels.dtype.kind not in "iu":
         raise ValueError(f"annotation must have an integer dtype, got {labels.dtype} ({_LEGEND})")
@@ -125,6 +130,8 @@ def _as_labels(labels) -> np.ndarray:
             f"annotation must be 2D (YX), got a {labels.ndim}D array of shape "
             f"{labels.shape}; pass one 2D plane at a time"
         )
+    if labels.size == 0:
+        raise ValueError(f"annotation is empty: it has no pixels (shape {labels.shape})")
     if labels.dtype.kind == "i" and labels.size and labels.min() < 0:
         raise ValueError(
             f"annotation has negative values (minimum {labels.min()}): labels must be "

@@ -21,65 +21,101 @@ def _tile(value: str) -> tuple[int, int]:
     return parts[0], parts[1]
 
 
+#: Errors reported as one line naming the file (anything else is a bug: a traceback).
+_REPORTED_ERRORS = (ValueError, OSError, OverflowError, FloatingPointError, MemoryError)
+
+
+def _segment_outputs(path: Path, args) -> list[Path]:
+    names = [f"{path.stem}_masks.tif"] + ([f"{path.stem}_probabilities.tif"] * args.probabilities)
+    return [args.output / name for name in names]
+
+
 def _segment(args) -> int:
+    from napari_unet.file_checks import check_output_path, check_unique_outputs
+    from napari_unet.io import image_files, written_by_this_package
+    from napari_unet.model_io import load_model
+
+    # every check on names and folders comes before the first image is read
+    files = image_files(args.inputs, skip_written=True)
+    outputs = {path: _segment_outputs(path, args) for path in files}
+    every_output = [out for outs in outputs.values() for out in outs]
+    check_unique_outputs(every_output, inputs=files)
+    check_output_path(every_output[0], files)
+    for out in every_output:
+        if out.exists() and not written_by_this_package(out):
+            raise ValueError(
+                f"{out} exists and was not written by napari-unet: move it, or choose "
+                "another output folder"
+            )
+    model = load_model(args.model)
+    args.output.mkdir(parents=True, exist_ok=True)
+    failed = 0
+    for path in files:
+        try:
+            _segment_file(path, model, args, outputs[path])
+        except _REPORTED_ERRORS as error:
+            failed += 1
+            print(f"napari-unet segment: error: {path}: {error}", file=sys.stderr)
+    if failed:
+        print(f"napari-unet segment: {failed} of {len(files)} files failed", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _segment_file(path: Path, model, args, outputs: list[Path]) -> None:
     from tqdm import tqdm
 
     from napari_unet.generators import run_to_completion
-    from napari_unet.io import image_files, read_image, write_labels_tiff, write_tiff
-    from napari_unet.model_io import load_model
+    from napari_unet.images import image_layout
+    from napari_unet.io import check_label_shape, read_image, write_labels_tiff, write_tiff
     from napari_unet.segmentation import iter_segment
 
-    files = image_files(args.inputs)
-    model = load_model(args.model)
-    args.output.mkdir(parents=True, exist_ok=True)
-    for path in files:
-        image = read_image(path)
-        with tqdm(
-            total=1.0, desc=path.name, unit="image", bar_format="{l_bar}{bar}| {elapsed}"
-        ) as bar:
+    image = read_image(path)
+    check_label_shape(image_layout(image).labels_shape)  # refuse what cannot be written
+    with tqdm(total=1.0, desc=path.name, unit="image", bar_format="{l_bar}{bar}| {elapsed}") as bar:
 
-            def update(p, bar=bar):
-                bar.set_postfix_str(f"{p.device} {p.precision}", refresh=False)
-                bar.update(p.fraction - bar.n)
+        def update(p, bar=bar):
+            bar.set_postfix_str(f"{p.device} {p.precision}", refresh=False)
+            bar.update(p.fraction - bar.n)
 
-            result = run_to_completion(
-                iter_segment(
-                    image,
-                    model,
-                    tile_shape=args.tile_size,
-                    device=args.device,
-                    precision=args.precision,
-                    threshold=args.threshold,
-                    min_size=args.min_size,
-                    object_size=args.object_size,
-                ),
-                update,
-            )
-        out = write_labels_tiff(args.output / f"{path.stem}_masks.tif", result.labels)
-        if args.probabilities:
-            write_tiff(args.output / f"{path.stem}_probabilities.tif", result.probabilities)
-        tqdm.write(
-            f"{path.name}: {int(result.labels.max())} cells -> {out} "
-            f"({result.seconds:.2f} s on {result.device}, {result.precision})"
+        result = run_to_completion(
+            iter_segment(
+                image,
+                model,
+                tile_shape=args.tile_size,
+                device=args.device,
+                precision=args.precision,
+                threshold=args.threshold,
+                min_size=args.min_size,
+                object_size=args.object_size,
+            ),
+            update,
         )
-    return 0
+    out = write_labels_tiff(outputs[0], result.labels)
+    if args.probabilities:
+        write_tiff(outputs[1], result.probabilities)
+    tqdm.write(
+        f"{path.name}: {int(result.labels.max())} cells -> {out} "
+        f"({result.seconds:.2f} s on {result.device}, {result.precision})"
+    )
 
 
 def _train(args) -> int:
     from tqdm import tqdm
 
+    from napari_unet.file_checks import check_output_path, pair_by_name
     from napari_unet.generators import run_to_completion
     from napari_unet.io import image_files, read_image
-    from napari_unet.model_io import load_model, save_model
-    from napari_unet.training import TrainingConfig, train
+    from napari_unet.model_io import load_model, model_file_bytes, save_model_or_keep
+    from napari_unet.network import UNet
+    from napari_unet.training import SCRATCH_CONFIG, TrainingConfig, train
 
-    images = image_files(args.images)
-    annotations = image_files(args.annotations)
-    if len(images) != len(annotations):
-        raise ValueError(
-            f"{len(images)} images but {len(annotations)} annotations: give one per image"
-        )
+    pairs = pair_by_name(image_files(args.images), image_files(args.annotations))
+    images, annotations = [image for image, _ in pairs], [ann for _, ann in pairs]
     model = None if args.start_from == "scratch" else load_model(args.start_from)
+    # before the first iteration: the model file can be written, and has room
+    size = model_file_bytes(model if model is not None else UNet(config=SCRATCH_CONFIG))
+    check_output_path(args.output, images + annotations, min_free_bytes=size)
     config = TrainingConfig(
         n_iterations=args.iterations,
         max_seconds=None if args.minutes is None else args.minutes * 60,
@@ -107,15 +143,24 @@ def _train(args) -> int:
             bar.update(p.fraction - bar.n)
 
         result = run_to_completion(generator, update)
-    save_model(result.model, args.output)
-    tqdm.write(f"best iteration {result.best_iteration}; model written to {args.output}")
+    written, error = save_model_or_keep(result.model, args.output)
+    if error is not None:
+        print(
+            f"napari-unet train: error: cannot write {args.output} ({error}); the model "
+            f"was saved to {written} instead",
+            file=sys.stderr,
+        )
+        return 1
+    tqdm.write(f"best iteration {result.best_iteration}; model written to {written}")
     return 0
 
 
 def _weight_map(args) -> int:
+    from napari_unet.file_checks import check_output_path
     from napari_unet.io import read_image, write_tiff
     from napari_unet.weight_map import separation_border_weight_map
 
+    check_output_path(args.output, [args.annotation])
     labels = read_image(args.annotation)
     class_weights = None if args.class_weights == "none" else "balanced"
     weights = separation_border_weight_map(
@@ -141,11 +186,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    seg = sub.add_parser("segment", help="segment images; writes <name>_masks.tif label images")
+    seg = sub.add_parser(
+        "segment",
+        help="segment images; writes <name>_masks.tif label images",
+        description="Segment images into <name>_masks.tif label images. Result names must "
+        "be unique and no result may overwrite an input or a file napari-unet did not "
+        "write; TIFF files napari-unet wrote are skipped in input folders.",
+    )
     seg.add_argument("inputs", nargs="+", help="image files or folders of images")
     seg.add_argument("-o", "--output", type=Path, required=True, help="output folder")
     seg.add_argument(
-        "-m", "--model", default="default", help="model file or shipped name (default: %(default)s)"
+        "-m",
+        "--model",
+        default="default",
+        help="shipped model name, or a model file (./default for a file named 'default'); "
+        "default: %(default)s",
     )
     seg.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     seg.add_argument("--precision", default="auto", choices=PRECISION_CHOICES)
@@ -171,7 +226,13 @@ def build_parser() -> argparse.ArgumentParser:
     seg.set_defaults(func=_segment)
 
     tr = sub.add_parser("train", help="train or fine-tune a model on image/annotation pairs")
-    tr.add_argument("--images", nargs="+", required=True, help="image files or folders (sorted)")
+    tr.add_argument(
+        "--images",
+        nargs="+",
+        required=True,
+        help="image files or folders; paired with annotations by name "
+        "(cells.tif with cells.tif or cells_masks.tif)",
+    )
     tr.add_argument(
         "--annotations",
         nargs="+",
@@ -263,11 +324,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``napari-unet`` console script."""
+    """Entry point of the ``napari-unet`` console script.
+
+    Returns
+    -------
+    int
+        0 on success; 1 when some files of a batch (or the save to the requested
+        place) failed, each reported on one line; 2 when the run was refused or failed
+        as a whole (one line on standard error, no traceback).
+    """
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as error:
+    except _REPORTED_ERRORS as error:
         print(f"napari-unet {args.command}: error: {error}", file=sys.stderr)
         return 2
 

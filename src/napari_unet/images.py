@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -139,6 +140,8 @@ def iter_planes(image, layout: ImageLayout) -> Iterator[tuple[tuple[int, ...], o
     Grayscale planes are returned as views/lazy slices of ``image`` (dask and zarr stay
     lazy); RGB planes are read and converted with :func:`rgb_plane_to_gray`.
     """
+    if not _is_array_like(image):  # e.g. a list of lists
+        image = np.asarray(image)
     for index in np.ndindex(*layout.leading_shape):
         plane = image[index] if index else image
         if layout.rgb:
@@ -178,9 +181,12 @@ def percentile_normalization(
     ------
     ValueError
         If the image contains NaN or infinite values (checked on every pixel of a
-        numpy array, on the subsample of a lazy one).
+        numpy array, on the subsample of a lazy one), or its range is too wide for
+        ``high - low`` to be finite.
     """
     values = _sample(plane)
+    if values.dtype == bool:  # percentiles need arithmetic; False/True become 0/1
+        values = values.view(np.uint8)
     # all pixels of an in-memory image; the sample of a lazy (dask, zarr) one
     checked = plane if isinstance(plane, np.ndarray) else values
     if checked.dtype.kind == "f" and not np.isfinite(checked).all():
@@ -189,11 +195,33 @@ def percentile_normalization(
     low, high = float(low), float(high)
     if not high > low:
         high = float(values.max()) if float(values.max()) > low else low + 1.0
+        if not high > low:  # a constant image of huge values: low + 1 rounds to low
+            high = low + abs(low) * 2.0**-20
+    if not math.isfinite(high - low):
+        raise ValueError(
+            f"image intensities span {low:g} to {high:g}, a range too wide to normalise; "
+            "rescale the image"
+        )
     return low, high
 
 
 def normalize(plane, low: float, high: float) -> np.ndarray:
-    """Return ``(plane - low) / (high - low)`` as float32 ``(…, Y, X)``."""
-    return (
-        (np.asarray(plane, dtype=np.float32) - np.float32(low)) / np.float32(high - low)
-    ).astype(np.float32, copy=False)
+    """Return ``(plane - low) / (high - low)`` as float32 ``(…, Y, X)``.
+
+    Computed in float64 for 64-bit inputs (float64 values beyond the float32 range,
+    int64 ids beyond its precision), else in float32.
+
+    Raises
+    ------
+    ValueError
+        If a normalised value is NaN or beyond the float32 range.
+    """
+    plane = np.asarray(plane)
+    work = np.float64 if plane.dtype.itemsize > 4 else np.float32
+    result = ((plane.astype(work) - work(low)) / work(high - low)).astype(np.float32)
+    if not np.isfinite(result).all():
+        raise ValueError(
+            "image contains NaN or infinite values, or values too far from the rest to be "
+            "normalised in float32"
+        )
+    return result

@@ -4,13 +4,23 @@ A model file is a `safetensors <https://github.com/huggingface/safetensors>`_ fi
 weights as plain tensors and, in its string header, JSON with the architecture
 (:class:`~napari_unet.network.UNetConfig`) and free-form metadata (normalisation,
 training settings, scores). Loading never executes code: a pickle (``torch.save``)
-file is refused.
+file is refused. Before a network is built, the declared architecture is checked
+against sane bounds and against the shapes of the stored tensors, and every stored
+number must be finite, so a small or damaged file can neither allocate gigabytes nor
+give a network that silently finds no cell.
+
+Model names and paths: a ``str`` without a path separator and without a suffix
+(``"default"``) names a shipped model when one of that name exists, even when a file
+or folder of that name is in the working directory; write ``"./default"`` (or pass a
+:class:`pathlib.Path`) to mean the file.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
+import tempfile
 from importlib import resources
 from pathlib import Path
 
@@ -25,9 +35,48 @@ DEFAULT_MODEL_NAME = "default"
 SUFFIX = ".safetensors"
 
 
+#: Largest architecture a model file may declare (the paper's network: depth 5, 64
+#: channels); checked before anything is built.
+ARCHITECTURE_LIMITS = {"in_channels": 16, "n_classes": 256, "depth": 8, "base_channels": 512}
+
+
 def shipped_model_path(name: str = DEFAULT_MODEL_NAME) -> Path:
     """Path of a model shipped inside the package (it may not exist)."""
     return Path(str(resources.files("napari_unet") / "models" / f"{name}{SUFFIX}"))
+
+
+def is_model_name(path_or_name) -> bool:
+    """Whether ``path_or_name`` is written as a shipped model's name, not as a path.
+
+    A name is a ``str`` with no path separator and no suffix, other than ``.`` and
+    ``..`` (``"default"``); ``"./default"``, ``"default.safetensors"`` and any
+    :class:`os.PathLike` are paths.
+    """
+    if not isinstance(path_or_name, str) or path_or_name in ("", ".", ".."):
+        return False
+    separators = {"/", os.sep, os.altsep} - {None}
+    return not any(sep in path_or_name for sep in separators) and "." not in path_or_name
+
+
+def resolve_model_path(path_or_name: str | os.PathLike = DEFAULT_MODEL_NAME) -> Path:
+    """The file that ``path_or_name`` means (see :func:`is_model_name` for the rule).
+
+    Raises
+    ------
+    FileNotFoundError
+        If there is no such shipped model or file, or the path is a folder.
+    """
+    if is_model_name(path_or_name):
+        shipped = shipped_model_path(path_or_name)
+        if shipped.is_file():
+            return shipped
+    path = Path(path_or_name)
+    if path.is_dir():
+        raise FileNotFoundError(f"{str(path_or_name)!r} is a folder, not a model file")
+    if not path.is_file():
+        shipped = " (and no shipped model of that name)" if is_model_name(path_or_name) else ""
+        raise FileNotFoundError(f"no model file {str(path_or_name)!r}{shipped}")
+    return path
 
 
 def default_model_available() -> bool:
@@ -88,7 +137,9 @@ def load_model(path_or_name: str | os.PathLike = DEFAULT_MODEL_NAME) -> UNet:
     ----------
     path_or_name : str or os.PathLike
         A file written by :func:`save_model`, or the name of a shipped model
-        (``"default"``: the nuclei model trained on BBBC039 + DSB2018).
+        (``"default"``: the nuclei model trained on BBBC039 + DSB2018). A ``str`` with
+        no path separator and no suffix is a shipped name first; ``"./default"`` or a
+        :class:`pathlib.Path` always means a file (:func:`is_model_name`).
 
     Returns
     -------
@@ -99,25 +150,18 @@ def load_model(path_or_name: str | os.PathLike = DEFAULT_MODEL_NAME) -> UNet:
     Raises
     ------
     FileNotFoundError
-        If there is no such file or shipped model.
+        If there is no such file or shipped model, or the path is a folder.
     ValueError
         If the file is not a napari-unet safetensors model (for example a pickle
         written by ``torch.save``, which is refused because unpickling can execute
-        arbitrary code), or its weights do not fit its architecture.
+        arbitrary code), its declared architecture exceeds
+        :data:`ARCHITECTURE_LIMITS` or does not fit its weights (checked before the
+        network is built), or a weight or batch-norm statistic is NaN or infinite
+        (:func:`check_state`).
     """
     from safetensors import SafetensorError, safe_open
 
-    path = Path(path_or_name)
-    if (
-        not path.exists()
-        and str(path_or_name) == path.name
-        and shipped_model_path(path.name).is_file()
-    ):
-        path = shipped_model_path(path.name)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"no model file {str(path_or_name)!r} (and no shipped model of that name)"
-        )
+    path = resolve_model_path(path_or_name)
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             header = f.metadata() or {}
@@ -134,13 +178,149 @@ def load_model(path_or_name: str | os.PathLike = DEFAULT_MODEL_NAME) -> UNet:
         metadata = json.loads(header.get("metadata", "{}"))
     except (KeyError, TypeError, json.JSONDecodeError) as error:
         raise ValueError(f"{path} has a corrupt napari-unet header: {error}") from error
+    if not isinstance(metadata, dict):
+        raise ValueError(f"{path} has a corrupt napari-unet header: metadata is not a dict")
+    check_state(config, state, path)
     model = UNet(config=config)
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
     try:
         model.load_state_dict(state)
-    except RuntimeError as error:
+    except RuntimeError as error:  # pragma: no cover - check_state compares every shape
         raise ValueError(
             f"{path}: weights do not match the architecture {config}: {error}"
         ) from error
     model.metadata = metadata
     return model.eval()
+
+
+def as_model(model: UNet | str | os.PathLike) -> UNet:
+    """A network as it is, or loaded from a model file or shipped name (:func:`load_model`).
+
+    Raises
+    ------
+    ValueError
+        If ``model`` is neither a :class:`UNet`, nor a ``str`` or path (or as
+        :func:`load_model`).
+    FileNotFoundError
+        As :func:`load_model`.
+    """
+    if isinstance(model, UNet):
+        return model
+    if isinstance(model, (str, os.PathLike)):
+        return load_model(model)
+    raise ValueError(
+        f"model must be a UNet, a model file or a shipped model name, got {type(model).__name__}"
+    )
+
+
+def _architecture_from_tensors(state: dict) -> dict:
+    """The architecture the stored tensors imply (first convolution, head, levels)."""
+    found = {}
+    first = state.get("contracting_path.0.0.weight")
+    if first is not None and first.ndim == 4:
+        found["base_channels"], found["in_channels"] = int(first.shape[0]), int(first.shape[1])
+    head = state.get("head.weight")
+    if head is not None and head.ndim == 4:
+        found["n_classes"] = int(head.shape[0])
+    levels = {key.split(".")[1] for key in state if key.startswith("contracting_path.")}
+    if levels:
+        found["depth"] = len(levels)
+    found["batch_norm"] = any(key.endswith("running_mean") for key in state)
+    return found
+
+
+def check_state(config: UNetConfig, state: dict, path: str | os.PathLike = "model") -> None:
+    """Check a declared architecture against bounds and stored tensors, building nothing.
+
+    Parameters
+    ----------
+    config : UNetConfig
+        The architecture the file declares.
+    state : dict of str to torch.Tensor
+        The stored tensors.
+    path : str or os.PathLike
+        Named in the messages.
+
+    Raises
+    ------
+    ValueError
+        If the architecture exceeds :data:`ARCHITECTURE_LIMITS`, differs from what the
+        tensors imply (first convolution: ``base_channels`` and ``in_channels``; number
+        of levels: ``depth``; head: ``n_classes``; batch-norm statistics), a tensor is
+        missing, extra or of another shape than the architecture needs, or a stored
+        number is NaN or infinite (or a batch-norm variance negative).
+    """
+    for name, limit in ARCHITECTURE_LIMITS.items():
+        if getattr(config, name) > limit:
+            raise ValueError(
+                f"{path} declares {name}={getattr(config, name)}, more than the limit of "
+                f"{limit} for model files: the file is damaged or not a napari-unet model"
+            )
+    for name, value in _architecture_from_tensors(state).items():
+        if getattr(config, name) != value:
+            raise ValueError(
+                f"{path} declares {name}={getattr(config, name)!r} but its stored weights "
+                f"have {name}={value!r}: the file is damaged"
+            )
+    import torch
+
+    with torch.device("meta"):  # shapes only: no memory is allocated
+        expected = {k: tuple(v.shape) for k, v in UNet(config=config).state_dict().items()}
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    if missing or extra:
+        raise ValueError(
+            f"{path}: the stored weights do not fit the architecture {config}: "
+            f"missing {missing[:3]}, unexpected {extra[:3]}"
+        )
+    for key, shape in expected.items():
+        if tuple(state[key].shape) != shape:
+            raise ValueError(
+                f"{path}: tensor {key} has shape {tuple(state[key].shape)}, the architecture "
+                f"{config} needs {shape}: the file is damaged"
+            )
+    for key, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ValueError(
+                f"{path}: tensor {key} holds NaN or infinite values; such a network "
+                "predicts nothing useful, so the file is refused"
+            )
+        if key.endswith("running_var") and bool((tensor < 0).any()):
+            raise ValueError(f"{path}: batch-norm variance {key} is negative: the file is damaged")
+
+
+def save_model_or_keep(model: UNet, path: str | os.PathLike) -> tuple[Path, OSError | None]:
+    """Save a model to ``path``; if that fails, save it elsewhere rather than lose it.
+
+    Tried in turn: ``path``; beside it, as ``<stem>.unsaved-<time>.safetensors``; the
+    temporary folder; the home folder.
+
+    Returns
+    -------
+    (pathlib.Path, OSError or None)
+        Where the model was written, and the error that prevented writing ``path``
+        (``None`` when ``path`` was written).
+
+    Raises
+    ------
+    OSError
+        The first error, when no location could be written.
+    """
+    path = Path(path)
+    try:
+        return save_model(model, path), None
+    except OSError as error:
+        first = error
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    name = f"{path.stem or 'model'}.unsaved-{stamp}{SUFFIX}"
+    for folder in (path.parent, Path(tempfile.gettempdir()), Path.home()):
+        try:
+            return save_model(model, folder / name), first
+        except OSError:
+            continue
+    raise first
+
+
+def model_file_bytes(model: UNet) -> int:
+    """Approximate size of the model's file in bytes (float32 weights + header)."""
+    return sum(t.numel() * 4 for t in model.state_dict().values()) + 2**16

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch.utils.data
 
 from napari_unet.annotation import annotation_to_target
 from napari_unet.augmentation import (
@@ -117,7 +118,9 @@ def prepare_samples(
     has_cell = any((s.target.ravel()[s.annotated] != 0).any() for s in samples)
     has_background = any((s.target.ravel()[s.annotated] == 0).any() for s in samples)
     if not has_cell:
-        raise ValueError("the annotation has no cell (labels >= 2): paint at least one cell")
+        raise ValueError(
+            f"the annotation has no cell (labels >= {1 if dense else 2}): paint at least one cell"
+        )
     if not has_background:
         raise ValueError(
             "the annotation has no background (label 1): paint some background so the "
@@ -180,7 +183,13 @@ def prepare_validation(pairs, config, dense: bool, n_classes: int) -> list:
     ``truth`` is the foreground (any cell class) of the pair's target.
     """
     prepared = []
-    for image, annotation in pairs:
+    for n, (image, annotation) in enumerate(pairs):
+        layout, annotation = image_layout(image), np.asarray(annotation)
+        if layout.leading_shape or layout.rgb or annotation.shape != layout.spatial_shape:
+            raise ValueError(
+                f"validation pair {n}: image of shape {tuple(np.shape(image))}, annotation of "
+                f"shape {annotation.shape}; give a 2D image (Y, X) and an annotation of its shape"
+            )
         parts = annotation_to_target(
             np.asarray(annotation),
             dense=dense,
@@ -211,3 +220,62 @@ def validation_score(model, prepared: list, device) -> float:
         intersection += int((predicted & truth).sum())
         union += int((predicted | truth).sum())
     return intersection / union if union else 1.0
+
+
+class _TileStream(torch.utils.data.IterableDataset):
+    """Endless random batches for a ``torch.utils.data.DataLoader`` worker."""
+
+    def __init__(self, args: tuple, seed: int):
+        super().__init__()
+        self.args, self.seed = args, seed
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        rng = np.random.default_rng([self.seed, info.id if info else 0])
+        while True:
+            yield random_batch(*self.args, rng)
+
+
+class BatchSource:
+    """Random training batches (:func:`random_batch`), made here or by worker processes.
+
+    On a GPU a training step takes a few milliseconds, while augmenting a batch on
+    one CPU core takes tens: with ``workers > 0`` a ``torch.utils.data.DataLoader``
+    runs that many processes that prepare batches ahead. Batches are reproducible for
+    a given seed and number of workers (each worker draws from its own seeded
+    generator; the loader takes them in turn).
+
+    Parameters
+    ----------
+    samples, halo, tile_shape, batch_size, augmentation
+        As for :func:`random_batch`.
+    rng : numpy.random.Generator
+        Source of the batches (``workers == 0``) or of the workers' seed.
+    workers : int
+        Worker processes; 0 makes every batch in the calling thread.
+    """
+
+    def __init__(self, samples, halo, tile_shape, batch_size, augmentation, rng, workers=0):
+        self._args = (samples, halo, tile_shape, batch_size, augmentation)
+        self._rng = rng
+        self._batches = None
+        if workers > 0:
+            loader = torch.utils.data.DataLoader(
+                _TileStream(self._args, int(rng.integers(2**63 - 1))),
+                batch_size=None,
+                num_workers=workers,
+                prefetch_factor=2,
+            )
+            self._batches = iter(loader)
+
+    def next(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The next batch: inputs, targets and weights (see :func:`random_batch`)."""
+        if self._batches is None:
+            return random_batch(*self._args, self._rng)
+        return tuple(np.asarray(part) for part in next(self._batches))
+
+    def close(self) -> None:
+        """Stop the worker processes (if any)."""
+        if self._batches is not None:
+            self._batches._shutdown_workers()
+            self._batches = None

@@ -250,6 +250,10 @@ def _auto_batch_size(plan: TilePlan, model: UNet, device: torch.device, dtype: t
 
 def _check_image(image, model: UNet):
     """Check the image; return it as an array-like, and its spatial shape."""
+    if not isinstance(model, UNet):
+        raise ValueError(
+            f"model must be a UNet (load one with napari_unet.load_model), got {model!r}"
+        )
     if not hasattr(image, "shape") or not hasattr(image, "dtype"):
         image = np.asarray(image)
     shape = tuple(int(s) for s in image.shape)
@@ -285,7 +289,7 @@ def _check_normalization(normalization) -> tuple[float, float] | None:
     if normalization is None:
         return None
     low, high = (float(v) for v in normalization)
-    if not (math.isfinite(low) and math.isfinite(high)) or high == low:
+    if not math.isfinite(high - low) or high == low:
         raise ValueError(
             f"normalization (low, high) must be finite and differ, got {normalization}"
         )
@@ -293,12 +297,27 @@ def _check_normalization(normalization) -> tuple[float, float] | None:
 
 
 def _to_float(block: np.ndarray, normalization: tuple[float, float] | None) -> np.ndarray:
-    """``(x - low) / (high - low)`` in float32, the same expression for tiles and whole."""
-    block = np.array(block, dtype=np.float32)  # always a copy: safe to modify in place
-    if normalization is not None:
+    """``(x - low) / (high - low)`` in float32, the same expression for tiles and whole.
+
+    64-bit inputs are normalised in float64 first (their values may lie beyond the
+    float32 range). A NaN or infinite value would spread through the convolutions to
+    the whole tile, so it is refused.
+    """
+    block = np.asarray(block)
+    if normalization is not None and block.dtype.itemsize > 4:
         low, high = normalization
-        block -= np.float32(low)
-        block /= np.float32(high - low)
+        block = ((block.astype(np.float64) - low) / (high - low)).astype(np.float32)
+    else:
+        block = np.array(block, dtype=np.float32)  # always a copy: safe to modify in place
+        if normalization is not None:
+            low, high = normalization
+            block -= np.float32(low)
+            block /= np.float32(high - low)
+    if not np.isfinite(block).all():
+        raise ValueError(
+            "image contains NaN or infinite values (or values beyond the float32 range "
+            "after normalisation); replace them before predicting"
+        )
     return block
 
 
@@ -395,9 +414,10 @@ def iter_predict_tiled(
     Raises
     ------
     ValueError
-        For an image of the wrong shape or dtype, an empty image, ``high == low``,
-        invalid ``output_classes``, ``tile_shape`` or ``batch_size``, or an unknown or
-        unavailable device or precision.
+        For a ``model`` that is not a :class:`UNet`, an image of the wrong shape or
+        dtype, an empty image, NaN or infinite pixels (a NaN would spread to the whole
+        tile), ``high == low``, invalid ``output_classes``, ``tile_shape`` or
+        ``batch_size``, or an unknown or unavailable device or precision.
     """
     started = time.perf_counter()
     image, image_shape = _check_image(image, model)

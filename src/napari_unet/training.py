@@ -29,6 +29,11 @@ import torch
 import torch._dynamo  # noqa: F401
 import torch.nn.functional as F
 
+from napari_unet._checks import (
+    check_positive_int,
+    check_positive_int_pair,
+    check_training_memory,
+)
 from napari_unet.annotation import (
     BOUNDARY_WIDTH,
     DEFAULT_N_CLASSES,
@@ -39,11 +44,12 @@ from napari_unet.augmentation import AugmentationConfig
 from napari_unet.devices import resolve_device, resolve_precision
 from napari_unet.images import DEFAULT_PERCENTILES
 from napari_unet.instances import min_size_for
+from napari_unet.model_io import as_model
 from napari_unet.network import UNet, UNetConfig, with_boundary_class
 from napari_unet.sampling import (
+    BatchSource,
     prepare_samples,
     prepare_validation,
-    random_batch,
     validation_score,
 )
 from napari_unet.weight_map import DEFAULT_SIGMA, DEFAULT_W0
@@ -135,6 +141,10 @@ class TrainingConfig:
         weights, loss and optimiser stay float32). ``"auto"`` picks bfloat16 where
         the device runs it fast (CPUs with AMX: ~3.7x faster per step here; Ampere+
         GPUs), else float32. float16 uses loss scaling.
+    data_workers : int
+        Processes that prepare augmented batches ahead of the training step
+        (:class:`napari_unet.sampling.BatchSource`); worth it on a GPU, where
+        augmentation on one core is the bottleneck. 0: in the training thread.
     """
 
     n_iterations: int | None = None
@@ -157,18 +167,21 @@ class TrainingConfig:
     percentiles: tuple[float, float] = DEFAULT_PERCENTILES
     validation_interval: int = 50
     precision: str = "auto"
+    data_workers: int = 0
 
     def __post_init__(self):
         if self.n_iterations is None and self.max_seconds is None:
             raise ValueError("give n_iterations, max_seconds or both: training needs an end")
-        if self.n_iterations is not None and int(self.n_iterations) < 1:
-            raise ValueError(f"n_iterations must be at least 1, got {self.n_iterations}")
+        if self.n_iterations is not None:
+            check_positive_int("n_iterations", self.n_iterations)
         if self.max_seconds is not None and not (
             math.isfinite(self.max_seconds) and self.max_seconds > 0
         ):
             raise ValueError(f"max_seconds must be a positive number, got {self.max_seconds}")
-        if int(self.batch_size) < 1:
-            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+        for name in ("batch_size", "validation_interval"):
+            check_positive_int(name, getattr(self, name))
+        if self.tile_shape is not None:
+            check_positive_int_pair("tile_shape", self.tile_shape)
         if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
             raise ValueError(f"learning_rate must be a positive number, got {self.learning_rate}")
         if self.optimizer not in ("adam", "sgd"):
@@ -177,6 +190,8 @@ class TrainingConfig:
             raise ValueError(f"n_classes must be 2, 3 or None, got {self.n_classes!r}")
         if self.object_size is not None:
             check_object_size(self.object_size)
+        if int(self.data_workers) < 0:
+            raise ValueError(f"data_workers must be 0 or more, got {self.data_workers}")
 
     def to_dict(self) -> dict:
         """Return the settings as a JSON-serialisable dict."""
@@ -341,6 +356,8 @@ class _Budget:
 
 def _starting_model(model: UNet | None, model_config: UNetConfig | None, config: TrainingConfig):
     """The network to train (a copy) and the metadata it brings along."""
+    if model is not None:
+        model = as_model(model)  # a file or shipped name is loaded; other types refused
     if model is None:
         architecture = model_config or SCRATCH_CONFIG
         if config.n_classes is not None and config.n_classes != architecture.n_classes:
@@ -454,8 +471,9 @@ def train(
         One integer label image per image, same shape without RGB. Partial convention:
         0 = not annotated (ignored), 1 = background, 2, 3, … = one id per cell. With
         ``dense=True``: 0 = background, 1, 2, … = cells, nothing ignored.
-    model : UNet, optional
-        Network to fine-tune (copied, never modified). ``None``: train from scratch.
+    model : UNet, str or path, optional
+        Network to fine-tune (copied, never modified), or a model file or shipped
+        model name to load (``"default"``). ``None``: train from scratch.
     config : TrainingConfig, optional
         Settings; defaults of :class:`TrainingConfig` when ``None``.
     device : str or torch.device
@@ -494,32 +512,78 @@ def train(
     Raises
     ------
     ValueError
-        On empty or mismatched inputs, annotations without any annotated pixel, or
-        without a background or a cell anywhere; an invalid ``tile_shape`` or object
-        size; an unavailable device; an ``optimizer_state`` that does not fit.
+        On empty or mismatched inputs (also validation pairs, checked before the
+        first iteration), annotations without any annotated pixel, or without a
+        background or a cell anywhere; an invalid ``tile_shape`` or object size, or
+        tiles that would not fit in memory; a ``model`` of another type; an
+        unavailable device; an ``optimizer_state`` that does not fit.
     FloatingPointError
         If the loss becomes NaN or infinite.
     """
     config = config or TrainingConfig()
     device = resolve_device(device)
+    rng = np.random.default_rng(seed)
+    if seed is not None:
+        torch.manual_seed(seed)
     model, base_metadata = _starting_model(model, model_config, config)
     n_classes = model.config.n_classes
     samples = prepare_samples(images, annotations, config, dense, n_classes)
     validation_data = prepare_validation(validation or [], config, dense, n_classes)
     object_size = _object_size(config, annotations, dense, base_metadata)
     metadata = _run_metadata(base_metadata, config, n_classes, object_size)
-    rng = np.random.default_rng(seed)
-    if seed is not None:
-        torch.manual_seed(seed)
+    tile_shape = _tile_shape(model, config, object_size)
+    augmentation = config.augmentation if config.augment else None
+    # Worker processes (if any) are forked before the model goes to the device.
+    batches = BatchSource(
+        samples, model.halo, tile_shape, config.batch_size, augmentation, rng, config.data_workers
+    )
+    try:
+        result = yield from _loop(
+            model,
+            metadata,
+            config,
+            device,
+            batches,
+            tile_shape,
+            validation_data=validation_data if validation else None,
+            stop=stop,
+            snapshot_interval=snapshot_interval,
+            optimizer_state=optimizer_state,
+        )
+    finally:
+        batches.close()
+    result.model.metadata["training"].update(
+        fine_tuned_from=base_metadata.get("name"),
+        n_images=len(images),
+        n_planes=len(samples),
+        dense=dense,
+        seed=seed,
+    )
+    return result
+
+
+def _loop(
+    model: UNet,
+    metadata: dict,
+    config: TrainingConfig,
+    device: torch.device,
+    batches: BatchSource,
+    tile_shape: tuple[int, int],
+    *,
+    validation_data: list | None,
+    stop: threading.Event | None,
+    snapshot_interval: float | None,
+    optimizer_state: dict | None,
+) -> Generator[TrainingProgress, None, TrainingResult]:
+    """The training loop of :func:`train` (same yields and result)."""
     dtype = resolve_precision(config.precision, device)
     model = model.to(device).train()
     if device.type != "mps":
         model = model.to(memory_format=torch.channels_last)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    tile_shape = _tile_shape(model, config, object_size)
     out_shape = model.valid_output_shape(tile_shape)
+    check_training_memory(model, tile_shape, config.batch_size, device)
     optimizer = _make_optimizer(model, config, optimizer_state)
-    augmentation = config.augmentation if config.augment else None
 
     def snapshot():
         return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
@@ -540,9 +604,7 @@ def train(
         t0 = time.perf_counter()
         for group in optimizer.param_groups:
             group["lr"] = cosine_learning_rate(config.learning_rate, budget.fraction(iteration - 1))
-        x, t, w = random_batch(
-            samples, model.halo, tile_shape, config.batch_size, augmentation, rng
-        )
+        x, t, w = batches.next()
         inputs = torch.from_numpy(x).to(device)
         if device.type != "mps":
             inputs = inputs.contiguous(memory_format=torch.channels_last)
@@ -567,13 +629,13 @@ def train(
         budget.update(iteration)
         last = budget.done(iteration)
         score = None
-        if validation and (iteration % config.validation_interval == 0 or last):
+        if validation_data and (iteration % config.validation_interval == 0 or last):
             model.eval()
             score = validation_score(model, validation_data, device)
             model.train()
             if score > best_score:
                 best_score, best_state, best_iteration = score, snapshot(), iteration
-        elif not validation and smoothed < best_loss and iteration >= min(10, budget.planned):
+        elif not validation_data and smoothed < best_loss and iteration >= min(10, budget.planned):
             best_state, best_iteration = snapshot(), iteration
         best_loss = min(best_loss, smoothed)
         dt = time.perf_counter() - t0
@@ -603,15 +665,10 @@ def train(
         **metadata,
         "training": {
             "config": config.to_dict(),
-            "fine_tuned_from": base_metadata.get("name"),
-            "n_images": len(images),
-            "n_planes": len(samples),
-            "dense": dense,
             "iterations_done": len(history),
             "best_iteration": best_iteration,
             "best_validation_score": None if best_score == -math.inf else best_score,
             "stopped": stopped,
-            "seed": seed,
             "device": str(device),
             "precision": str(dtype).removeprefix("torch."),
             "tile_shape": list(tile_shape),

@@ -35,6 +35,9 @@ DEFAULT_W0 = 10.0
 DEFAULT_SIGMA = 5.0
 """Default width ``sigma`` of the separation-border term (pixels), paper eq. 2."""
 
+_MAX_W0_SIGMA = {"w0": 1e6, "sigma": 1e4}
+"""Largest ``w0`` (weight units; the paper uses 10) and ``sigma`` (pixels; the paper uses 5)."""
+
 _BORDER_TOLERANCE = 1e-5
 """Largest border term dropped by the fast map (weight units); far below 1e-3."""
 
@@ -147,9 +150,10 @@ def separation_border_weight_map(
     Raises
     ------
     ValueError
-        If ``labels`` is not a 2D array of non-negative whole numbers, ``w0`` or
-        ``sigma`` is not a positive finite number, ``class_weights`` is not one of the
-        accepted forms, or ``gap`` is not a non-negative integer.
+        If ``labels`` is not a non-empty 2D array of non-negative whole numbers,
+        ``w0`` is not a positive number up to 1e6 or ``sigma`` one up to 1e4 pixels,
+        ``class_weights`` is not one of the accepted forms, or ``gap`` is not a
+        non-negative integer.
 
     Notes
     -----
@@ -269,6 +273,10 @@ def _check_w0_sigma(w0, sigma) -> tuple[float, float]:
             or value <= 0
         ):
             raise ValueError(f"{name} must be a positive finite number ({unit}), got {value!r}")
+        if value > _MAX_W0_SIGMA[name]:  # the float32 map (w0) or the reach (sigma) overflows
+            raise ValueError(
+                f"{name} must be at most {_MAX_W0_SIGMA[name]:g} ({unit}), got {value!r}"
+            )
     return float(w0), float(sigma)
 
 
