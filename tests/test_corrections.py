@@ -45,6 +45,16 @@ def test_cells_inside_leaves_out_cells_cut_by_the_box():
     assert cells_inside(prediction, (10, 10, 10, 30)).size == 0
 
 
+def test_cells_inside_a_prediction_that_covers_only_the_box():
+    # The live preview predicts only the view: beyond its edge the labels are 0, so
+    # a cell cut by the view shows no pixel outside it, only pixels on its edge.
+    prediction = np.zeros((40, 40), np.int32)
+    prediction[10:20, 10:16] = 5  # cut at x = 16 by the edge of the predicted view
+    prediction[12:15, 11:14] = 6  # well inside
+    prediction[10:30, 0:3] = 7  # at the image's left edge, inside
+    np.testing.assert_array_equal(cells_inside(prediction, (5, 0, 35, 16)), [6, 7])
+
+
 def test_accepted_cells_get_new_ids_and_never_overwrite_the_annotation():
     annotation = np.zeros((30, 30), np.uint16)
     annotation[0:3, :] = 1  # background stroke across cell 1's top

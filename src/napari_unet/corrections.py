@@ -96,8 +96,10 @@ def stroke_label(
 def cells_inside(prediction: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
     """Ids of the predicted cells that lie entirely inside a box.
 
-    A cell cut by the box's edge is left out (taking half a cell would teach a wrong
-    border), unless the edge is the image's edge.
+    A cell that reaches the box's edge is left out (taking half a cell would teach a
+    wrong border), unless that edge is the image's edge. "Reaches" means it has
+    pixels on the box's outermost rows or columns or beyond them: a prediction that
+    covers only the box (the live preview of a view) shows no pixel beyond it.
 
     Parameters
     ----------
@@ -117,14 +119,21 @@ def cells_inside(prediction: np.ndarray, box: tuple[int, int, int, int]) -> np.n
     bottom, right = min(int(box[2]), height), min(int(box[3]), width)
     if bottom <= top or right <= left:
         return np.zeros(0, np.int64)
-    inner = prediction[top:bottom, left:right]
-    ids = np.unique(inner)
+    ids = np.unique(prediction[top:bottom, left:right])
     ids = ids[ids > 0]
-    # A cell is cut if it also has pixels just outside the box.
-    ring = np.zeros(prediction.shape, bool)
-    ring[max(top - 1, 0) : bottom + 1, max(left - 1, 0) : right + 1] = True
-    ring[top:bottom, left:right] = False
-    cut = np.unique(prediction[ring])
+    # The edges of the box that are not edges of the image, one pixel thick on each
+    # side of the line: a cell with a pixel there is cut (or touches the cut).
+    edge = np.zeros(prediction.shape, bool)
+    rows, cols = slice(max(top - 1, 0), bottom + 1), slice(max(left - 1, 0), right + 1)
+    if top > 0:
+        edge[top - 1 : top + 1, cols] = True
+    if bottom < height:
+        edge[bottom - 1 : bottom + 1, cols] = True
+    if left > 0:
+        edge[rows, left - 1 : left + 1] = True
+    if right < width:
+        edge[rows, right - 1 : right + 1] = True
+    cut = np.unique(prediction[edge])
     return np.setdiff1d(ids, cut).astype(np.int64)
 
 
