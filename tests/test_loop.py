@@ -304,3 +304,32 @@ def test_each_separate_stroke_paints_a_new_cell(make_napari_viewer):
     layer.selected_label = 2
     stroke((300, 600))
     assert layer.data[300, 600] == 2
+
+
+def test_the_preview_follows_a_change_of_plane(make_napari_viewer, qtbot, fast_snapshots):
+    from napari_unet._sample_data import nuclei_annotated
+
+    (image, _, _), (annotation, _, _) = nuclei_annotated()
+    viewer = make_napari_viewer()
+    stack = viewer.add_image(np.stack([image[:256, :320], image[-256:, -320:]]), name="stack")
+    labels = np.zeros(stack.data.shape, np.uint16)
+    labels[0] = annotation[:256, :320]  # the annotated corner, on plane 0 only
+    viewer.add_labels(labels, name="stack annotation")
+    train = dock(viewer, "Train")
+    train.data.image_layer.value = stack
+    train.data.annotation_layer.value = viewer.layers["stack annotation"]
+    tiny_training(train, n_iterations=100_000)
+    viewer.dims.set_current_step(0, 0)
+    train.start()
+    preview = train.preview
+    qtbot.waitUntil(lambda: preview.n_refreshes >= 1, timeout=60000)
+    layer = preview.layer
+    assert layer.name == "stack preview" and layer.data.shape == stack.data.shape
+    assert preview.region.plane == (0,)
+    qtbot.waitUntil(lambda: layer.data[0].any(), timeout=60000)  # cells on plane 0
+
+    viewer.dims.set_current_step(0, 1)
+    qtbot.waitUntil(lambda: preview.region.plane == (1,), timeout=30000)
+    assert not layer.data[0].any()  # the other plane's preview is cleared
+    train.stop()
+    qtbot.waitUntil(lambda: not train.state.running, timeout=10000)

@@ -47,6 +47,7 @@ class LivePreview(Container):
         self._image = None  # the image layer previewed
         self._model = None  # the network to predict with (the latest snapshot)
         self._model_label = ""
+        self._source_label = ""  # where the model of the running prediction comes from
         self._device = "cpu"
         self._layer = None  # the preview Labels layer
         self._region = None  # the ViewRegion shown in the layer
@@ -116,11 +117,9 @@ class LivePreview(Container):
         from napari_unet.devices import resolve_device
 
         if not same_layer(image_layer, self._image):
+            # another image: the old preview layer stays as it is, a new one comes
+            self._layer, self._region, self._model = None, None, None
             self._plane_cache = None
-            if self._layer is not None and self._region is not None:
-                self._clear_region()
-            self._region = None
-            self._model = None
             self._watch_image(image_layer)
         self._image = image_layer
         self._device = str(resolve_device(device))
