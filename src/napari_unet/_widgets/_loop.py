@@ -2,7 +2,7 @@
 
 Tabs hold the four widgets (*Annotate*, *Weight map*, *Train* with its live preview
 and corrections, *Segment*), sharing the viewer's session as the separate docks do;
-below the tabs one button segments the whole image or stack with the model trained
+above the tabs one button segments the whole image or stack with the model trained
 in this session. The widgets are the same classes as the separate docks, which stay
 available.
 """
