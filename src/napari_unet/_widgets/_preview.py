@@ -24,8 +24,10 @@ from ._lifetime import WidgetLifetime, report_runtime_errors
 
 #: Quiet time (ms) after the last pan, zoom or plane change before the view is predicted.
 DEBOUNCE_MS = 250
-#: Seconds between two network snapshots while training with the preview on.
-SNAPSHOT_INTERVAL_S = 3.0
+#: Seconds between two network snapshots while training with the preview on. On a
+#: 2-core CPU, training kept 0.74-0.82 of its speed with a snapshot every 3 s and
+#: 0.82-0.85 every 5 s (the prediction, and the canvas redraw; docs/benchmarks.md).
+SNAPSHOT_INTERVAL_S = 5.0
 
 
 class LivePreview(Container):
