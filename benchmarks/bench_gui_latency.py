@@ -1,12 +1,25 @@
-"""GUI responsiveness while training runs in napari's thread worker.
+"""Training in the Train widget, with and without the live preview, against the API.
 
-A napari viewer shows the sample field and its annotation; the Train widget's code path
-(``napari.qt.threading.create_worker`` around :func:`napari_unet.training.train`) runs on
-the sample annotation. A 10 ms ``QTimer`` on the GUI thread records how late each tick
-fires. Then Stop is pressed (the ``stop`` event is set) and the time until the worker
-returns the best model is measured.
+A napari viewer (shown, under Xvfb when there is no display) holds the sample field and
+its partial annotation, with the *Train* dock widget. The default model is fine-tuned
+for ``--seconds`` in each phase, in this order:
 
-    python benchmarks/bench_gui_latency.py [--seconds 30]
+1. ``api``: :func:`napari_unet.training.train` on the main thread (no Qt event loop);
+2. ``off``: the Train widget, live preview off;
+3. ``on``: the Train widget, live preview on (the view: the whole sample);
+4. ``api`` again (background load drifts: the two API runs bracket the widget runs).
+
+The default ``--phases`` is ``api,off,on,api``; docs/benchmarks.md used
+``api,off,on,api,off,on``.
+
+Measured: training throughput (iterations per second, from the worker's own clock,
+first iteration excluded), how long the Start click holds the GUI thread, then a 10 ms
+``QTimer`` on the GUI thread until Stop (how late it fires: the longest gap is the
+longest freeze), the time from Start to the first preview, preview refreshes per
+minute, and the time from Stop to the returned model.
+
+    python benchmarks/bench_gui_latency.py [--seconds 30] [--phases api,off,on,api]
+                                           [--hidden] [--model default]
 
 Needs a display; without one it starts a virtual X server (Xvfb) itself.
 """
@@ -14,9 +27,9 @@ Needs a display; without one it starts a virtual X server (Xvfb) itself.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
-import threading
 import time
 
 import numpy as np
@@ -33,13 +46,104 @@ def _cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
+def _throughput(history) -> float:
+    """Iterations per second between the first and the last record (first excluded)."""
+    if len(history) < 3:
+        return float("nan")
+    return (len(history) - 1) / (history[-1].seconds - history[0].seconds)
+
+
+def run_api(image, annotation, model_name: str, seconds: float) -> dict:
+    """Fine-tune through the API on this thread for ``seconds``."""
+    from napari_unet.generators import run_to_completion
+    from napari_unet.model_io import load_model
+    from napari_unet.training import TrainingConfig, train
+
+    config = TrainingConfig(max_seconds=seconds)
+    result = run_to_completion(
+        train([image], [annotation], model=load_model(model_name), config=config, seed=1)
+    )
+    return {"iterations": len(result.history), "it_per_s": _throughput(result.history)}
+
+
+def run_widget(widget, seconds: float, preview: bool) -> dict:
+    """Train in the widget for ``seconds`` (then Stop), ticking a 10 ms GUI timer."""
+    from qtpy.QtCore import QEventLoop, QTimer
+
+    loop = QEventLoop()
+
+    widget.preview.on.value = preview
+    widget.settings.minutes.value = 2 * seconds / 60 + 1  # Stop ends it, not the budget
+    ticks: list[float] = []
+    history: list = []
+    state: dict = {"first_preview": None}
+    refreshes_before = widget.preview.n_refreshes
+
+    def tick():
+        now = time.perf_counter()
+        ticks.append(now)
+        if state["first_preview"] is None and widget.preview.n_refreshes > refreshes_before:
+            state["first_preview"] = now
+
+    timer = QTimer()
+    timer.setInterval(10)
+    timer.timeout.connect(tick)
+    timer.start()
+
+    def start():
+        state["started"] = time.perf_counter()
+        worker = widget.start()
+        worker.yielded.connect(history.append)
+        worker.returned.connect(lambda _: state.__setitem__("returned", time.perf_counter()))
+        state["start_returned"] = time.perf_counter()
+        worker.finished.connect(lambda: QTimer.singleShot(500, loop.quit))
+        QTimer.singleShot(int(seconds * 1000), stop)
+
+    def stop():
+        state["stopped"] = time.perf_counter()
+        state["ticks_at_stop"] = len(ticks)
+        state["refreshes"] = widget.preview.n_refreshes - refreshes_before
+        widget.stop()
+
+    QTimer.singleShot(0, start)
+    loop.exec_() if hasattr(loop, "exec_") else loop.exec()
+    timer.stop()
+    # the GUI thread's freezes while training runs: from the end of the Start click
+    during = np.array([t for t in ticks[: state["ticks_at_stop"]] if t >= state["start_returned"]])
+    gaps = np.diff(during) * 1000
+    worst = np.argsort(gaps)[-3:][::-1]
+    result = {
+        "start_click_ms": (state["start_returned"] - state["started"]) * 1000,
+        # when the three longest freezes began, seconds after the Start click
+        "longest_gaps_at_s": [round(float(during[i] - state["started"]), 2) for i in worst],
+        "iterations": len(history),
+        "it_per_s": _throughput(history),
+        "longest_gap_ms": float(gaps.max()),
+        # the same, from one second after the Start click: while training runs steadily
+        "longest_gap_after_1s_ms": float(gaps[during[:-1] >= state["started"] + 1.0].max()),
+        "gap_p99_ms": float(np.percentile(gaps, 99)),
+        "stop_to_model_ms": (state["returned"] - state["stopped"]) * 1000,
+    }
+    if preview:
+        minutes = (state["stopped"] - state["started"]) / 60
+        result["start_to_first_preview_s"] = (
+            state["first_preview"] - state["started"] if state["first_preview"] else None
+        )
+        result["refreshes_per_minute"] = state["refreshes"] / minutes
+        result["preview_region"] = widget.preview.region.box if widget.preview.region else None
+    return result
+
+
 def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--seconds", type=float, default=30.0, help="training time measured before Stop")
-    p.add_argument("--warmup", type=float, default=3.0, help="seconds before training starts")
+    p.add_argument("--seconds", type=float, default=30.0, help="training time of each phase")
+    p.add_argument("--phases", default="api,off,on,api", help="comma-separated: api, off, on")
     p.add_argument("--model", default="default", help="model to fine-tune ('default' or a file)")
+    p.add_argument("--hidden", action="store_true", help="do not show the napari window")
+    p.add_argument("--threads", type=int, help="PyTorch threads (default: PyTorch's)")
+    p.add_argument("--json", help="also write the results to this file")
     args = p.parse_args()
 
     display = None
@@ -49,74 +153,69 @@ def main() -> None:
         display = Display(backend="xvfb", size=(1600, 1000)).start()
 
     import napari
-    from napari.qt.threading import create_worker
-    from qtpy.QtCore import QTimer
+    import torch
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     from napari_unet._sample_data import nuclei_annotated
-    from napari_unet.model_io import load_model
-    from napari_unet.training import TrainingConfig, train
 
-    viewer = napari.Viewer()
+    viewer = napari.Viewer(show=not args.hidden)
+    viewer.window.resize(1400, 900)
     for data, kwargs, kind in nuclei_annotated():
         getattr(viewer, f"add_{kind}")(data, **kwargs)
     image = np.array(viewer.layers[0].data)
     annotation = np.array(viewer.layers[1].data)
-    app = napari.qt.get_qapp()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-unet-cells", "Train")
+    widget.settings.start_from.value = "file" if args.model != "default" else "default"
+    if args.model != "default":
+        widget.settings.model_file.value = args.model
+    widget.settings.n_iterations.value = 0
+    widget.settings.seed.value = 1
+    widget.settings.device.value = "cpu"
+    viewer.reset_view()
 
-    ticks: list[float] = []
-    timer = QTimer()
-    timer.setInterval(10)
-    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
-    stop = threading.Event()
-    state = {"iterations": 0, "returned": None}
-    worker = create_worker(
-        train,
-        [image],
-        [annotation],
-        model=load_model(args.model),
-        config=TrainingConfig(n_iterations=100_000),
-        stop=stop,
-        _start_thread=False,
-    )
-    worker.yielded.connect(lambda progress: state.__setitem__("iterations", progress.iteration))
-    worker.returned.connect(lambda result: state.__setitem__("returned", time.perf_counter()))
-    worker.finished.connect(lambda: QTimer.singleShot(0, app.quit))
+    results = []
+    for phase in args.phases.split(","):
+        if phase == "api":
+            results.append(("api", run_api(image, annotation, args.model, args.seconds)))
+        else:
+            if widget.settings.start_from.value == "session":  # each run from the same model
+                widget.settings.start_from.value = "file" if args.model != "default" else "default"
+            results.append((phase, run_widget(widget, args.seconds, preview=phase == "on")))
+        print(phase, json.dumps(results[-1][1]), flush=True)
 
-    def press_stop():
-        state["stop_pressed"] = time.perf_counter()
-        state["ticks_before_stop"] = len(ticks)
-        stop.set()
-
-    def start_training():
-        state["started"] = time.perf_counter()
-        state["ticks_before_start"] = len(ticks)
-        worker.start()
-        QTimer.singleShot(int(args.seconds * 1000), press_stop)
-
-    # The viewer's first draws happen before training starts; they are measured apart.
-    timer.start()
-    QTimer.singleShot(int(args.warmup * 1000), start_training)
-    app.exec_() if hasattr(app, "exec_") else app.exec()
-    timer.stop()
-
-    times = np.array(ticks[state["ticks_before_start"] : state["ticks_before_stop"]])
-    gaps = np.diff(times) * 1000
-    idle_gaps = np.diff(np.array(ticks[: state["ticks_before_start"]])) * 1000
-    worst = np.argsort(gaps)[-3:][::-1]
-    stop_latency = state["returned"] - state["stop_pressed"]
-    print(f"machine: {_cpu_name()}, {os.cpu_count()} cores")
-    print(f"training iterations in {args.seconds:.0f} s: {state['iterations']} (worker thread)")
     print(
-        f"10 ms GUI timer: {len(gaps)} ticks, longest gap {gaps.max():.1f} ms, "
-        f"99th percentile {np.percentile(gaps, 99):.1f} ms, median {np.median(gaps):.1f} ms"
+        f"machine: {_cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads; window {'hidden' if args.hidden else 'shown'}"
     )
-    print(
-        "longest gaps at "
-        + ", ".join(f"{times[i] - state['started']:.2f} s ({gaps[i]:.0f} ms)" for i in worst)
-        + " after training started"
-    )
-    print(f"before training (viewer idle, first draws): longest gap {idle_gaps.max():.1f} ms")
-    print(f"Stop -> best model returned: {stop_latency * 1000:.0f} ms")
+    api = [r["it_per_s"] for name, r in results if name == "api"]
+    api_mean = float(np.mean(api)) if api else float("nan")
+    by_phase = dict(results)  # the last run of each phase
+    for name in ("off", "on"):
+        if name in by_phase:
+            r = by_phase[name]
+            print(
+                f"widget, preview {name}: {r['it_per_s']:.2f} it/s = "
+                f"{r['it_per_s'] / api_mean:.2f}x the API ({api_mean:.2f} it/s); Start click "
+                f"{r['start_click_ms']:.0f} ms; then longest GUI gap {r['longest_gap_ms']:.0f} ms, "
+                f"{r['longest_gap_after_1s_ms']:.0f} ms from 1 s after Start (99th percentile "
+                f"{r['gap_p99_ms']:.0f} ms); Stop -> model {r['stop_to_model_ms']:.0f} ms"
+            )
+    if "on" in by_phase:
+        r = by_phase["on"]
+        print(
+            f"preview: Start -> first preview {r['start_to_first_preview_s']:.1f} s, "
+            f"{r['refreshes_per_minute']:.0f} refreshes/min of region {r['preview_region']}"
+        )
+        if "off" in by_phase:
+            print(
+                f"throughput with the preview / without: "
+                f"{r['it_per_s'] / by_phase['off']['it_per_s']:.2f}"
+            )
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"results": results, "cpu": _cpu_name()}, f, indent=1)
+    viewer.close()
     if display is not None:
         display.stop()
 

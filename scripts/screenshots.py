@@ -1,7 +1,8 @@
 """Regenerate the user-guide screenshots (docs/images/*.png) in a real napari window.
 
 Runs the whole workflow on the shipped sample: open sample → annotate → weight map →
-train → segment → export. Needs a display; without one it starts a virtual X server
+train with the live preview → accept predicted cells, train again → segment → the
+one-dock widget → export. Needs a display; without one it starts a virtual X server
 (Xvfb, through pyvirtualdisplay). Usage::
 
     python scripts/screenshots.py [--iterations 300] [--threads 1] [--out docs/images]
@@ -136,21 +137,46 @@ def run(args) -> None:
     viewer.scene.camera.center = (220, 330)
     viewer.scene.camera.zoom = 2.2
 
-    # 4. Train: from the default model when installed, else from scratch
+    # 4. Train: from the default model when installed, else from scratch; the live
+    #    preview segments the view while the network trains
     train = widgets["Train"]
     show_only(docks, "Train")
     train.settings.n_iterations.value = args.iterations
+    train.settings.minutes.value = 30.0  # the iteration cap ends the run
     train.settings.seed.value = 1
     if train.settings.start_from.value != "default":
         train.settings.start_from.value = "scratch"
         train.settings.learning_rate.value = 3e-3
     train.start_button.native.click()
-    wait_until(lambda: train.progress.value >= args.iterations // 3)
+    wait_until(lambda: len(train.loss_plot.iterations) >= args.iterations // 3)
     shoot(viewer, out, "04-train-running")
+    # pan and zoom onto nuclei nobody annotated: the preview follows the view
+    viewer.scene.camera.center = (400, 560)
+    viewer.scene.camera.zoom = 3.0
+    refreshes = train.preview.n_refreshes
+    wait_until(lambda: train.preview.n_refreshes >= refreshes + 2 or not train.state.running)
+    shoot(viewer, out, "08-live-preview")
     wait_until(lambda: not train.state.running)
     if train.state is not TrainingState.DONE:
         raise RuntimeError(f"training ended in {train.state}: {train.status.value}")
+    wait_until(lambda: not train.preview.busy)  # the preview shows the trained model
     shoot(viewer, out, "05-train-done")
+
+    # 4b. Corrections feed the next round: the predicted nuclei of the view become
+    #     annotated cells (one undo step), then a short second round continues
+    viewer.layers.selection.active = annotation
+    accepted = train.accept.accept_in_view()
+    print(f"accepted {accepted} predicted cells into the annotation")
+    train.preview.layer.visible = False
+    shoot(viewer, out, "09-accept-cells")
+    train.preview.layer.visible = True
+    assert train.settings.start_from.value == "session"
+    train.settings.n_iterations.value = max(args.iterations // 3, 1)
+    train.start_button.native.click()
+    wait_until(lambda: not train.state.running)
+    if train.state is not TrainingState.DONE:
+        raise RuntimeError(f"round 2 ended in {train.state}: {train.status.value}")
+    wait_until(lambda: not train.preview.busy)
 
     # 5. Segment with the model just trained
     segment = widgets["Segment"]
@@ -169,7 +195,16 @@ def run(args) -> None:
     segment.last_labels.contour = 2
     shoot(viewer, out, "07-segment-zoom")
 
-    # 6. Export the masks with the plugin's TIFF writer (File > Save Selected Layers works too)
+    # 6. The whole loop in one dock: tabs for the four steps, Segment whole image below
+    for dock in docks.values():
+        dock.setVisible(False)
+    loop_dock, loop = viewer.window.add_plugin_dock_widget(PLUGIN, "U-Net (all steps)")
+    qt_window.resizeDocks([loop_dock], [420], Qt.Orientation.Horizontal)
+    loop.show_tab("Train")
+    segment.last_labels.visible = False
+    shoot(viewer, out, "10-one-dock")
+
+    # 7. Export the masks with the plugin's TIFF writer (File > Save Selected Layers works too)
     with tempfile.TemporaryDirectory() as folder:
         (path,) = segment.export_masks(Path(folder) / "masks.tif")
         print(f"exported {Path(path).name} ({Path(path).stat().st_size} bytes)")

@@ -63,3 +63,15 @@ def _no_worker_left_running(request):
     assert all_done and pool.activeThreadCount() == 0, (
         f"{pool.activeThreadCount()} napari worker thread(s) still running after the test"
     )
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One intra-op thread: on a busy 2-core runner, OpenMP threads competing with
+    other processes make a tiny training iteration 50x slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

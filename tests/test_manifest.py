@@ -69,6 +69,7 @@ def test_every_python_name_imports(manifest):
 def test_contributions(manifest):
     contributions = manifest.contributions
     assert {w.display_name for w in contributions.widgets} == {
+        "U-Net (all steps)",
         "Annotate",
         "Weight map",
         "Train",

@@ -115,7 +115,7 @@ def test_a_plain_install_beside_napari_opens_every_widget(tmp_path):
         timeout=600,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "opened: Annotate, Weight map, Train, Segment" in result.stdout
+    assert "opened: U-Net (all steps), Annotate, Weight map, Train, Segment" in result.stdout
 
 
 def test_the_napari_closure_alone_lacks_what_the_widgets_need():

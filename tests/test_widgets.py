@@ -7,6 +7,7 @@ import time
 import numpy as np
 import pytest
 import tifffile
+from napari_helpers import PLUGIN, SCALE, TRANSLATE, dock, open_sample, tiny_training
 
 from napari_unet._widgets import (
     AnnotateWidget,
@@ -17,54 +18,14 @@ from napari_unet._widgets import (
     session_for,
 )
 
-pytestmark = pytest.mark.gui
+pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("one_torch_thread")]
 
-PLUGIN = "napari-unet-cells"
-SCALE = (0.65, 0.65)  # µm per pixel
-TRANSLATE = (12.0, -7.5)
 WIDGETS = {
     "Annotate": AnnotateWidget,
     "Weight map": WeightMapWidget,
     "Train": TrainWidget,
     "Segment": SegmentWidget,
 }
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One intra-op thread: on a busy 2-core runner, OpenMP threads competing with
-    other processes make a tiny training iteration 50x slower."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def dock(viewer, name):
-    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, name)
-    return widget
-
-
-def open_sample(viewer, key="nuclei_annotated"):
-    viewer.open_sample(PLUGIN, key)
-    for layer in viewer.layers:
-        layer.scale, layer.translate = SCALE, TRANSLATE
-    return viewer.layers["nuclei"]
-
-
-def tiny_training(train: TrainWidget, n_iterations: int = 5) -> None:
-    """A network small enough to train a few iterations on two CPU cores."""
-    train.settings.start_from.value = "scratch"
-    train.settings.depth.value = 3
-    train.settings.base_channels.value = 8
-    train.settings.tile_size.value = 92
-    train.settings.batch_size.value = 2
-    train.settings.learning_rate.value = 1e-2
-    train.settings.seed.value = 1
-    train.settings.device.value = "cpu"
-    train.settings.n_iterations.value = n_iterations
 
 
 def test_every_widget_opens_and_shares_one_session(make_napari_viewer):
@@ -177,12 +138,12 @@ def test_train_stop_segment_export(make_napari_viewer, qtbot, tmp_path):
     tiny_training(train, n_iterations=5)
     train.start_button.native.click()
     assert train.state is TrainingState.TRAINING
-    assert train.start_button.text == "Stop" and not train.settings.n_iterations.enabled
+    assert train.start_button.text == "Stop" and not train.settings.minutes.enabled
     qtbot.waitUntil(lambda: not train.state.running, timeout=60000)
     assert train.state is TrainingState.DONE, train.status.value
     session = session_for(viewer)
     assert session.model is not None and session.model.config.depth == 3
-    assert train.progress.value == 5
+    assert train.progress.value == train.progress.max  # the whole run
     assert train.loss_plot.iterations == [1, 2, 3, 4, 5]
     assert train.start_button.text == "Start training" and train.save_button.enabled
     first_model = session.model

@@ -99,6 +99,7 @@ def iter_segment(
     threshold: float | None = None,
     min_size: int | None = None,
     object_size: float | None = None,
+    normalization: tuple[float, float] | None = None,
 ) -> Generator[SegmentProgress, None, SegmentResult]:
     """Segment cells: a generator of progress records that returns the labels.
 
@@ -135,6 +136,10 @@ def iter_segment(
         (:func:`~napari_unet.instances.min_size_for`).
     object_size : float, optional
         Typical cell diameter, pixels; default: the one stored in the model.
+    normalization : (float, float), optional
+        ``(low, high)`` intensities mapped to 0 and 1 in every plane; default: the
+        model's percentiles of each plane. The live preview passes those of the whole
+        plane when it segments a crop of it.
 
     Yields
     ------
@@ -175,7 +180,7 @@ def iter_segment(
         probabilities = np.zeros(layout.labels_shape, np.float32)
     used_device = used_precision = ""
     for plane_number, (index, plane) in enumerate(iter_planes(image, layout), start=1):
-        low, high = percentile_normalization(plane, percentiles)
+        low, high = normalization or percentile_normalization(plane, percentiles)
         tiles = iter_predict_tiled(
             plane,
             net,

@@ -8,11 +8,14 @@ weight-map parameters), found with :func:`~napari_unet._widgets._session.session
 
 - :class:`AnnotateWidget` - annotation layer, background / new cell / eraser brushes.
 - :class:`WeightMapWidget` - live separation-border weight map (eq. 2 of the paper).
-- :class:`TrainWidget` - training with a live loss curve, Stop, Save model.
+- :class:`TrainWidget` - training with a live loss curve, Stop, Save model; a live
+  preview of the view while training; predicted cells taken into the annotation.
 - :class:`SegmentWidget` - overlap-tile segmentation into a Labels layer, export.
+- :class:`LoopWidget` - all of the above as tabs of one dock, and "Segment whole image".
 """
 
 from ._annotate import AnnotateWidget
+from ._loop import LoopWidget
 from ._segment import SegmentWidget
 from ._session import TrainingState, UNetSession, session_for
 from ._train import TrainWidget
@@ -20,6 +23,7 @@ from ._weight_map import WeightMapWidget
 
 __all__ = [
     "AnnotateWidget",
+    "LoopWidget",
     "SegmentWidget",
     "TrainWidget",
     "TrainingState",

@@ -2,17 +2,23 @@
 
 Partial-annotation convention (:mod:`napari_unet.annotation`): 0 = not annotated
 (ignored by training), 1 = background, 2, 3, … = one id per cell.
+
+Many cells are painted without a click per cell: with *new id for each separate
+stroke* on, a cell stroke that does not start on the current cell gets the next free
+id (:func:`napari_unet.corrections.stroke_label`), and the key **N** selects the next
+free id, as the *New cell* button does.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, Label, PushButton
+from magicgui.widgets import CheckBox, ComboBox, Container, Label, PushButton
 from napari.layers import Image
 from napari.utils.notifications import show_error
 from qtpy.QtCore import QTimer
 
 from napari_unet.annotation import BACKGROUND, FIRST_CELL, NOT_ANNOTATED
+from napari_unet.corrections import next_cell_id, stroke_label
 
 from ._common import (
     ROLE_KEY,
@@ -52,11 +58,8 @@ def annotation_counts(labels: np.ndarray) -> tuple[int, int, int]:
     return n_cells, n_annotated, int(counts[BACKGROUND])
 
 
-def next_cell_id(labels: np.ndarray) -> int:
-    """Smallest cell id above every id used so far (at least ``FIRST_CELL``)."""
-    labels = np.asarray(labels)
-    top = int(labels.max()) if labels.size else 0
-    return max(FIRST_CELL, top + 1)
+#: Key (on the annotation layer) that selects the next free cell id, like *New cell*.
+NEXT_CELL_KEY = "n"
 
 
 class AnnotateWidget(Container):
@@ -75,6 +78,8 @@ class AnnotateWidget(Container):
         self._lifetime = WidgetLifetime(self.native)
         self._watched_layer = None
         self._watch_slots: list = []
+        self._press_slot = self._lifetime.guard(self._on_stroke_start)
+        self._next_cell_slot = self._lifetime.guard(self._on_next_cell_key)
 
         self.image_layer = ComboBox(label="image", choices=layer_choices(napari_viewer, Image))
         self.annotation_layer = ComboBox(
@@ -87,8 +92,13 @@ class AnnotateWidget(Container):
         )
         self.background_button = PushButton(text=f"Background brush ({BACKGROUND})")
         self.background_button.tooltip = "Paint background: pixels that are not a cell"
-        self.cell_button = PushButton(text="New cell")
+        self.cell_button = PushButton(text=f"New cell ({NEXT_CELL_KEY.upper()})")
         self.cell_button.tooltip = "Paint a new cell with the next free id (one id per cell)"
+        self.auto_new_cell = CheckBox(text="new id for each separate stroke", value=True)
+        self.auto_new_cell.tooltip = (
+            "A cell stroke that does not start on the current cell paints the next "
+            "free id: paint cell after cell without clicking New cell"
+        )
         self.eraser_button = PushButton(text=f"Eraser ({NOT_ANNOTATED} = not annotated)")
         self.eraser_button.tooltip = "Erase back to 'not annotated' (ignored by training)"
         self.legend = Label(value=LEGEND)
@@ -100,6 +110,7 @@ class AnnotateWidget(Container):
                 self.create_button,
                 self.background_button,
                 self.cell_button,
+                self.auto_new_cell,
                 self.eraser_button,
                 self.legend,
                 self.counts,
@@ -197,13 +208,47 @@ class AnnotateWidget(Container):
                     (emitter, self._lifetime.connect(emitter, self._schedule_counts))
                     for emitter in (layer.events.paint, layer.events.data)
                 ]
+                # before napari's own paint callback, which every mode change re-appends
+                layer.mouse_drag_callbacks.insert(0, self._press_slot)
+                layer.bind_key(NEXT_CELL_KEY, self._next_cell_slot, overwrite=True)
         self._update_counts()
 
     def _unwatch(self) -> None:
         for emitter, slot in self._watch_slots:
             self._lifetime.disconnect(emitter, slot)
         self._watch_slots = []
+        layer = self._watched_layer
+        if layer is not None:
+            if self._press_slot in layer.mouse_drag_callbacks:
+                layer.mouse_drag_callbacks.remove(self._press_slot)
+            layer.bind_key(NEXT_CELL_KEY, None)
         self._watched_layer = None
+
+    def _on_stroke_start(self, layer, event) -> None:
+        """Mouse press on the annotation (before napari paints): choose the stroke's id."""
+        if not self.auto_new_cell.value or layer.mode != "paint" or event.button != 1:
+            return
+        if layer.selected_label < FIRST_CELL:
+            return
+        coords = np.round(layer.world_to_data(event.position)).astype(int)
+        if np.any(coords < 0) or np.any(coords >= layer.data.shape):
+            return
+        plane = tuple(int(c) for c in coords[:-2])
+        data = np.asarray(layer.data[plane] if plane else layer.data)
+        label = stroke_label(
+            data,
+            int(layer.selected_label),
+            tuple(coords[-2:]),
+            radius=float(layer.brush_size) / 2,
+            next_id=next_cell_id(layer.data) if plane else None,
+        )
+        if label > np.iinfo(layer.data.dtype).max:
+            return
+        if label != layer.selected_label:
+            layer.selected_label = label
+
+    def _on_next_cell_key(self, _layer=None) -> None:
+        self.new_cell()
 
     def _schedule_counts(self, *_):
         self._count_timer.start()

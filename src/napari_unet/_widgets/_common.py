@@ -20,6 +20,15 @@ DEVICE_LABELS = {
 }
 
 
+def same_layer(a, b) -> bool:
+    """Whether ``a`` and ``b`` are the same layer.
+
+    napari hands plugins its objects wrapped in a ``PublicOnlyProxy``, a new wrapper
+    at every access, so ``is`` fails between two wrappers of one layer.
+    """
+    return a is not None and getattr(a, "__wrapped__", a) is getattr(b, "__wrapped__", b)
+
+
 def layer_data(layer) -> np.ndarray:
     """Copy a layer's data to numpy (the full-resolution level of a multiscale layer).
 
@@ -131,3 +140,33 @@ def device_combo(label: str = "device") -> ComboBox:
         {d: f"{d} is not available on this machine" for d in DEVICE_CHOICES if d not in available},
     )
     return combo
+
+
+class ActivityReport:
+    """One line in napari's activity dock (``napari.utils.progress``) for a long job.
+
+    Parameters
+    ----------
+    description : str
+        What runs, e.g. ``"U-Net training"``.
+    """
+
+    #: Resolution of the bar.
+    STEPS = 1000
+
+    def __init__(self, description: str):
+        from napari.utils import progress
+
+        self.bar = progress(total=self.STEPS, desc=description)
+
+    def set_fraction(self, fraction: float, description: str | None = None) -> None:
+        """Move the bar to ``fraction`` (0..1) of the job; optionally re-describe it."""
+        n = round(min(max(float(fraction), 0.0), 1.0) * self.STEPS)
+        if n > self.bar.n:
+            self.bar.update(n - self.bar.n)
+        if description is not None:
+            self.bar.set_description(description)
+
+    def close(self) -> None:
+        """Take the line off the activity dock."""
+        self.bar.close()

@@ -6,7 +6,8 @@ worker of one widget and ends it cleanly - ``stop`` event set, ``quit()`` reques
 then a bounded wait for the thread - when
 
 - the widget's Qt object is destroyed,
-- the widget is taken out of the viewer (napari reparents it to ``None``), or
+- the widget, or a widget holding it, is taken out of the viewer (napari reparents
+  it to ``None``), or
 - a window holding it is closed (``viewer.close()`` or the window's close button).
 
 A programmatic close stops the worker at once; a close by the user (a *spontaneous*
@@ -92,10 +93,12 @@ class _CloseFilter(QObject):
         if lifetime is None or lifetime.job is None:
             return False
         kind = event.type()
-        if obj is self._widget():
-            if kind == QEvent.Type.ParentChange and obj.parentWidget() is None:
-                lifetime.stop(wait=True)  # taken out of the viewer
-        elif kind == QEvent.Type.Close:
+        if kind == QEvent.Type.ParentChange:
+            if obj.parentWidget() is None:
+                # taken out of the viewer: the widget, or a widget holding it (a tab
+                # of a one-dock widget)
+                lifetime.stop(wait=True)
+        elif obj is not self._widget() and kind == QEvent.Type.Close:
             if event.spontaneous():
                 window = weakref.ref(obj)
                 QTimer.singleShot(0, lambda: lifetime._stop_if_closed(window))

@@ -1,4 +1,4 @@
-"""Live training-loss curve: a matplotlib Qt canvas redrawn at most every 200 ms."""
+"""Live training-loss curve: a matplotlib Qt canvas redrawn at most every two seconds."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ import math
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QSizePolicy
 
-#: Shortest time (ms) between two redraws of the curve.
-REDRAW_INTERVAL_MS = 200
+#: Shortest time (ms) between two redraws of the curve. A redraw costs 30-45 ms of the
+#: GUI thread (matplotlib, holding the GIL) on a 2-core CPU; redrawn after every
+#: iteration it slowed training in the widget down (docs/benchmarks.md).
+REDRAW_INTERVAL_MS = 2000
 
 
 class LossPlot:
@@ -57,12 +59,13 @@ class LossPlot:
         self._timer.timeout.connect(self.draw)
 
     def clear(self) -> None:
-        """Forget all points and redraw the empty axes."""
+        """Forget all points; the axes are redrawn with the next points."""
         self.iterations.clear()
         self.losses.clear()
         self.smoothed.clear()
         self.scores.clear()
-        self.draw()
+        if not self._timer.isActive():
+            self._timer.start()
 
     def add(self, iteration: int, loss: float, validation_score: float | None = None) -> None:
         """Append one iteration; schedule a redraw."""

@@ -26,6 +26,7 @@ from superqt.utils import GeneratorWorker
 
 from ._common import (
     ROLE_KEY,
+    ActivityReport,
     device_combo,
     disable_choices,
     layer_choices,
@@ -79,6 +80,7 @@ class SegmentWidget(Container):
         self._source_image = None
         self._answered = False  # whether the running worker returned or failed
         self.last_labels = None  # the Labels layer of the last run
+        self._activity: ActivityReport | None = None  # the line in napari's activity dock
         guard = self._lifetime.guard
 
         self.image_layer = ComboBox(label="image", choices=layer_choices(napari_viewer, Image))
@@ -176,6 +178,7 @@ class SegmentWidget(Container):
         self.info.value = "Segmenting…"
         self._answered = False
         self._set_running(True)
+        self._activity = ActivityReport(f"U-Net segmentation of {image.name}")
         self._lifetime.start(worker, on_finished=self._lifetime.guard(self._on_finished))
         return worker
 
@@ -224,6 +227,8 @@ class SegmentWidget(Container):
 
     def _on_progress(self, progress) -> None:
         self.progress.value = round(progress.fraction * PROGRESS_STEPS)
+        if self._activity is not None:
+            self._activity.set_fraction(progress.fraction)
         self.info.value = (
             f"plane {progress.plane_index}/{progress.n_planes} · tile "
             f"{progress.tile_index}/{progress.n_tiles} · {progress.device}, {progress.precision}"
@@ -270,6 +275,9 @@ class SegmentWidget(Container):
     def _on_finished(self) -> None:
         if not self._answered:  # neither a result nor an error: cancelled
             self.info.value = "Cancelled."
+        if self._activity is not None:
+            self._activity.close()
+            self._activity = None
         self._set_running(False)
 
     def _on_run_clicked(self, *_):

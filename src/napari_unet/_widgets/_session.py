@@ -62,6 +62,9 @@ class UNetSession:
         The model trained in this session (read-only; set with :meth:`set_model`).
     model_description : str
         One line saying where :attr:`model` comes from.
+    optimizer_state : dict or None
+        The optimiser state at the end of the run that made :attr:`model` (read-only;
+        set with :meth:`set_model`), so that the next run continues it warm.
     training_state : TrainingState
         Read-only; changed with :meth:`set_training_state`, which enforces the
         transitions of :class:`TrainingState`.
@@ -82,6 +85,7 @@ class UNetSession:
 
     def __init__(self) -> None:
         self._model: Any = None
+        self._optimizer_state: dict | None = None
         self.model_description = ""
         self._training_state = TrainingState.IDLE
         self.w0 = 10.0
@@ -94,9 +98,27 @@ class UNetSession:
         """The model trained in this session, or ``None``."""
         return self._model
 
-    def set_model(self, model, description: str = "") -> None:
-        """Make ``model`` the session's model and announce it."""
+    @property
+    def optimizer_state(self) -> dict | None:
+        """Optimiser state of the run that trained :attr:`model`, or ``None``."""
+        return self._optimizer_state
+
+    def set_model(self, model, description: str = "", optimizer_state: dict | None = None) -> None:
+        """Make ``model`` the session's model and announce it.
+
+        Parameters
+        ----------
+        model : UNet
+            The trained network.
+        description : str
+            Where the model comes from, one line.
+        optimizer_state : dict, optional
+            :attr:`~napari_unet.training.TrainingResult.optimizer_state` of the run
+            that trained ``model``: a second round from the session model passes it
+            to :func:`~napari_unet.training.train`.
+        """
         self._model = model
+        self._optimizer_state = optimizer_state
         self.model_description = description
         self.model_changed.emit(model)
 

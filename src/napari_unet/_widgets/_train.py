@@ -4,6 +4,19 @@ The widget gathers inputs and copies the layer data, then runs the core generato
 :func:`napari_unet.training.train` in a napari thread worker. Worker signals move the
 session's training state machine (:class:`~._session.TrainingState`); the widget's
 look follows from the state in one place, :meth:`TrainWidget._on_state_changed`.
+
+It also holds the interactive loop: the live preview of the view while training
+(:class:`~._preview.LivePreview`, fed with the network snapshots the worker yields),
+and the corrections that feed the next round (:class:`~._accept.AcceptCells`). A run
+after a run continues from the session's model with its optimiser state.
+
+The GUI thread does as little as possible per iteration: the progress bar and the
+status line are updated at most every :data:`UI_INTERVAL_MS`, the loss curve redrawn
+at most every two seconds. Work on the GUI thread, and the X server's work for every
+repaint, take CPU time and the GIL from the training thread (docs/benchmarks.md).
+For the same reason training does not report to napari's activity dock: while any
+``napari.utils.progress`` is open, napari animates a busy indicator in the status
+bar, which cost a third of the training throughput on a 2-core CPU (measured).
 """
 
 from __future__ import annotations
@@ -14,14 +27,38 @@ from pathlib import Path
 from magicgui.widgets import Container, Label, ProgressBar, PushButton
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import QTimer
 from superqt.utils import GeneratorWorker
 
-from ._common import message_label
+from napari_unet.threads import ThreadShare
+
+from ._accept import AcceptCells
+from ._common import message_label, same_layer
 from ._lifetime import WidgetLifetime, report_runtime_errors
 from ._loss_plot import LossPlot
+from ._preview import SNAPSHOT_INTERVAL_S, LivePreview
 from ._session import TrainingState, UNetSession, session_for
 from ._training_pairs import TrainingPairs
 from ._training_settings import TrainingSettings
+
+#: Shortest time (ms) between two updates of the progress bar and the status line.
+UI_INTERVAL_MS = 1000
+#: Resolution of the progress bar (it shows the fraction of the run done).
+PROGRESS_STEPS = 1000
+
+
+def _load_and_train(model, images, annotations, **options):
+    """:func:`napari_unet.training.train`, loading ``model`` first if it is a file or name.
+
+    A generator run by the worker: the model file is read there, not on the GUI thread.
+    """
+    from napari_unet import training
+    from napari_unet.model_io import load_model
+    from napari_unet.network import UNet
+
+    if model is not None and not isinstance(model, UNet):
+        model = load_model(model)
+    return (yield from training.train(images, annotations, model=model, **options))
 
 
 # -- worker signals -> session state. No widget involved: these also run when the widget
@@ -42,6 +79,7 @@ class _Run:
             result.model,
             f"trained in this session from {self.source}, {how} iteration "
             f"{len(result.history)} (best: {result.best_iteration})",
+            optimizer_state=result.optimizer_state,
         )
 
     def errored(self, error: Exception) -> None:
@@ -74,13 +112,19 @@ class TrainWidget(Container):
         self._session = session_for(napari_viewer)
         self._lifetime = WidgetLifetime(self.native)
         self._stop_event: threading.Event | None = None
+        self._latest = None  # the last progress record, shown by the UI timer
 
         self.data = TrainingPairs(napari_viewer, self._session, self._lifetime)
         self.settings = TrainingSettings(self._lifetime)
         self.weights_info = Label(value="")
         self.start_button = PushButton(text="Start training")
-        self.progress = ProgressBar(value=0, min=0, max=1)
+        self.progress = ProgressBar(value=0, min=0, max=PROGRESS_STEPS)
         self.status = message_label()
+        self._threads = ThreadShare()  # the CPU's threads, for training and the preview
+        self.preview = LivePreview(napari_viewer, self._threads)
+        self.accept = AcceptCells(
+            napari_viewer, self._annotation_layer, self._lifetime, self._predicted_box
+        )
         self.save_button = PushButton(text="Save model…")
         self.extend(
             [
@@ -90,9 +134,15 @@ class TrainWidget(Container):
                 self.start_button,
                 self.progress,
                 self.status,
+                self.preview,
+                self.accept,
                 self.save_button,
             ]
         )
+        self._ui_timer = QTimer(self.native)
+        self._ui_timer.setSingleShot(True)
+        self._ui_timer.setInterval(UI_INTERVAL_MS)
+        self._ui_timer.timeout.connect(self._lifetime.guard(self._show_progress))
         theme = get_theme(napari_viewer.theme)
         self.loss_plot = LossPlot(theme.text.as_hex(), theme.canvas.as_hex())
         layout = self.native.layout()
@@ -123,11 +173,13 @@ class TrainWidget(Container):
     def start(self):
         """Copy the training data and start training in a thread worker.
 
+        A run from the session's model continues its optimiser state. With the live
+        preview on, the worker yields a snapshot of the network every
+        :data:`~._preview.SNAPSHOT_INTERVAL_S` seconds for the preview.
+
         Returns the worker (already started), or ``None`` if the inputs are not valid
         (the reason is shown as a notification).
         """
-        from napari_unet.training import train
-
         if self._session.training_state.running or self._lifetime.running:
             return None
         settings, session = self.settings, self._session
@@ -139,20 +191,27 @@ class TrainWidget(Container):
         except (ValueError, FileNotFoundError) as error:
             show_error(f"Cannot start training: {error}")
             return None
+        from_session = settings.start_from.value == "session"
+        optimizer_state = session.optimizer_state if from_session else None
         self._stop_event = threading.Event()
         run = _Run(session, source)
-        worker = create_worker(
-            report_runtime_errors,
-            train,
+        training = _load_and_train(
+            model,
             images,
             annotations,
-            model=model,
             config=config,
             device=settings.device.value,
             dense=dense,
             stop=self._stop_event,
             seed=int(settings.seed.value) or None,
             model_config=model_config,
+            snapshot_interval=SNAPSHOT_INTERVAL_S if self.preview.on.value else None,
+            optimizer_state=optimizer_state,
+        )
+        worker = create_worker(
+            report_runtime_errors,
+            self._threads.training,  # on the CPU threads the preview leaves free
+            training,
             _worker_class=GeneratorWorker,  # errors are reported once, by _Run.errored
             _start_thread=False,
             _connect={
@@ -164,8 +223,9 @@ class TrainWidget(Container):
             },
         )
         self.loss_plot.clear()
-        self.progress.max = config.n_iterations
         self.progress.value = 0
+        self._latest = None
+        self.preview.attach(self.data.pairs()[0][0], settings.device.value)
         session.set_training_state(TrainingState.TRAINING)
         self._lifetime.start(worker, self._stop_event, on_finished=lambda: run.finished())
         return worker
@@ -210,17 +270,30 @@ class TrainWidget(Container):
         elif state is TrainingState.TRAINING:
             self.status.value = "Preparing the training data…"
         if not running:
+            self._ui_timer.stop()
+            self._show_progress()  # the last record
             self.loss_plot.draw()
 
     def _on_progress(self, progress) -> None:
-        self.progress.max = progress.n_iterations
-        self.progress.value = progress.iteration
-        if self._session.training_state is TrainingState.TRAINING:
-            self.status.value = (
-                f"iteration {progress.iteration}/{progress.n_iterations} · "
-                f"loss {progress.loss:.4f} · {progress.seconds:.0f} s"
-            )
+        """Per iteration: keep the record, hand a snapshot to the preview. Cheap."""
+        self._latest = progress
         self.loss_plot.add(progress.iteration, progress.loss, progress.validation_score)
+        if progress.snapshot is not None:
+            self.preview.show_model(progress.snapshot, f"iteration {progress.iteration}")
+        if not self._ui_timer.isActive():
+            self._ui_timer.start()
+
+    def _show_progress(self) -> None:
+        progress = self._latest
+        if progress is None:
+            return
+        self.progress.value = round(progress.fraction * PROGRESS_STEPS)
+        text = (
+            f"iteration {progress.iteration} of ~{progress.n_iterations} · "
+            f"loss {progress.loss:.4f} · {progress.seconds:.0f} s"
+        )
+        if self._session.training_state is TrainingState.TRAINING:
+            self.status.value = text
 
     def _on_start_clicked(self, *_):
         if self._session.training_state is TrainingState.TRAINING:
@@ -246,6 +319,23 @@ class TrainWidget(Container):
     def _on_model_changed(self, model) -> None:
         self.settings.update_start_from_choices(session_has_model=model is not None)
         self.save_button.enabled = not self._session.training_state.running and model is not None
+        if model is not None:
+            # the next round continues from this model (and its optimiser state) ...
+            self.settings.start_from.value = "session"
+            # ... and the preview shows what it makes of the view
+            if self.preview.image is not None:
+                self.preview.show_model(model, "trained model")
+
+    def _annotation_layer(self):
+        """The annotation of the (first) training pair: where accepted cells go."""
+        return self.data.pairs()[0][1]
+
+    def _predicted_box(self, source, plane):
+        """The part of ``source`` holding a prediction (the preview's region)."""
+        region = self.preview.region
+        if same_layer(source, self.preview.layer) and region is not None:
+            return region.box if region.plane == plane else (0, 0, 0, 0)
+        return None
 
     def _show_weights_info(self, *_):
         self.weights_info.value = (

@@ -28,7 +28,7 @@ class TrainingSettings(Container):
 
     def __init__(self, lifetime: WidgetLifetime):
         from napari_unet.model_io import default_model_available
-        from napari_unet.training import SCRATCH_CONFIG, TrainingConfig
+        from napari_unet.training import DEFAULT_TRAINING_MINUTES, SCRATCH_CONFIG, TrainingConfig
 
         super().__init__()
         self.margins = (0, 0, 0, 0)
@@ -45,8 +45,23 @@ class TrainingSettings(Container):
             label="channels", choices=[8, 16, 32, 64], value=SCRATCH_CONFIG.base_channels
         )
         self.base_channels.tooltip = "Feature channels at the first level (the paper: 64)"
+        self.minutes = FloatSpinBox(
+            label="minutes", value=DEFAULT_TRAINING_MINUTES, min=0.1, max=24 * 60, step=0.5
+        )
+        self.minutes.tooltip = "Time budget of the run; the learning rate decays over it"
         self.n_iterations = SpinBox(
-            label="iterations", value=defaults.n_iterations or 100_000, min=1, max=100_000
+            label="max iterations (0: none)",
+            value=defaults.n_iterations or 0,
+            min=0,
+            max=10_000_000,
+        )
+        self.n_iterations.tooltip = "Optional cap: the run ends at the budget or the cap"
+        self.object_size = FloatSpinBox(
+            label="object size px (0: auto)", value=defaults.object_size or 0, min=0, max=2000
+        )
+        self.object_size.tooltip = (
+            "Typical cell diameter in pixels; 0: measured on the annotated cells. "
+            "Sets the training tile and the smallest cell kept"
         )
         self.learning_rate = FloatSpinBox(
             label="learning rate", value=defaults.learning_rate, min=1e-6, max=1.0, step=1e-4
@@ -70,7 +85,9 @@ class TrainingSettings(Container):
                 self.model_file,
                 self.depth,
                 self.base_channels,
+                self.minutes,
                 self.n_iterations,
+                self.object_size,
                 self.learning_rate,
                 self.batch_size,
                 self.tile_size,
@@ -97,25 +114,29 @@ class TrainingSettings(Container):
     def starting_model(self, session):
         """Return ``(model, model_config, description)`` for the core's ``train``.
 
+        ``model`` is a network, ``None`` (from scratch, with ``model_config``), or the
+        shipped model's name or a file path: files are loaded by the worker, not in the
+        Start click (0.1 s on the GUI thread).
+
         Raises
         ------
         FileNotFoundError
             If the model file does not exist.
         ValueError
-            If the file is not a napari-unet model, or the session has no model.
+            If the session has no model.
         """
-        from napari_unet.model_io import DEFAULT_MODEL_NAME, load_model
+        from napari_unet.model_io import DEFAULT_MODEL_NAME
         from napari_unet.network import UNetConfig
         from napari_unet.training import SCRATCH_CONFIG
 
         choice = self.start_from.value
         if choice == "default":
-            return load_model(DEFAULT_MODEL_NAME), None, "the default model"
+            return DEFAULT_MODEL_NAME, None, "the default model"
         if choice == "file":
             path = Path(self.model_file.value)
             if not path.is_file():
                 raise FileNotFoundError(f"choose a model file (no file {str(path)!r})")
-            return load_model(path), None, path.name
+            return path, None, path.name
         if choice == "session":
             if session.model is None:
                 raise ValueError("no model has been trained in this session yet")
@@ -133,6 +154,12 @@ class TrainingSettings(Container):
         """Return the :class:`~napari_unet.training.TrainingConfig` of these settings.
 
         The tile size is rounded up to a valid one by :func:`~napari_unet.training.train`.
+        The run ends after *minutes* or at the iteration cap, whichever comes first.
+
+        Raises
+        ------
+        ValueError
+            For an object size below one pixel.
 
         Parameters
         ----------
@@ -143,7 +170,9 @@ class TrainingSettings(Container):
 
         size = int(self.tile_size.value)
         return TrainingConfig(
-            n_iterations=int(self.n_iterations.value),
+            n_iterations=int(self.n_iterations.value) or None,
+            max_seconds=60.0 * float(self.minutes.value),
+            object_size=float(self.object_size.value) or None,
             learning_rate=float(self.learning_rate.value),
             batch_size=int(self.batch_size.value),
             tile_shape=(size, size) if size else None,

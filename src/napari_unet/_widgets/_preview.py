@@ -1,0 +1,304 @@
+"""The live-preview part of the *Train* widget: the latest weights' segmentation of the view.
+
+While training runs, every snapshot of the network (``TrainingProgress.snapshot``)
+is handed to :meth:`LivePreview.show_model`; the preview segments the visible part
+of the current plane (:func:`napari_unet.preview.iter_preview`) in its own thread
+worker, on the snapshot (a copy: training never waits for it), and writes the result
+into a Labels layer named ``"{image} preview"``. Pan, zoom or a change of plane
+starts a new prediction once the view has been still for :data:`DEBOUNCE_MS`.
+Only the latest snapshot and the latest view are predicted: requests that arrive
+while a prediction runs replace each other and start when it ends.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from magicgui.widgets import CheckBox, Container
+from napari.qt.threading import create_worker
+from napari.utils.notifications import show_error
+from qtpy.QtCore import QTimer
+from superqt.utils import GeneratorWorker
+
+from ._common import ROLE_KEY, message_label, placement, same_layer, spatial_shape
+from ._lifetime import WidgetLifetime, report_runtime_errors
+
+#: Quiet time (ms) after the last pan, zoom or plane change before the view is predicted.
+DEBOUNCE_MS = 250
+#: Seconds between two network snapshots while training with the preview on. On a
+#: 2-core CPU, training kept 0.74-0.82 of its speed with a snapshot every 3 s and
+#: 0.82-0.85 every 5 s (the prediction, and the canvas redraw; docs/benchmarks.md).
+SNAPSHOT_INTERVAL_S = 5.0
+
+
+class LivePreview(Container):
+    """Segmentation of the view with the latest network, in a ``"{image} preview"`` layer.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+    threads : ThreadShare
+        The CPU threads shared with training (:mod:`napari_unet.threads`).
+    """
+
+    def __init__(self, viewer, threads):
+        super().__init__(labels=False)
+        self.margins = (0, 0, 0, 0)
+        self._viewer = viewer
+        self._threads = threads
+        self._lifetime = WidgetLifetime(self.native)
+        self._image = None  # the image layer previewed
+        self._model = None  # the network to predict with (the latest snapshot)
+        self._model_label = ""
+        self._source_label = ""  # where the model of the running prediction comes from
+        self._device = "cpu"
+        self._layer = None  # the preview Labels layer
+        self._region = None  # the ViewRegion shown in the layer
+        self._pending = False  # a request arrived while a prediction ran
+        self._plane_cache: tuple | None = None  # (image layer, plane index, plane copy)
+        self._image_slot = None  # connection to the image's data event
+        #: Number of predictions written into the preview layer.
+        self.n_refreshes = 0
+
+        self.on = CheckBox(text="live preview of the view", value=True)
+        self.on.tooltip = (
+            "While training, segment what you see with the latest weights (every few "
+            "seconds, and after pan, zoom or a plane change)"
+        )
+        self.status = message_label()
+        self.extend([self.on, self.status])
+
+        self._timer = QTimer(self.native)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(DEBOUNCE_MS)
+        self._timer.timeout.connect(self._lifetime.guard(self._on_view_settled))
+        connect = self._lifetime.connect
+        connect(viewer.scene.camera.events.center, self._on_view_changed)
+        connect(viewer.scene.camera.events.zoom, self._on_view_changed)
+        connect(viewer.dims.events.current_step, self._on_view_changed)
+        connect(viewer.layers.events.removed, self._on_layer_removed)
+        self.on.changed.connect(self._lifetime.guard(self._on_toggled))
+
+    # -- public ------------------------------------------------------------------------
+    @property
+    def layer(self):
+        """The preview Labels layer (``None`` before the first prediction)."""
+        return self._layer
+
+    @property
+    def image(self):
+        """The image layer previewed, or ``None``."""
+        return self._image
+
+    @property
+    def region(self):
+        """The :class:`~napari_unet.preview.ViewRegion` shown in the layer, or ``None``."""
+        return self._region
+
+    @property
+    def model(self):
+        """The network the preview predicts with, or ``None``."""
+        return self._model
+
+    @property
+    def predicting(self) -> bool:
+        """Whether a prediction runs now."""
+        return self._lifetime.running
+
+    @property
+    def busy(self) -> bool:
+        """Whether a prediction runs, waits for the view to settle, or is queued."""
+        return self._lifetime.running or self._timer.isActive() or self._pending
+
+    def attach(self, image_layer, device: str = "cpu") -> None:
+        """Preview ``image_layer`` from now on, predicting on ``device``.
+
+        ``device`` is resolved first (``"auto"`` becomes a real device), so that the
+        preview runs where training runs. With the preview on, its (empty) layer is
+        added now.
+        """
+        from napari_unet.devices import resolve_device
+
+        if not same_layer(image_layer, self._image):
+            # another image: the old preview layer stays as it is, a new one comes
+            self._layer, self._region, self._model = None, None, None
+            self._plane_cache = None
+            self._watch_image(image_layer)
+        self._image = image_layer
+        self._device = str(resolve_device(device))
+        if self.on.value:
+            # Now, in the Start click: napari takes ~0.2 s to add a layer (its controls),
+            # a freeze that would otherwise come in the middle of training.
+            self._preview_layer(image_layer)
+
+    def show_model(self, model, label: str = "") -> None:
+        """Predict the view with ``model`` (a snapshot while training, or the result).
+
+        Parameters
+        ----------
+        model : UNet
+            Not modified; predicted with in a worker thread.
+        label : str
+            Where the model comes from, for the status line (e.g. ``"iteration 40"``).
+        """
+        self._model, self._model_label = model, label
+        self.refresh()
+
+    def refresh(self, *_) -> None:
+        """Predict the current view with the current model (queued if one runs)."""
+        if not self.on.value or self._image is None or self._model is None:
+            return
+        if self._lifetime.running:
+            self._pending = True
+            return
+        self._start()
+
+    def current_region(self):
+        """The :class:`~napari_unet.preview.ViewRegion` of the image visible now."""
+        from napari_unet.preview import view_region
+
+        image = self._image
+        shape = spatial_shape(image)
+        plane: tuple[int, ...] = ()
+        n_leading = len(shape) - 2
+        if n_leading:
+            point = image.world_to_data(self._viewer.dims.point)
+            plane = tuple(
+                int(np.clip(round(float(point[i])), 0, shape[i] - 1)) for i in range(n_leading)
+            )
+        corners = np.asarray(image.corner_pixels, dtype=float)
+        if getattr(image, "multiscale", False):
+            corners = corners * np.asarray(image.downsample_factors[image.data_level])
+        return view_region(corners, shape, plane)
+
+    # -- internals ---------------------------------------------------------------------
+    def _start(self) -> None:
+        from napari_unet.preview import iter_preview
+
+        region = self.current_region()
+        prediction = iter_preview(self._plane(region), region, self._model, device=self._device)
+        worker = create_worker(
+            report_runtime_errors,
+            self._threads.preview,  # on its share of the CPU threads, announced to training
+            prediction,
+            _worker_class=GeneratorWorker,
+            _start_thread=False,
+            _connect={
+                "returned": self._lifetime.guard(self._on_returned),
+                "errored": self._lifetime.guard(self._on_errored),
+            },
+        )
+        self._pending = False
+        self._source_label = self._model_label
+        self._lifetime.start(worker, on_finished=self._lifetime.guard(self._on_finished))
+
+    def _plane(self, region) -> np.ndarray:
+        """A copy of the image plane ``region`` lies in (kept while the plane is shown)."""
+        from dataclasses import replace
+
+        from napari_unet.preview import plane_of
+
+        image = self._image
+        cached = self._plane_cache
+        if cached is not None and same_layer(cached[0], image) and cached[1] == region.plane:
+            return cached[2]
+        data = image.data[0] if getattr(image, "multiscale", False) else image.data
+        if region.plane:  # read only this plane of the stack
+            data = data[region.plane]
+        plane = np.array(plane_of(data, replace(region, plane=()), rgb=bool(image.rgb)), copy=True)
+        self._plane_cache = (image, region.plane, plane)
+        return plane
+
+    def _on_returned(self, result) -> None:
+        image = self._image
+        if image is None or image not in self._viewer.layers:
+            return
+        layer = self._preview_layer(image)
+        if self._region is not None and self._region != result.region:
+            self._clear_region(refresh=False)
+        layer.data[result.region.index] = result.labels
+        layer.refresh()
+        self._region = result.region
+        self.n_refreshes += 1
+        n_cells = len(np.unique(result.labels)) - int((result.labels == 0).any())
+        source = f" · {self._source_label}" if self._source_label else ""
+        self.status.value = (
+            f"preview: {n_cells} cell{'s' if n_cells != 1 else ''} in view{source} "
+            f"· {result.seconds:.1f} s"
+        )
+
+    def _preview_layer(self, image):
+        layer, viewer = self._layer, self._viewer
+        shape = spatial_shape(image)
+        if layer is not None and layer in viewer.layers and layer.data.shape == shape:
+            return layer
+        active = viewer.layers.selection.active
+        layer = viewer.add_labels(
+            np.zeros(shape, np.int32),
+            name=f"{image.name} preview",
+            opacity=0.5,
+            metadata={ROLE_KEY: "preview"},
+            **placement(image),
+        )
+        # Just above the image, under the annotation the user paints, which stays active.
+        viewer.layers.move(viewer.layers.index(layer), viewer.layers.index(image) + 1)
+        if active is not None:
+            viewer.layers.selection.active = active
+        self._layer, self._region = layer, None
+        return layer
+
+    def _clear_region(self, refresh: bool = True) -> None:
+        layer = self._layer
+        if layer is None or layer not in self._viewer.layers or self._region is None:
+            return
+        if layer.data.ndim == len(self._region.index):
+            layer.data[self._region.index] = 0
+            if refresh:
+                layer.refresh()
+
+    def _watch_image(self, image_layer) -> None:
+        if self._image_slot is not None:
+            self._lifetime.disconnect(*self._image_slot)
+            self._image_slot = None
+        if image_layer is not None:
+            emitter = image_layer.events.data
+            self._image_slot = (emitter, self._lifetime.connect(emitter, self._forget_plane))
+
+    def _forget_plane(self, *_) -> None:
+        self._plane_cache = None
+
+    def _on_errored(self, error: Exception) -> None:
+        self.on.value = False  # no stream of the same error every few seconds
+        self.status.value = "preview failed (see the notification); turned off"
+        show_error(f"Live preview failed: {error}")
+
+    def _on_finished(self) -> None:
+        if self._pending:
+            self.refresh()
+
+    def _on_view_changed(self, *_) -> None:
+        if self.on.value and self._image is not None and self._model is not None:
+            self._timer.start()
+
+    def _on_view_settled(self) -> None:
+        if self._image is None or self._image not in self._viewer.layers:
+            return
+        if self.current_region() != self._region:
+            self.refresh()
+
+    def _on_toggled(self, on: bool) -> None:
+        if on:
+            self.refresh()
+        else:
+            self._timer.stop()
+            self._pending = False
+            self._lifetime.stop(wait=False)
+
+    def _on_layer_removed(self, event) -> None:
+        if same_layer(event.value, self._layer):
+            self._layer, self._region = None, None
+        elif same_layer(event.value, self._image):
+            self._timer.stop()
+            self._pending = False
+            self._lifetime.stop(wait=False)
+            self._watch_image(None)
+            self._image, self._model, self._plane_cache = None, None, None
