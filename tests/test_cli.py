@@ -135,8 +135,16 @@ def test_train_for_a_time_budget_from_the_default_model(tmp_path, sample_image, 
     tifffile.imwrite(tmp_path / "img.tif", sample_image[:256, :352])
     tifffile.imwrite(tmp_path / "ann.tif", sample_annotation[:256, :352])
     out = tmp_path / "model.safetensors"
-    args = ["train", "--images", str(tmp_path / "img.tif"), "--annotations", str(tmp_path / "ann.tif")]
-    assert main([*args, "-o", str(out), "--minutes", "0.1", "--object-size", "24", "--seed", "0"]) == 0
+    args = [
+        "train",
+        "--images",
+        str(tmp_path / "img.tif"),
+        "--annotations",
+        str(tmp_path / "ann.tif"),
+    ]
+    assert (
+        main([*args, "-o", str(out), "--minutes", "0.1", "--object-size", "24", "--seed", "0"]) == 0
+    )
     model = load_model(out)
     training = model.metadata["training"]
     assert model.config.n_classes == 3 and model.metadata["object_size"] == 24

@@ -310,6 +310,7 @@ class _Budget:
         self.max_seconds = max_seconds
         self.started = time.perf_counter()
         self._first_done: float | None = None
+        self._fraction = 0.0
         self.planned = n_iterations or 0
 
     def elapsed(self) -> float:
@@ -335,14 +336,16 @@ class _Budget:
         self.planned = min(self.n_iterations or estimate, estimate)
 
     def fraction(self, iteration: int) -> float:
-        """Share of the run done after ``iteration`` steps."""
+        """Share of the run done after ``iteration`` steps (never decreasing)."""
         shares = [iteration / self.n_iterations] if self.n_iterations else []
         if self.max_seconds is not None:
             if self._per_step(iteration) is None:
                 shares.append(self.elapsed() / self.max_seconds)
             else:
                 shares.append(iteration / max(self.planned, 1))
-        return min(max(shares), 1.0)
+        # A new estimate of the plan may lower the share a little: hold it instead.
+        self._fraction = max(self._fraction, min(max(shares), 1.0))
+        return self._fraction
 
     def done(self, iteration: int) -> bool:
         """Whether the run ends before step ``iteration + 1``."""
@@ -424,6 +427,7 @@ def _run_metadata(
     :mod:`napari_unet.instances`, a two-class one keeps its starting model's threshold;
     the smallest cell follows the object size.
     """
+    object_size = round(object_size, 2)  # as stored, so min_size follows from the file
     if n_classes == 3:
         post = {"threshold": FINE_TUNED_THRESHOLD, "seed_threshold": FINE_TUNED_SEED_THRESHOLD}
     else:
@@ -436,7 +440,7 @@ def _run_metadata(
         "normalization": {"method": "percentile", "percentiles": list(config.percentiles)},
         "gap": config.gap,
         "n_classes": n_classes,
-        "object_size": round(object_size, 2),
+        "object_size": object_size,
         "postprocessing": post,
     }
     if n_classes == 3:
