@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_unet._sample_data import nuclei, nuclei_annotated, nuclei_ground_truth
+from napari_unet._sample_data import (
+    cells_ground_truth,
+    nuclei,
+    nuclei_annotated,
+    nuclei_ground_truth,
+)
 
 
 def test_nuclei_image():
@@ -27,6 +32,15 @@ def test_nuclei_with_ground_truth():
     (image, _, _), (masks, attributes, kind) = nuclei_ground_truth()
     assert kind == "labels" and masks.shape == image.shape
     assert masks.max() > 100
+
+
+def test_touching_cells_with_ground_truth():
+    (image, attributes, _), (masks, mask_attributes, kind) = cells_ground_truth()
+    assert attributes["name"] == "cells" and mask_attributes["name"] == "cells ground truth"
+    assert kind == "labels" and image.shape == masks.shape == (384, 384)
+    assert image.dtype == np.uint16 and masks.max() == 31
+    grown = np.maximum.reduce([np.roll(masks, s, a) for s in (-1, 1) for a in (0, 1)])
+    assert ((grown != masks) & (masks > 0) & (grown > 0)).any()  # some cells touch
 
 
 @pytest.mark.gui

@@ -1,9 +1,11 @@
-"""npe2 sample data: a BBBC039 nuclei field and its partial annotation (no Qt, no napari).
+"""npe2 sample data: nuclei with a partial annotation, touching cells (no Qt, no napari).
 
-The files ship in ``napari_unet/data`` (CC0, see its README): ``nuclei.tif`` (520×696
-uint16 Hoechst field), ``nuclei_annotation.tif`` (partial annotation: 0 = not
-annotated, 1 = background strokes, 2.. = 31 complete nuclei of the upper-left quarter)
-and ``nuclei_masks.tif`` (the field's dense hand-drawn instance mask).
+The files ship in ``napari_unet/data`` (see its README): ``nuclei.tif`` (520×696 uint16
+Hoechst field, CC0), ``nuclei_annotation.tif`` (partial annotation: 0 = not annotated,
+1 = background strokes, 2.. = 31 complete nuclei of the upper-left quarter),
+``nuclei_masks.tif`` (the field's dense hand-drawn instance mask), and ``cells.tif`` /
+``cells_masks.tif`` (384×384 uint16 crop of Usiigaci phase-contrast frame set15, MIT, with
+its hand-drawn mask: 31 cells, 23 touching another).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from importlib import resources
 #: ``layer.metadata`` key marking the role of a layer (same as the widgets use).
 ROLE_KEY = "napari_unet_role"
 SOURCE = "BBBC039 (CC0), field IXMtest_A09_s1; Caicedo et al., Cytometry A 2019"
+CELLS_SOURCE = "Usiigaci (MIT), frame set15; Tsai et al., SoftwareX 2019"
 
 
 def _read(name: str):
@@ -69,3 +72,24 @@ def nuclei_ground_truth() -> list[tuple]:
         "labels",
     )
     return [_image_layer(), masks]
+
+
+def cells_ground_truth() -> list[tuple]:
+    """Load touching phase-contrast cells and their dense ground-truth masks.
+
+    Returns
+    -------
+    list of LayerDataTuple
+        ``[(image (384, 384) uint16, {"name": "cells"}, "image"), (masks uint16,
+        {"name": "cells ground truth"}, "labels")]`` (0 = background, 1..31 = cells).
+    """
+    image = (_read("cells.tif"), {"name": "cells", "metadata": {"source": CELLS_SOURCE}}, "image")
+    masks = (
+        _read("cells_masks.tif"),
+        {
+            "name": "cells ground truth",
+            "metadata": {ROLE_KEY: "ground_truth", "source": CELLS_SOURCE},
+        },
+        "labels",
+    )
+    return [image, masks]
