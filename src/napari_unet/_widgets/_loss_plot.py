@@ -69,12 +69,14 @@ class LossPlot:
 
     def add(self, iteration: int, loss: float, validation_score: float | None = None) -> None:
         """Append one iteration; schedule a redraw."""
+        from napari_unet.training import LOSS_SMOOTHING  # the smoothing training uses
+
         if not math.isfinite(loss):
             return
         previous = self.smoothed[-1] if self.smoothed else loss
         self.iterations.append(int(iteration))
         self.losses.append(float(loss))
-        self.smoothed.append(0.9 * previous + 0.1 * float(loss))
+        self.smoothed.append(previous + LOSS_SMOOTHING * (float(loss) - previous))
         if validation_score is not None:
             self.scores.append((int(iteration), float(validation_score)))
         if not self._timer.isActive():

@@ -88,8 +88,10 @@ class UNetSession:
         self._optimizer_state: dict | None = None
         self.model_description = ""
         self._training_state = TrainingState.IDLE
-        self.w0 = 10.0
-        self.sigma = 5.0
+        from napari_unet.weight_map import DEFAULT_SIGMA, DEFAULT_W0
+
+        self.w0 = DEFAULT_W0
+        self.sigma = DEFAULT_SIGMA
         self._annotations: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     # -- model -----------------------------------------------------------------------
