@@ -255,9 +255,9 @@ def test_training_errors_become_notifications(make_napari_viewer, qtbot, monkeyp
     monkeypatch.setattr("napari_unet.training.train", broken_train)
     annotation.data = original
     worker = train.start()
-    with qtbot.waitSignal(worker.finished, timeout=5000):
-        pass
-    qtbot.waitUntil(lambda: train.state is TrainingState.FAILED, timeout=2000)
+    # the worker may fail before a waitSignal could connect to ``finished``: wait on state
+    qtbot.waitUntil(lambda: train.state is TrainingState.FAILED, timeout=10000)
+    qtbot.waitUntil(lambda: not worker.is_running, timeout=5000)
     assert "out of memory" in errors[-1]
     assert train.start_button.text == "Start training"
 
