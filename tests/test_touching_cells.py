@@ -294,6 +294,7 @@ def test_fine_tuning_a_two_class_model_gains_the_boundary_class(sample_image, sa
     meta = result.model.metadata
     assert meta["n_classes"] == 3 and meta["boundary_width"] == BOUNDARY_WIDTH
     assert meta["postprocessing"]["min_size"] == min_size_for(meta["object_size"])
+    assert meta["postprocessing"]["seed_threshold"] == 0.85
     with pytest.raises(ValueError, match="3-class model for a 2-class"):
         run_to_completion(
             train(
@@ -371,3 +372,24 @@ def test_batches_from_worker_processes_are_valid_and_reproducible(sample_image, 
         for x, y in zip(a, b, strict=True):
             np.testing.assert_array_equal(x, y)
     assert not np.array_equal(made[1][0][0], made[1][1][0])  # the two workers differ
+
+
+def test_a_fine_tuned_model_does_not_claim_the_default_models_data_or_scores(
+    sample_image, sample_annotation
+):
+    from napari_unet.model_io import load_model
+
+    base = load_model("default")
+    assert {"description", "validation", "data"} <= set(base.metadata)
+    result = run_to_completion(
+        train(
+            [sample_image],
+            [sample_annotation],
+            model=base,
+            config=TrainingConfig(n_iterations=1, tile_shape=(188, 188)),
+        )
+    )
+    meta = result.model.metadata
+    assert not {"name", "description", "validation", "data", "script"} & set(meta)
+    assert meta["training"]["fine_tuned_from"] == "default"
+    assert meta["n_classes"] == 3 and meta["postprocessing"]["threshold"] == 0.7

@@ -418,6 +418,10 @@ def _make_optimizer(model: UNet, config: TrainingConfig, state: dict | None):
     return optimizer
 
 
+#: Metadata of a starting model that a model trained from it does not inherit.
+_NOT_INHERITED = ("name", "description", "validation", "data", "script")
+
+
 def _run_metadata(
     base_metadata: dict, config: TrainingConfig, n_classes: int, object_size: float
 ) -> dict:
@@ -435,8 +439,10 @@ def _run_metadata(
         base_post = base_metadata.get("postprocessing", {}) if same_output else {}
         post = {"threshold": base_post.get("threshold", 0.5)}
     post["min_size"] = min_size_for(object_size)
+    # What described the starting model (its data, scores, text) does not describe this one.
+    inherited = {k: v for k, v in base_metadata.items() if k not in _NOT_INHERITED}
     metadata = {
-        **base_metadata,
+        **inherited,
         "normalization": {"method": "percentile", "percentiles": list(config.percentiles)},
         "gap": config.gap,
         "n_classes": n_classes,
@@ -445,7 +451,6 @@ def _run_metadata(
     }
     if n_classes == 3:
         metadata["boundary_width"] = config.boundary_width
-    metadata.pop("name", None)
     return metadata
 
 
