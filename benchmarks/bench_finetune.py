@@ -37,7 +37,7 @@ from scipy import ndimage as ndi
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from evaluate_default_model import classical_baseline  # noqa: E402
-from nuclei_data import grey, load  # noqa: E402
+from nuclei_data import grey, load, touching_cells  # noqa: E402
 
 from napari_unet.annotation import estimate_object_size  # noqa: E402
 from napari_unet.generators import run_to_completion  # noqa: E402
@@ -52,15 +52,8 @@ from machine import cpu_name  # noqa: E402
 
 def touching_fraction(masks: np.ndarray) -> float:
     """Share of cells that touch another cell (8-connectivity)."""
-    masks = masks.astype(np.int64)
     n = len(np.unique(masks[masks > 0]))
-    if n == 0:
-        return 0.0
-    big = np.iinfo(np.int64).max
-    highest = ndi.maximum_filter(masks, size=3)
-    lowest = ndi.minimum_filter(np.where(masks > 0, masks, big), size=3)
-    touch = (masks > 0) & ((highest > masks) | (lowest < masks))
-    return len(np.unique(masks[touch])) / n
+    return len(touching_cells(masks)) / n if n else 0.0
 
 
 def painted_full(masks: np.ndarray) -> np.ndarray:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
+from nuclei_data import touching_cells
 from scipy import ndimage as ndi
 from skimage.draw import line
 from skimage.io import imread
@@ -67,15 +68,6 @@ def main() -> None:
 CELLS_NAME = "set15"
 CELLS_SRC = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "usiigaci"
 CELLS_CROP = 384
-
-
-def touching_cells(masks: np.ndarray) -> np.ndarray:
-    """Ids of the cells that touch another cell (8-connectivity)."""
-    big = np.iinfo(np.int32).max
-    masks = masks.astype(np.int32)
-    highest = ndi.maximum_filter(masks, size=3)
-    lowest = ndi.minimum_filter(np.where(masks > 0, masks, big), size=3)
-    return np.unique(masks[(masks > 0) & ((highest > masks) | (lowest < masks))])
 
 
 def make_cells_sample() -> None:

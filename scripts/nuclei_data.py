@@ -80,6 +80,21 @@ def load(dataset: str, split: str, limit: int | None = None) -> list[Item]:
     return items
 
 
+def touching_cells(masks: np.ndarray) -> np.ndarray:
+    """Ids of the cells of an instance mask that touch another cell (8-connectivity).
+
+    int32, not int64: scipy's rank filters lose the int64 maximum used as "no cell"
+    (every cell then counts as touching).
+    """
+    from scipy import ndimage as ndi
+
+    masks = masks.astype(np.int32)
+    big = np.iinfo(np.int32).max
+    highest = ndi.maximum_filter(masks, size=3)
+    lowest = ndi.minimum_filter(np.where(masks > 0, masks, big), size=3)
+    return np.unique(masks[(masks > 0) & ((highest > masks) | (lowest < masks))])
+
+
 def load_packed(path: Path, split: str) -> list[Item]:
     """Items of one split from a file written by pack_training_data.py."""
     import lzma

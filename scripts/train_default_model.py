@@ -34,6 +34,7 @@ from napari_unet.instances import boundary_watershed, probabilities_to_labels  #
 from napari_unet.metrics import average_precision  # noqa: E402
 from napari_unet.model_io import save_model  # noqa: E402
 from napari_unet.network import UNetConfig  # noqa: E402
+from napari_unet.segmentation import model_percentiles  # noqa: E402
 from napari_unet.tiling import predict_tiled  # noqa: E402
 from napari_unet.training import TrainingConfig, train  # noqa: E402
 
@@ -42,9 +43,7 @@ def _probabilities(model, image):
     """Background and interior (three classes) or cell (two classes) probabilities."""
     plane = grey(image)
     classes = (0, 1) if model.config.n_classes == 3 else (1,)
-    normalization = percentile_normalization(
-        plane, tuple(model.metadata.get("normalization", {}).get("percentiles", (1.0, 99.8)))
-    )
+    normalization = percentile_normalization(plane, model_percentiles(model))
     return predict_tiled(
         plane, model, normalization=normalization, precision="float32", output_classes=classes
     )

@@ -21,7 +21,6 @@ import numpy as np
 import torch
 
 from napari_unet.images import (
-    DEFAULT_PERCENTILES,
     image_layout,
     iter_planes,
     percentile_normalization,
@@ -152,12 +151,6 @@ def plane_of(image, region: ViewRegion, rgb: bool | None = None) -> np.ndarray:
     return np.asarray(plane)
 
 
-def model_percentiles(model: UNet) -> tuple[float, float]:
-    """Normalisation percentiles stored in a model (the defaults when it has none)."""
-    metadata = getattr(model, "metadata", None) or {}
-    return tuple(metadata.get("normalization", {}).get("percentiles", DEFAULT_PERCENTILES))
-
-
 def iter_preview(
     plane: np.ndarray,
     region: ViewRegion,
@@ -198,7 +191,7 @@ def iter_preview(
     ValueError
         If ``plane`` is not 2D or the region lies outside it.
     """
-    from napari_unet.segmentation import iter_segment
+    from napari_unet.segmentation import iter_segment, model_percentiles
 
     started = time.perf_counter()
     plane = np.asarray(plane)

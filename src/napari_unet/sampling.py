@@ -191,7 +191,7 @@ def prepare_validation(pairs, config, dense: bool, n_classes: int) -> list:
                 f"shape {annotation.shape}; give a 2D image (Y, X) and an annotation of its shape"
             )
         parts = annotation_to_target(
-            np.asarray(annotation),
+            annotation,
             dense=dense,
             gap=config.gap,
             n_classes=n_classes,

@@ -79,6 +79,12 @@ class SegmentResult:
     seconds: float
 
 
+def model_percentiles(model: UNet) -> tuple[float, float]:
+    """Normalisation percentiles stored in a model (the defaults when it has none)."""
+    metadata = getattr(model, "metadata", None) or {}
+    return tuple(metadata.get("normalization", {}).get("percentiles", DEFAULT_PERCENTILES))
+
+
 def _resolve_model(model) -> UNet:
     if model is None:
         return load_model()
@@ -163,7 +169,7 @@ def iter_segment(
     layout = image_layout(image, rgb)
     net = _resolve_model(model)
     metadata = net.metadata or {}
-    percentiles = tuple(metadata.get("normalization", {}).get("percentiles", DEFAULT_PERCENTILES))
+    percentiles = model_percentiles(net)
     post = metadata.get("postprocessing", {})
     threshold = float(post.get("threshold", 0.5) if threshold is None else threshold)
     if min_size is None:

@@ -613,6 +613,7 @@ def _loop(
     last_snapshot = -math.inf
     stopped = False
     iteration = 0
+    fraction = 0.0  # share of the run done: sets the learning rate of the next step
     while not budget.done(iteration):
         if stop is not None and stop.is_set():
             stopped = True
@@ -620,7 +621,7 @@ def _loop(
         iteration += 1
         t0 = time.perf_counter()
         for group in optimizer.param_groups:
-            group["lr"] = cosine_learning_rate(config.learning_rate, budget.fraction(iteration - 1))
+            group["lr"] = cosine_learning_rate(config.learning_rate, fraction)
         x, t, w = batches.next()
         inputs = torch.from_numpy(x).to(device)
         if device.type != "mps":
@@ -661,6 +662,7 @@ def _loop(
         )
         if copy_now:
             last_snapshot = budget.elapsed()
+        fraction = budget.fraction(iteration)
         progress = TrainingProgress(
             iteration,
             max(budget.planned, iteration),
@@ -669,7 +671,7 @@ def _loop(
             config.batch_size * out_shape[0] * out_shape[1] / max(dt, 1e-9),
             score,
             best_loss,
-            budget.fraction(iteration),
+            fraction,
             _cpu_copy(model, metadata) if copy_now else None,
         )
         history.append(progress)
