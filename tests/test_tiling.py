@@ -11,6 +11,7 @@ import torch
 from napari_unet import devices
 from napari_unet.devices import resolve_precision
 from napari_unet.network import UNet
+from napari_unet.reference import predict_whole
 from napari_unet.tiling import (
     TileProgress,
     auto_tile_shape,
@@ -18,7 +19,6 @@ from napari_unet.tiling import (
     mirror_index,
     plan_tiles,
     predict_tiled,
-    predict_whole,
 )
 
 TOLERANCE = 1e-4  # tiled float32 vs. one forward pass over the whole image

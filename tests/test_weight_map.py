@@ -7,10 +7,10 @@ import pytest
 from synthetic import voronoi_cells
 
 from napari_unet.annotation import BACKGROUND, annotation_to_target
+from napari_unet.reference import weight_map_reference
 from napari_unet.weight_map import (
     class_balance_weights,
     separation_border_weight_map,
-    weight_map_reference,
 )
 
 TOLERANCE = 1e-3

@@ -42,7 +42,6 @@ _LAZY = {
     "TrainingProgress": "napari_unet.training",
     "TrainingResult": "napari_unet.training",
     "predict_tiled": "napari_unet.tiling",
-    "predict_whole": "napari_unet.tiling",
     "iter_predict_tiled": "napari_unet.tiling",
     "TileProgress": "napari_unet.tiling",
     "probabilities_to_labels": "napari_unet.instances",
@@ -65,7 +64,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from napari_unet.model_io import load_model, save_model
     from napari_unet.network import UNet, UNetConfig
     from napari_unet.segmentation import iter_segment, segment
-    from napari_unet.tiling import TileProgress, iter_predict_tiled, predict_tiled, predict_whole
+    from napari_unet.tiling import TileProgress, iter_predict_tiled, predict_tiled
     from napari_unet.training import TrainingConfig, TrainingProgress, TrainingResult, train
     from napari_unet.weight_map import class_balance_weights, separation_border_weight_map
 

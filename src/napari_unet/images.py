@@ -205,6 +205,58 @@ def percentile_normalization(
     return low, high
 
 
+def network_input_shape(image, in_channels: int) -> tuple[object, tuple[int, int]]:
+    """Check one plane as network input; return it as an array-like and its ``(Y, X)``.
+
+    Parameters
+    ----------
+    image : array-like
+        ``(Y, X)`` (one input channel) or ``(C, Y, X)`` with ``C == in_channels``, any
+        real numeric dtype; numpy, dask or zarr (not read).
+    in_channels : int
+        The network's input channels.
+
+    Raises
+    ------
+    ValueError
+        For another number of axes or channels, an empty image, or a non-real dtype.
+    """
+    if not hasattr(image, "shape") or not hasattr(image, "dtype"):
+        image = np.asarray(image)
+    shape = tuple(int(s) for s in image.shape)
+    if len(shape) not in (2, 3) or (len(shape) == 2 and in_channels != 1):
+        axes = "(Y, X) or (C, Y, X)" if in_channels == 1 else f"({in_channels}, Y, X)"
+        raise ValueError(f"image must have shape {axes}, got {shape}")
+    if len(shape) == 3 and shape[0] != in_channels:
+        raise ValueError(
+            f"image has {shape[0]} channels (axis 0 of {shape}) but the network expects "
+            f"{in_channels}"
+        )
+    if min(shape[-2:]) < 1:
+        raise ValueError(f"image is empty: shape {shape}")
+    if np.dtype(image.dtype).kind not in "buif":
+        raise ValueError(f"image must have a real numeric dtype, got {image.dtype}")
+    return image, (shape[-2], shape[-1])
+
+
+def check_normalization(normalization) -> tuple[float, float] | None:
+    """Check a ``(low, high)`` pair (or ``None``); return it as floats.
+
+    Raises
+    ------
+    ValueError
+        If ``low`` and ``high`` are not finite or are equal.
+    """
+    if normalization is None:
+        return None
+    low, high = (float(v) for v in normalization)
+    if not math.isfinite(high - low) or high == low:
+        raise ValueError(
+            f"normalization (low, high) must be finite and differ, got {normalization}"
+        )
+    return low, high
+
+
 def normalize(plane, low: float, high: float) -> np.ndarray:
     """Return ``(plane - low) / (high - low)`` as float32 ``(…, Y, X)``.
 
@@ -224,4 +276,24 @@ def normalize(plane, low: float, high: float) -> np.ndarray:
             "image contains NaN or infinite values, or values too far from the rest to be "
             "normalised in float32"
         )
+    return result
+
+
+def to_float32(block, normalization: tuple[float, float] | None) -> np.ndarray:
+    """A new float32 array: ``normalize(block, low, high)``, or ``block`` as it is.
+
+    The one conversion of network input, for tiles and the whole image alike; a copy,
+    so it is safe to modify in place.
+
+    Raises
+    ------
+    ValueError
+        If a value is NaN or infinite (it would spread through the convolutions to the
+        whole tile), also after normalisation.
+    """
+    if normalization is not None:
+        return normalize(block, *normalization)
+    result = np.array(block, dtype=np.float32)
+    if not np.isfinite(result).all():
+        raise ValueError("image contains NaN or infinite values; replace them before predicting")
     return result

@@ -26,22 +26,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from napari_unet.devices import available_memory, resolve_device, resolve_precision
+from napari_unet.devices import (
+    auto_batch_size,
+    auto_tile_shape,
+    resolve_device,
+    resolve_precision,
+)
 from napari_unet.generators import run_to_completion
+from napari_unet.images import check_normalization, network_input_shape, to_float32
 from napari_unet.network import UNet
-
-#: Largest tile *output* side chosen automatically, in pixels, per device type. For depth
-#: 5 a 1024 px output needs a 1212 px input (40 % more pixels); 2048 px would cut that to
-#: 19 %, but on a CPU it quadruples the wait between progress records (and cancellation).
-MAX_AUTO_TILE_OUTPUT = {"cpu": 1024, "cuda": 2048, "mps": 2048}
-
-#: Bytes of activations per input pixel, per first-level channel and per byte of the
-#: element type, for one tile in inference (peak). Measured ~5.3 on a CPU in float32
-#: (channels-last); 8 leaves room for allocator slack and convolution workspaces.
-_ACTIVATION_BYTES_FACTOR = 8
-
-#: Share of the free memory one batch of tiles may use.
-_MEMORY_SHARE = {"cpu": 0.25, "cuda": 0.5, "mps": 0.25}
 
 
 @dataclass(frozen=True)
@@ -193,83 +186,16 @@ def _check_pair(shape, name: str) -> tuple[int, int]:
     return int(shape[0]), int(shape[1])
 
 
-# -- memory ------------------------------------------------------------------------------
-
-
-def _bytes_per_pixel(model: UNet, dtype: torch.dtype) -> int:
-    """Estimated peak activation bytes per input pixel of one tile."""
-    itemsize = torch.empty((), dtype=dtype).element_size()
-    return _ACTIVATION_BYTES_FACTOR * itemsize * (model.config.base_channels + 1)
-
-
-def auto_tile_shape(model: UNet, device: torch.device, dtype: torch.dtype) -> tuple[int, int]:
-    """Largest square input tile that fits in a share of the device's free memory.
-
-    Parameters
-    ----------
-    model : UNet
-        The network (its width, halo and valid shapes are used).
-    device : torch.device
-        Where it runs; a share of its free memory is the budget (``available_memory``).
-    dtype : torch.dtype
-        Precision the network runs in.
-
-    Returns
-    -------
-    (int, int)
-        A valid input shape whose output side is a multiple of the pooling factor, at
-        most ``MAX_AUTO_TILE_OUTPUT[device.type]`` and at least the pooling factor.
-    """
-    budget = _MEMORY_SHARE.get(device.type, 0.25) * available_memory(device)
-    side = math.isqrt(int(budget // _bytes_per_pixel(model, dtype)))
-    p = model.pooling_factor
-    cap = MAX_AUTO_TILE_OUTPUT.get(device.type, 1024)
-    out = max(p, min(cap, side - 2 * model.halo) // p * p)
-    return model.input_shape_for_output((out, out))
-
-
-def _auto_batch_size(plan: TilePlan, model: UNet, device: torch.device, dtype: torch.dtype) -> int:
-    """Choose the tiles per forward pass: as many as fit in the memory share.
-
-    On a CPU, no more pixels per batch than one automatic tile: batches only help small
-    tiles there, and long batches delay progress and cancellation. At most 16 on a GPU.
-    """
-    tile_bytes = plan.tile_shape[0] * plan.tile_shape[1] * _bytes_per_pixel(model, dtype)
-    budget = _MEMORY_SHARE.get(device.type, 0.25) * available_memory(device)
-    batch = max(1, int(budget // tile_bytes))
-    if device.type == "cpu":
-        largest = auto_tile_shape(model, device, dtype)
-        batch = min(batch, max(1, largest[0] * largest[1] // math.prod(plan.tile_shape)))
-    else:
-        batch = min(batch, 16)
-    return min(batch, plan.n_tiles)
-
-
 # -- input -------------------------------------------------------------------------------
 
 
-def _check_image(image, model: UNet):
-    """Check the image; return it as an array-like, and its spatial shape."""
+def _check_network_input(image, model: UNet):
+    """Check the model type and the image; return the image and its ``(Y, X)``."""
     if not isinstance(model, UNet):
         raise ValueError(
             f"model must be a UNet (load one with napari_unet.load_model), got {model!r}"
         )
-    if not hasattr(image, "shape") or not hasattr(image, "dtype"):
-        image = np.asarray(image)
-    shape = tuple(int(s) for s in image.shape)
-    channels = model.config.in_channels
-    if len(shape) not in (2, 3) or (len(shape) == 2 and channels != 1):
-        axes = "(Y, X) or (C, Y, X)" if channels == 1 else f"({channels}, Y, X)"
-        raise ValueError(f"image must have shape {axes}, got {shape}")
-    if len(shape) == 3 and shape[0] != channels:
-        raise ValueError(
-            f"image has {shape[0]} channels (axis 0 of {shape}) but the network expects {channels}"
-        )
-    if min(shape[-2:]) < 1:
-        raise ValueError(f"image is empty: shape {shape}")
-    if np.dtype(image.dtype).kind not in "buif":
-        raise ValueError(f"image must have a real numeric dtype, got {image.dtype}")
-    return image, shape[-2:]
+    return network_input_shape(image, model.config.in_channels)
 
 
 def _check_classes(output_classes, model: UNet) -> list[int]:
@@ -283,42 +209,6 @@ def _check_classes(output_classes, model: UNet) -> list[int]:
             f"got {output_classes!r}"
         )
     return classes
-
-
-def _check_normalization(normalization) -> tuple[float, float] | None:
-    if normalization is None:
-        return None
-    low, high = (float(v) for v in normalization)
-    if not math.isfinite(high - low) or high == low:
-        raise ValueError(
-            f"normalization (low, high) must be finite and differ, got {normalization}"
-        )
-    return low, high
-
-
-def _to_float(block: np.ndarray, normalization: tuple[float, float] | None) -> np.ndarray:
-    """``(x - low) / (high - low)`` in float32, the same expression for tiles and whole.
-
-    64-bit inputs are normalised in float64 first (their values may lie beyond the
-    float32 range). A NaN or infinite value would spread through the convolutions to
-    the whole tile, so it is refused.
-    """
-    block = np.asarray(block)
-    if normalization is not None and block.dtype.itemsize > 4:
-        low, high = normalization
-        block = ((block.astype(np.float64) - low) / (high - low)).astype(np.float32)
-    else:
-        block = np.array(block, dtype=np.float32)  # always a copy: safe to modify in place
-        if normalization is not None:
-            low, high = normalization
-            block -= np.float32(low)
-            block /= np.float32(high - low)
-    if not np.isfinite(block).all():
-        raise ValueError(
-            "image contains NaN or infinite values (or values beyond the float32 range "
-            "after normalisation); replace them before predicting"
-        )
-    return block
 
 
 def _read_mirrored(image, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
@@ -394,8 +284,9 @@ def iter_predict_tiled(
     precision : str
         ``"auto"``, ``"float32"``, ``"bfloat16"`` or ``"float16"``
         (:func:`~napari_unet.devices.resolve_precision`). float32 reproduces
-        :func:`predict_whole` to ~1e-6; in bfloat16 or float16 the network's weights and
-        activations are in that type, and the softmax is computed in float32.
+        :func:`napari_unet.reference.predict_whole` to ~1e-6; in bfloat16 or float16
+        the network's weights and activations are in that type, and the softmax is
+        computed in float32.
     output_classes : sequence of int, optional
         Class indices to return, e.g. ``(1,)`` for only the foreground of a 2-class
         network; ``None`` returns all classes.
@@ -420,16 +311,16 @@ def iter_predict_tiled(
         ``batch_size``, or an unknown or unavailable device or precision.
     """
     started = time.perf_counter()
-    image, image_shape = _check_image(image, model)
+    image, image_shape = _check_network_input(image, model)
     classes = _check_classes(output_classes, model)
-    normalization = _check_normalization(normalization)
+    normalization = check_normalization(normalization)
     torch_device = resolve_device(device)
     dtype = resolve_precision(precision, torch_device)
     if tile_shape is None:
         tile_shape = auto_tile_shape(model, torch_device, dtype)
     plan = plan_tiles(image_shape, model, tile_shape)
     if batch_size is None:
-        batch_size = _auto_batch_size(plan, model, torch_device, dtype)
+        batch_size = auto_batch_size(plan.tile_shape, plan.n_tiles, model, torch_device, dtype)
     elif isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     batch_size = int(batch_size)
@@ -445,7 +336,7 @@ def iter_predict_tiled(
         origins = plan.origins[start : start + batch_size]
         tiles = np.stack(
             [
-                _to_float(
+                to_float32(
                     _read_mirrored(
                         image,
                         mirror_index(np.arange(oy - halo, oy - halo + tile_y), size_y),
@@ -504,59 +395,3 @@ def predict_tiled(image, model: UNet, **options) -> np.ndarray:
         See :func:`iter_predict_tiled`.
     """
     return run_to_completion(iter_predict_tiled(image, model, **options))
-
-
-def predict_whole(
-    image,
-    model: UNet,
-    *,
-    normalization: tuple[float, float] | None = None,
-    device: str | torch.device = "cpu",
-    output_classes: Sequence[int] | None = None,
-) -> np.ndarray:
-    """Predict in one forward pass over the mirror-padded image: the tiling reference.
-
-    The image is extended by mirroring (:func:`mirror_index`) by ``halo`` pixels before
-    and ``halo`` plus what makes a valid input shape after, and run through the network
-    in float32 in the default (contiguous) memory layout. :func:`iter_predict_tiled`
-    with ``precision="float32"`` gives the same result up to rounding.
-
-    Parameters
-    ----------
-    image : array-like
-        ``(Y, X)`` or ``(C, Y, X)``, read whole into memory.
-    model : UNet
-        The network (not modified: a float32 copy in eval mode runs).
-    normalization : (float, float), optional
-        ``(low, high)`` as in :func:`iter_predict_tiled`.
-    device : str or torch.device
-        Where the forward pass runs.
-    output_classes : sequence of int, optional
-        Class indices to return; all when ``None``.
-
-    Returns
-    -------
-    numpy.ndarray
-        float32 ``(len(output_classes), Y, X)`` softmax probabilities.
-
-    Raises
-    ------
-    ValueError
-        As :func:`iter_predict_tiled`.
-    """
-    image, (size_y, size_x) = _check_image(image, model)
-    classes = _check_classes(output_classes, model)
-    normalization = _check_normalization(normalization)
-    torch_device = resolve_device(device)
-    halo = model.halo
-    input_y, input_x = model.input_shape_for_output((size_y, size_x))
-    ys = mirror_index(np.arange(-halo, input_y - halo), size_y)
-    xs = mirror_index(np.arange(-halo, input_x - halo), size_x)
-    array = np.asarray(image)
-    array = array[..., ys[:, None], xs[None, :]]
-    padded = _to_float(array if array.ndim == 3 else array[None], normalization)
-    network = copy.deepcopy(model).eval().to(device=torch_device, dtype=torch.float32)
-    with torch.inference_mode():
-        logits = network(torch.from_numpy(padded[None]).to(torch_device))
-        probabilities = logits.float().softmax(dim=1)[0, classes, :size_y, :size_x]
-        return probabilities.cpu().numpy()

@@ -20,341 +20,59 @@ import copy
 import datetime
 import math
 import threading
-import time
 from collections.abc import Generator, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 
 import numpy as np
 import torch
 import torch._dynamo  # noqa: F401
-import torch.nn.functional as F
 
-from napari_unet._checks import (
-    check_positive_int,
-    check_positive_int_pair,
-    check_training_memory,
-)
-from napari_unet.annotation import (
-    BOUNDARY_WIDTH,
-    DEFAULT_N_CLASSES,
-    check_object_size,
-    estimate_object_size,
-)
-from napari_unet.augmentation import AugmentationConfig
+from napari_unet._checks import check_training_memory
+from napari_unet.annotation import check_object_size, estimate_object_size
 from napari_unet.devices import resolve_device, resolve_precision
-from napari_unet.images import DEFAULT_PERCENTILES
 from napari_unet.instances import FINE_TUNED_SEED_THRESHOLD, FINE_TUNED_THRESHOLD, min_size_for
 from napari_unet.model_io import as_model
 from napari_unet.network import UNet, UNetConfig, with_boundary_class
+from napari_unet.optimization import (
+    TimeBudget,
+    cosine_learning_rate,
+    make_optimizer,
+    optimizer_state_on_cpu,
+    weighted_cross_entropy,
+)
 from napari_unet.sampling import (
     BatchSource,
     prepare_samples,
     prepare_validation,
     validation_score,
 )
-from napari_unet.weight_map import DEFAULT_SIGMA, DEFAULT_W0
+from napari_unet.training_config import (
+    DEFAULT_TRAINING_MINUTES,
+    LOSS_SMOOTHING,
+    MAX_TILE_OUTPUT,
+    MIN_TILE_OUTPUT,
+    SCRATCH_CONFIG,
+    TrainingConfig,
+    TrainingProgress,
+    TrainingResult,
+)
+
+__all__ = [
+    "DEFAULT_TRAINING_MINUTES",
+    "LOSS_SMOOTHING",
+    "SCRATCH_CONFIG",
+    "TrainingConfig",
+    "TrainingProgress",
+    "TrainingResult",
+    "cosine_learning_rate",
+    "train",
+    "weighted_cross_entropy",
+]
 
 # ``import torch._dynamo`` above: PyTorch's optimisers import it (about 800 modules, 1 s)
 # the first time one is created. Done here, at import time on the caller's thread (the
 # Train widget imports this module when it is built), rather than inside a background
 # training thread, where the imports hold the GIL and freeze the GUI for ~100-200 ms.
-
-#: Architecture used when training starts from scratch: small enough to train on a
-#: laptop CPU, deep enough (receptive field ~ 140 px) for nuclei and most cells, with the
-#: three-class output (background, cell interior, cell boundary).
-SCRATCH_CONFIG = UNetConfig(
-    in_channels=1, n_classes=DEFAULT_N_CLASSES, depth=4, base_channels=16, batch_norm=True
-)
-
-#: Default time budget of a training run, minutes: a useful fine-tune of the default
-#: model on a 2-core laptop CPU (see docs/benchmarks.md, fine-tuning).
-DEFAULT_TRAINING_MINUTES = 3.0
-
-#: Smallest output tile side (pixels) of a training tile; larger for large cells.
-MIN_TILE_OUTPUT = 100
-#: Largest automatic output tile side (pixels), whatever the object size.
-MAX_TILE_OUTPUT = 256
-#: Weight of the newest loss in the smoothed training loss (exponential average).
-LOSS_SMOOTHING = 0.1
-
-
-@dataclass(frozen=True)
-class TrainingConfig:
-    """Settings of a training run.
-
-    Attributes
-    ----------
-    n_iterations : int or None
-        Largest number of optimiser steps; ``None``: no limit (``max_seconds`` ends
-        the run).
-    max_seconds : float or None
-        Time budget, seconds of wall time including validation; ``None``: no limit
-        (``n_iterations`` ends the run). The run ends at whichever limit comes first,
-        and the learning-rate schedule is fitted to it: the step rate is measured in
-        the first iterations and the number of iterations that fit in the budget is
-        re-estimated after every step.
-    learning_rate : float
-        Initial learning rate; decays to 1/10 of it along a cosine over the run.
-    batch_size : int
-        Tiles per step (the paper: one large tile).
-    tile_shape : (int, int) or None
-        Spatial *input* tile shape, pixels, rounded up to the next shape valid for the
-        network. ``None``: the smallest valid input whose output is at least
-        ``2 * object_size`` (at least :data:`MIN_TILE_OUTPUT`, at most
-        :data:`MAX_TILE_OUTPUT` pixels), so a tile holds a cell and its neighbours.
-    augment : bool
-        Random shift, rotation, flip, scale, gray values and elastic deformation.
-    augmentation : AugmentationConfig
-        Details of the augmentation.
-    w0, sigma : float
-        Separation-border weight (dimensionless) and its width (pixels), eq. 2.
-    class_weights : "balanced", tuple of float or None
-        ``w_c`` of eq. 2: class-frequency balancing, explicit weights (one per
-        class), or 1.
-    n_classes : {2, 3} or None
-        Training target (:data:`napari_unet.annotation.TARGET_CLASSES`): 2 is the
-        paper's background/cell with a carved separation gap, 3 adds a cell-boundary
-        class. ``None``: the model's own (3 from scratch). Asking for 3 with a
-        two-class model adds the boundary class to it
-        (:func:`napari_unet.network.with_boundary_class`).
-    gap : int
-        Width (pixels) carved from each of two touching cells (two-class target).
-    boundary_width : int
-        Width (pixels) of the cell-boundary class (three-class target).
-    object_size : float or None
-        Typical cell diameter, pixels. ``None``: the median diameter of the
-        annotated cells. Stored in the model; sets the default training tile and the
-        smallest cell kept when segmenting.
-    optimizer : {"adam", "sgd"}
-        ``"sgd"`` is the paper's (momentum ``momentum``, 0.99); Adam (default) is far
-        less sensitive to the learning rate, which matters for short fine-tuning runs.
-    momentum : float
-        SGD momentum.
-    weight_decay : float
-        L2 penalty.
-    percentiles : (float, float)
-        Intensity normalisation percentiles, stored in the model.
-    validation_interval : int
-        Iterations between validation scores (when validation data is given).
-    precision : {"auto", "float32", "bfloat16", "float16"}
-        Compute precision of convolutions (mixed precision via ``torch.autocast``;
-        weights, loss and optimiser stay float32). ``"auto"`` picks bfloat16 where
-        the device runs it fast (CPUs with AMX: ~3.7x faster per step here; Ampere+
-        GPUs), else float32. float16 uses loss scaling.
-    data_workers : int
-        Processes that prepare augmented batches ahead of the training step
-        (:class:`napari_unet.sampling.BatchSource`); worth it on a GPU, where
-        augmentation on one core is the bottleneck. 0: in the training thread.
-    """
-
-    n_iterations: int | None = None
-    max_seconds: float | None = DEFAULT_TRAINING_MINUTES * 60
-    learning_rate: float = 1e-3
-    batch_size: int = 2
-    tile_shape: tuple[int, int] | None = None
-    augment: bool = True
-    augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
-    w0: float = DEFAULT_W0
-    sigma: float = DEFAULT_SIGMA
-    class_weights: str | tuple[float, ...] | None = "balanced"
-    n_classes: int | None = None
-    gap: int = 1
-    boundary_width: int = BOUNDARY_WIDTH
-    object_size: float | None = None
-    optimizer: str = "adam"
-    momentum: float = 0.99
-    weight_decay: float = 0.0
-    percentiles: tuple[float, float] = DEFAULT_PERCENTILES
-    validation_interval: int = 50
-    precision: str = "auto"
-    data_workers: int = 0
-
-    def __post_init__(self):
-        if self.n_iterations is None and self.max_seconds is None:
-            raise ValueError("give n_iterations, max_seconds or both: training needs an end")
-        if self.n_iterations is not None:
-            check_positive_int("n_iterations", self.n_iterations)
-        if self.max_seconds is not None and not (
-            math.isfinite(self.max_seconds) and self.max_seconds > 0
-        ):
-            raise ValueError(f"max_seconds must be a positive number, got {self.max_seconds}")
-        for name in ("batch_size", "validation_interval"):
-            check_positive_int(name, getattr(self, name))
-        if self.tile_shape is not None:
-            check_positive_int_pair("tile_shape", self.tile_shape)
-        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
-            raise ValueError(f"learning_rate must be a positive number, got {self.learning_rate}")
-        if self.optimizer not in ("adam", "sgd"):
-            raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
-        if self.n_classes not in (None, 2, 3):
-            raise ValueError(f"n_classes must be 2, 3 or None, got {self.n_classes!r}")
-        if self.object_size is not None:
-            check_object_size(self.object_size)
-        if int(self.data_workers) < 0:
-            raise ValueError(f"data_workers must be 0 or more, got {self.data_workers}")
-
-    def to_dict(self) -> dict:
-        """Return the settings as a JSON-serialisable dict."""
-        d = asdict(self)
-        d["augmentation"] = self.augmentation.to_dict()
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
-
-
-@dataclass(frozen=True)
-class TrainingProgress:
-    """One training iteration's record.
-
-    Attributes
-    ----------
-    iteration : int
-        Iterations done (1-based).
-    n_iterations : int
-        Iterations planned: ``config.n_iterations``, or with a time budget the
-        current estimate of how many fit in it.
-    loss : float
-        Weighted cross-entropy of this iteration's batch.
-    seconds : float
-        Wall time since training started.
-    pixels_per_second : float
-        Output pixels trained per second in this iteration.
-    validation_score : float or None
-        Foreground IoU on the validation pairs' annotated pixels, when computed.
-    best_loss : float
-        Lowest smoothed training loss so far.
-    fraction : float
-        Share of the run done, in [0, 1] (of the iterations or of the time budget,
-        whichever is nearer its end); the learning-rate schedule follows it.
-    snapshot : UNet or None
-        With ``train(snapshot_interval=...)``, every that many seconds: a copy of the
-        current network (CPU, eval mode, with the model metadata), safe to predict
-        with in another thread. ``None`` otherwise.
-    """
-
-    iteration: int
-    n_iterations: int
-    loss: float
-    seconds: float
-    pixels_per_second: float
-    validation_score: float | None
-    best_loss: float
-    fraction: float = 0.0
-    snapshot: UNet | None = field(default=None, repr=False, compare=False)
-
-
-@dataclass
-class TrainingResult:
-    """What a finished (or stopped) training run returns.
-
-    Attributes
-    ----------
-    model : UNet
-        Network with the best weights (by validation score when validation data was
-        given, else by smoothed training loss), in eval mode on the CPU, with
-        ``metadata`` describing the run.
-    best_iteration : int
-        Iteration the weights come from.
-    history : list of TrainingProgress
-    stopped : bool
-        Whether the run ended early because ``stop`` was set.
-    optimizer_state : dict
-        The optimiser's ``state_dict()`` at the end (CPU tensors); pass it to
-        ``train(optimizer_state=...)`` with this model to continue without a cold
-        optimiser.
-    """
-
-    model: UNet
-    best_iteration: int
-    history: list[TrainingProgress]
-    stopped: bool
-    optimizer_state: dict = field(default_factory=dict, repr=False)
-
-
-def weighted_cross_entropy(
-    logits: torch.Tensor, target: torch.Tensor, weights: torch.Tensor
-) -> torch.Tensor:
-    """Pixel-wise soft-max cross-entropy weighted by a weight map (paper, eq. 1).
-
-    Parameters
-    ----------
-    logits : torch.Tensor
-        ``(N, K, H, W)`` class scores.
-    target : torch.Tensor
-        ``(N, H, W)`` int64 class indices.
-    weights : torch.Tensor
-        ``(N, H, W)`` float weights ``w(x)``; 0 excludes a pixel.
-
-    Returns
-    -------
-    torch.Tensor
-        Scalar: ``sum(w · CE) / sum(w)`` (0 when all weights are 0).
-    """
-    ce = F.cross_entropy(logits.float(), target, reduction="none")
-    return (ce * weights).sum() / weights.sum().clamp_min(1e-8)
-
-
-def cosine_learning_rate(learning_rate: float, fraction: float) -> float:
-    """Learning rate at ``fraction`` (0..1) of a run: cosine decay to 1/10 of it."""
-    fraction = min(max(fraction, 0.0), 1.0)
-    low = learning_rate / 10
-    return low + (learning_rate - low) * 0.5 * (1.0 + math.cos(math.pi * fraction))
-
-
-class _Budget:
-    """Iterations and time of a run: the plan, the share done, and when to stop."""
-
-    #: Iterations timed before the step rate is trusted (the first is slow: warm-up).
-    WARMUP = 3
-
-    def __init__(self, n_iterations: int | None, max_seconds: float | None):
-        self.n_iterations = n_iterations
-        self.max_seconds = max_seconds
-        self.started = time.perf_counter()
-        self._first_done: float | None = None
-        self._fraction = 0.0
-        self.planned = n_iterations or 0
-
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.started
-
-    def _per_step(self, iteration: int) -> float | None:
-        if iteration <= self.WARMUP or self._first_done is None:
-            return None
-        return (time.perf_counter() - self._first_done) / (iteration - 1)
-
-    def update(self, iteration: int) -> None:
-        """Re-estimate the planned iterations after ``iteration`` steps."""
-        if iteration == 1:
-            self._first_done = time.perf_counter()
-        if self.max_seconds is None:
-            return
-        per_step = self._per_step(iteration)
-        if per_step is None:
-            self.planned = max(self.n_iterations or 0, iteration)
-            return
-        remaining = max(self.max_seconds - self.elapsed(), 0.0)
-        estimate = max(iteration + int(remaining / max(per_step, 1e-9)), iteration)
-        self.planned = min(self.n_iterations or estimate, estimate)
-
-    def fraction(self, iteration: int) -> float:
-        """Share of the run done after ``iteration`` steps (never decreasing)."""
-        shares = [iteration / self.n_iterations] if self.n_iterations else []
-        if self.max_seconds is not None:
-            if self._per_step(iteration) is None:
-                shares.append(self.elapsed() / self.max_seconds)
-            else:
-                shares.append(iteration / max(self.planned, 1))
-        # A new estimate of the plan may lower the share a little: hold it instead.
-        self._fraction = max(self._fraction, min(max(shares), 1.0))
-        return self._fraction
-
-    def done(self, iteration: int) -> bool:
-        """Whether the run ends before step ``iteration + 1``."""
-        if self.n_iterations is not None and iteration >= self.n_iterations:
-            return True
-        if self.max_seconds is None:
-            return False
-        per_step = self._per_step(iteration) or 0.0
-        return self.elapsed() + 0.5 * per_step >= self.max_seconds
 
 
 def _starting_model(model: UNet | None, model_config: UNetConfig | None, config: TrainingConfig):
@@ -393,29 +111,6 @@ def _tile_shape(model: UNet, config: TrainingConfig, object_size: float) -> tupl
         return model.valid_input_shape(tuple(config.tile_shape))
     side = int(min(max(MIN_TILE_OUTPUT, math.ceil(2 * object_size)), MAX_TILE_OUTPUT))
     return model.input_shape_for_output((side, side))
-
-
-def _make_optimizer(model: UNet, config: TrainingConfig, state: dict | None):
-    if config.optimizer == "adam":
-        optimizer = torch.optim.Adam(
-            model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
-        )
-    else:
-        optimizer = torch.optim.SGD(
-            model.parameters(),
-            lr=config.learning_rate,
-            momentum=config.momentum,
-            weight_decay=config.weight_decay,
-        )
-    if state:
-        try:
-            optimizer.load_state_dict(state)
-        except (ValueError, KeyError, RuntimeError) as error:
-            raise ValueError(
-                f"optimizer_state does not fit this model and optimiser ({config.optimizer}): "
-                f"{error}"
-            ) from error
-    return optimizer
 
 
 #: Metadata of a starting model that a model trained from it does not inherit.
@@ -579,6 +274,69 @@ def train(
     return result
 
 
+class _BestWeights:
+    """The best weights of a run, kept as a CPU copy.
+
+    By validation score when there is validation data, else by smoothed training loss
+    (from iteration 10 on, so that one lucky batch does not win).
+    """
+
+    def __init__(self, model: UNet, validation_data: list | None):
+        self.model = model
+        self.validation_data = validation_data
+        self.state, self.iteration = self._copy(), 0
+        self.score = -math.inf
+        self.smoothed = self.loss = math.inf
+
+    def _copy(self) -> dict:
+        return {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+
+    def update(self, iteration: int, loss: float, validate: bool, planned: int, device):
+        """Smooth ``loss``, score validation if asked; return the score or ``None``."""
+        smoothed = self.smoothed
+        self.smoothed = (
+            loss if not math.isfinite(smoothed) else smoothed + LOSS_SMOOTHING * (loss - smoothed)
+        )
+        score = None
+        if self.validation_data and validate:
+            self.model.eval()
+            score = validation_score(self.model, self.validation_data, device)
+            self.model.train()
+            if score > self.score:
+                self.score, self.state, self.iteration = score, self._copy(), iteration
+        elif (
+            not self.validation_data and self.smoothed < self.loss and iteration >= min(10, planned)
+        ):
+            self.state, self.iteration = self._copy(), iteration
+        self.loss = min(self.loss, self.smoothed)
+        return score
+
+    def restore(self, last_iteration: int) -> int:
+        """Load the best weights into the model (the last ones if none was kept)."""
+        if self.iteration == 0 and last_iteration:
+            self.state, self.iteration = self._copy(), last_iteration
+        self.model.load_state_dict(self.state)
+        return self.iteration
+
+
+def _step(model, optimizer, scaler, batch, device, dtype) -> float:
+    """One optimisation step on ``batch`` = (images, targets, weights); the loss."""
+    x, t, w = batch
+    inputs = torch.from_numpy(x).to(device)
+    if device.type != "mps":
+        inputs = inputs.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+        logits = model(inputs)
+    loss = weighted_cross_entropy(
+        logits, torch.from_numpy(t).long().to(device), torch.from_numpy(w).to(device)
+    )
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return float(loss.detach())
+
+
 def _loop(
     model: UNet,
     metadata: dict,
@@ -598,119 +356,58 @@ def _loop(
     if device.type != "mps":
         model = model.to(memory_format=torch.channels_last)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    out_shape = model.valid_output_shape(tile_shape)
+    out_pixels = config.batch_size * math.prod(model.valid_output_shape(tile_shape))
     check_training_memory(model, tile_shape, config.batch_size, device)
-    optimizer = _make_optimizer(model, config, optimizer_state)
-
-    def snapshot():
-        return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-
+    optimizer = make_optimizer(model, config, optimizer_state)
+    best = _BestWeights(model, validation_data)
+    budget = TimeBudget(config.n_iterations, config.max_seconds)
     history: list[TrainingProgress] = []
-    best_state, best_iteration = snapshot(), 0
-    smoothed = best_loss = math.inf
-    best_score = -math.inf
-    budget = _Budget(config.n_iterations, config.max_seconds)
-    last_snapshot = -math.inf
+    last_snapshot, iteration, fraction = -math.inf, 0, 0.0
     stopped = False
-    iteration = 0
-    fraction = 0.0  # share of the run done: sets the learning rate of the next step
     while not budget.done(iteration):
         if stop is not None and stop.is_set():
             stopped = True
             break
         iteration += 1
-        t0 = time.perf_counter()
+        started = budget.elapsed()
         for group in optimizer.param_groups:
             group["lr"] = cosine_learning_rate(config.learning_rate, fraction)
-        x, t, w = batches.next()
-        inputs = torch.from_numpy(x).to(device)
-        if device.type != "mps":
-            inputs = inputs.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-            logits = model(inputs)
-        loss = weighted_cross_entropy(
-            logits, torch.from_numpy(t).long().to(device), torch.from_numpy(w).to(device)
-        )
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        value = float(loss.detach())
-        if not math.isfinite(value):
+        loss = _step(model, optimizer, scaler, batches.next(), device, dtype)
+        if not math.isfinite(loss):
             raise FloatingPointError(
-                f"training diverged at iteration {iteration} (loss {value}); "
-                "lower the learning rate"
+                f"training diverged at iteration {iteration} (loss {loss}); lower the learning rate"
             )
-        smoothed = (
-            value if not math.isfinite(smoothed) else smoothed + LOSS_SMOOTHING * (value - smoothed)
-        )
         budget.update(iteration)
-        last = budget.done(iteration)
-        score = None
-        if validation_data and (iteration % config.validation_interval == 0 or last):
-            model.eval()
-            score = validation_score(model, validation_data, device)
-            model.train()
-            if score > best_score:
-                best_score, best_state, best_iteration = score, snapshot(), iteration
-        elif not validation_data and smoothed < best_loss and iteration >= min(10, budget.planned):
-            best_state, best_iteration = snapshot(), iteration
-        best_loss = min(best_loss, smoothed)
-        dt = time.perf_counter() - t0
-        copy_now = snapshot_interval is not None and (
-            budget.elapsed() - last_snapshot >= snapshot_interval
-        )
-        if copy_now:
-            last_snapshot = budget.elapsed()
+        validate = iteration % config.validation_interval == 0 or budget.done(iteration)
+        score = best.update(iteration, loss, validate, budget.planned, device)
+        seconds = budget.elapsed()
+        snapshot = None
+        if snapshot_interval is not None and seconds - last_snapshot >= snapshot_interval:
+            last_snapshot, snapshot = seconds, _cpu_copy(model, metadata)
         fraction = budget.fraction(iteration)
+        planned = max(budget.planned, iteration)
+        speed = out_pixels / max(seconds - started, 1e-9)
         progress = TrainingProgress(
-            iteration,
-            max(budget.planned, iteration),
-            value,
-            budget.elapsed(),
-            config.batch_size * out_shape[0] * out_shape[1] / max(dt, 1e-9),
-            score,
-            best_loss,
-            fraction,
-            _cpu_copy(model, metadata) if copy_now else None,
+            iteration, planned, loss, seconds, speed, score, best.loss, fraction, snapshot
         )
         history.append(progress)
         yield progress
-    if best_iteration == 0 and history:
-        best_state, best_iteration = snapshot(), history[-1].iteration
-    model.load_state_dict(best_state)
+    best_iteration = best.restore(iteration)
     model = model.to("cpu", memory_format=torch.contiguous_format).eval()
-    model.metadata = {
-        **metadata,
-        "training": {
-            "config": config.to_dict(),
-            "iterations_done": len(history),
-            "best_iteration": best_iteration,
-            "best_validation_score": None if best_score == -math.inf else best_score,
-            "stopped": stopped,
-            "device": str(device),
-            "precision": str(dtype).removeprefix("torch."),
-            "tile_shape": list(tile_shape),
-            "seconds": budget.elapsed(),
-            "torch": torch.__version__,
-            "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        },
+    record = {
+        "config": config.to_dict(),
+        "iterations_done": len(history),
+        "best_iteration": best_iteration,
+        "best_validation_score": None if best.score == -math.inf else best.score,
+        "stopped": stopped,
+        "device": str(device),
+        "precision": str(dtype).removeprefix("torch."),
+        "tile_shape": list(tile_shape),
+        "seconds": budget.elapsed(),
+        "torch": torch.__version__,
+        "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+    model.metadata = {**metadata, "training": record}
     return TrainingResult(
-        model, best_iteration, history, stopped, _optimizer_state_on_cpu(optimizer)
+        model, best_iteration, history, stopped, optimizer_state_on_cpu(optimizer)
     )
-
-
-def _optimizer_state_on_cpu(optimizer) -> dict:
-    """``optimizer.state_dict()`` with every tensor copied to the CPU."""
-    state = optimizer.state_dict()
-    return {
-        "state": {
-            key: {
-                name: v.detach().to("cpu", copy=True) if torch.is_tensor(v) else v
-                for name, v in values.items()
-            }
-            for key, values in state["state"].items()
-        },
-        "param_groups": copy.deepcopy(state["param_groups"]),
-    }

@@ -8,9 +8,10 @@ Segmentation", MICCAI 2015, eq. 2::
 ``w_c`` balances the class frequencies, ``d1`` and ``d2`` are the Euclidean distances
 (pixels) from ``x`` to the border of the nearest and second-nearest cell. The border
 term makes the network pay attention to the thin background gaps between touching
-cells. The map is redrawn live while a user paints, so :func:`separation_border_weight_map`
-computes it exactly but only near cells; :func:`weight_map_reference` is the slow,
-obviously correct definition used by the tests and the benchmark.
+cells. The map is redrawn live while a user paints, so
+:func:`separation_border_weight_map` computes it exactly but only near cells;
+:func:`napari_unet.reference.weight_map_reference` is the slow, obviously correct
+definition used by the tests and the benchmark.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ __all__ = [
     "class_balance_weights",
     "separation_border_weight_map",
     "weight_map_from_target",
-    "weight_map_reference",
 ]
 
 DEFAULT_W0 = 10.0
@@ -157,7 +157,8 @@ def separation_border_weight_map(
 
     Notes
     -----
-    Exact up to 1e-5 (weight units) against :func:`weight_map_reference`: the border
+    Exact up to 1e-5 (weight units) against
+    :func:`napari_unet.reference.weight_map_reference`: the border
     term is below ``tol = 1e-5`` once ``d1 + d2 > D = sigma * sqrt(2 ln(w0 / tol))``,
     and it is only added where ``d1 >= 1`` (background), so it matters only where
     ``d2 <= D - 1``. Each cell's distance transform is therefore computed only in its
@@ -200,66 +201,6 @@ def weight_map_from_target(
     w0, sigma = _check_w0_sigma(w0, sigma)
     class_weight_tuple = _class_weight_tuple(class_weights, parts)
     d1, d2 = _two_nearest_cell_distances(parts.instances, _border_reach(w0, sigma))
-    return _assemble(parts, d1, d2, w0, sigma, class_weight_tuple)
-
-
-def weight_map_reference(
-    labels,
-    w0: float = DEFAULT_W0,
-    sigma: float = DEFAULT_SIGMA,
-    class_weights=None,
-    dense: bool = False,
-    gap: int = 1,
-    n_classes: int = 2,
-) -> np.ndarray:
-    """Slow, obviously correct eq. 2 weight map: one full-image distance map per cell.
-
-    Same definition, parameters, result and errors as
-    :func:`separation_border_weight_map`, computed directly: for every cell ``i``,
-    ``d_i = distance_transform_edt(instances != i)`` over the whole image, keeping the
-    two smallest values per pixel. Cost grows as (number of cells) x (image pixels);
-    meant for tests and benchmarks.
-
-    Parameters
-    ----------
-    labels : array_like
-        Integer label image, shape ``(Y, X)`` (see
-        :func:`separation_border_weight_map`).
-    w0 : float, default 10.0
-        Amplitude of the border term (weight units), positive.
-    sigma : float, default 5.0
-        Width of the border term (pixels), positive.
-    class_weights : None, "balanced" or (float, float), optional
-        ``w_c``, as in :func:`separation_border_weight_map`.
-    dense : bool, default False
-        Interpret ``labels`` as dense ground truth.
-    gap : int, default 1
-        Separation gap carved from each touching cell (pixels).
-    n_classes : {2, 3}, default 2
-        Target the weights are for.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``float32``, shape ``(Y, X)``: the weight map.
-
-    Raises
-    ------
-    ValueError
-        As :func:`separation_border_weight_map`.
-    """
-    w0, sigma = _check_w0_sigma(w0, sigma)
-    parts = annotation_to_target(labels, dense=dense, gap=gap, n_classes=n_classes)
-    class_weight_tuple = _class_weight_tuple(class_weights, parts)
-    d1 = np.full(parts.instances.shape, np.inf)
-    d2 = np.full(parts.instances.shape, np.inf)
-    for cell in np.unique(parts.instances):
-        if cell == 0:
-            continue
-        d = ndi.distance_transform_edt(parts.instances != cell)
-        # keep the two smallest distances seen so far: d1 <= d2
-        d2 = np.minimum(d2, np.maximum(d1, d))
-        d1 = np.minimum(d1, d)
     return _assemble(parts, d1, d2, w0, sigma, class_weight_tuple)
 
 
