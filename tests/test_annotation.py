@@ -157,28 +157,28 @@ def test_dense_labels_one_is_a_cell():
 def test_target_of_the_shipped_annotation(sample_annotation):
     parts = annotation_to_target(sample_annotation)
     assert isinstance(parts, Target)
-    assert parts.target.dtype == np.uint8 and parts.mask.dtype == bool
+    assert parts.classes.dtype == np.uint8 and parts.mask.dtype == bool
     assert parts.instances.dtype == np.int32
-    assert parts.target.shape == parts.mask.shape == parts.instances.shape == (520, 696)
+    assert parts.classes.shape == parts.mask.shape == parts.instances.shape == (520, 696)
     np.testing.assert_array_equal(parts.mask, sample_annotation != 0)
-    np.testing.assert_array_equal(parts.target, parts.instances > 0)
+    np.testing.assert_array_equal(parts.classes, parts.instances > 0)
     # not annotated and painted background are never cells
-    assert not parts.target[sample_annotation <= BACKGROUND].any()
+    assert not parts.classes[sample_annotation <= BACKGROUND].any()
     # cells keep their ids; only cell pixels can be carved
     kept = parts.instances > 0
     np.testing.assert_array_equal(parts.instances[kept], sample_annotation[kept])
     assert set(np.unique(parts.instances[kept])) == set(range(2, 33))
     with pytest.raises(dataclasses.FrozenInstanceError):
-        parts.target = None
+        parts.classes = None
 
 
 def test_two_touching_squares_are_separated_by_the_requested_gap():
     labels = touching_squares()
     for gap in (1, 2, 3):
         parts = annotation_to_target(labels, gap=gap)
-        components, n = ndi.label(parts.target, structure=EIGHT)
+        components, n = ndi.label(parts.classes, structure=EIGHT)
         assert n == 2, f"gap={gap}: touching squares not separated"
-        row = parts.target[15]
+        row = parts.classes[15]
         # left square columns 10..19, right 20..29: gap px taken from each side
         np.testing.assert_array_equal(row[10 : 20 - gap], 1)
         np.testing.assert_array_equal(row[20 - gap : 20 + gap], 0)
@@ -186,8 +186,8 @@ def test_two_touching_squares_are_separated_by_the_requested_gap():
         # gap pixels stay annotated, as background
         assert parts.mask[10:20, 20 - gap : 20 + gap].all()
         # edges facing background are untouched
-        np.testing.assert_array_equal(parts.target[10:20, 10], 1)
-        np.testing.assert_array_equal(parts.target[10, 10 : 20 - gap], 1)
+        np.testing.assert_array_equal(parts.classes[10:20, 10], 1)
+        np.testing.assert_array_equal(parts.classes[10, 10 : 20 - gap], 1)
 
 
 def test_diagonal_contact_is_separated():
@@ -195,9 +195,9 @@ def test_diagonal_contact_is_separated():
     labels[4:10, 4:10] = 2
     labels[10:16, 10:16] = 3  # touches 2 only at a corner (8-connectivity)
     parts = annotation_to_target(labels)
-    assert ndi.label(parts.target, structure=EIGHT)[1] == 2
-    assert parts.target[9, 9] == 0 and parts.target[10, 10] == 0
-    assert parts.target[4, 9] == 1  # far from the other cell
+    assert ndi.label(parts.classes, structure=EIGHT)[1] == 2
+    assert parts.classes[9, 9] == 0 and parts.classes[10, 10] == 0
+    assert parts.classes[4, 9] == 1  # far from the other cell
 
 
 def test_gap_zero_keeps_cells_and_lone_cells_are_not_carved():
@@ -206,7 +206,7 @@ def test_gap_zero_keeps_cells_and_lone_cells_are_not_carved():
     np.testing.assert_array_equal(parts.instances, np.where(labels >= 2, labels, 0))
     lone = np.zeros((20, 20), np.uint8)
     lone[5:12, 5:12] = 4  # next to non-annotated pixels only
-    np.testing.assert_array_equal(annotation_to_target(lone, gap=3).target, lone == 4)
+    np.testing.assert_array_equal(annotation_to_target(lone, gap=3).classes, lone == 4)
 
 
 @pytest.mark.parametrize("gap", [1, 2])
@@ -223,8 +223,8 @@ def test_target_does_not_depend_on_cell_ids():
     permuted = np.random.default_rng(0).permutation(np.arange(1, 21)) + 1
     relabelled = np.where(cells > 0, np.concatenate([[0], permuted])[cells], 0)
     np.testing.assert_array_equal(
-        annotation_to_target(cells, dense=True).target,
-        annotation_to_target(relabelled, dense=True).target,
+        annotation_to_target(cells, dense=True).classes,
+        annotation_to_target(relabelled, dense=True).classes,
     )
 
 
@@ -233,7 +233,7 @@ def test_dense_masks_are_split_into_separate_instances(sample_masks):
     assert parts.mask.all()
     touching = np.unique(sample_masks[(sample_masks > 0) & (parts.instances == 0)])
     assert len(touching) > 10  # the field really has touching nuclei
-    components, n = ndi.label(parts.target, structure=EIGHT)
+    components, n = ndi.label(parts.classes, structure=EIGHT)
     # no 8-connected foreground component holds two different nuclei
     for sl, component in zip(ndi.find_objects(components), range(1, n + 1), strict=True):
         ids = np.unique(parts.instances[sl][components[sl] == component])
@@ -267,6 +267,6 @@ def test_annotation_to_target_rejects_bad_input(kwargs, match):
 
 def test_annotation_to_target_accepts_one_class_annotations():
     empty = annotation_to_target(np.zeros((5, 5), np.uint8))
-    assert not empty.mask.any() and not empty.target.any()
+    assert not empty.mask.any() and not empty.classes.any()
     only_background = annotation_to_target(np.ones((5, 5), np.uint8))
-    assert only_background.mask.all() and not only_background.target.any()
+    assert only_background.mask.all() and not only_background.classes.any()

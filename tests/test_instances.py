@@ -9,10 +9,10 @@ from napari_unet.metrics import seg_score
 
 def test_touching_cells_separated_by_the_gap_are_split_and_grown_back(sample_masks):
     # A perfect network output: the training target, whose separation gaps are 2 px wide.
-    target = annotation_to_target(sample_masks, dense=True, gap=1).target.astype(np.float32)
+    target = annotation_to_target(sample_masks, dense=True, gap=1).classes.astype(np.float32)
     n_true = len(np.unique(sample_masks)) - 1
-    not_grown = probabilities_to_labels(target, threshold=0.5, min_size=1, gap=0)
-    labels = probabilities_to_labels(target, threshold=0.5, min_size=1, gap=2)
+    not_grown = probabilities_to_labels(target, threshold=0.5, min_size=1, grow=0)
+    labels = probabilities_to_labels(target, threshold=0.5, min_size=1, grow=2)
     assert labels.dtype == np.int32
     # Every nucleus comes back as its own object, touching ones included.
     assert labels.max() == not_grown.max() == n_true
@@ -28,7 +28,7 @@ def test_small_objects_removed_and_isolated_cells_not_grown():
     prob = np.zeros((40, 40), np.float32)
     prob[5:15, 5:15] = 0.9
     prob[30, 30] = 0.9
-    labels = probabilities_to_labels(prob, min_size=4, gap=2)
+    labels = probabilities_to_labels(prob, min_size=4, grow=2)
     assert labels.max() == 1
     assert (labels > 0).sum() == 100  # isolated: outline kept as predicted
 
@@ -43,7 +43,7 @@ def test_bad_input():
 def test_growing_in_bands_equals_growing_the_whole_image(sample_masks, monkeypatch):
     import napari_unet.instances as instances
 
-    target = annotation_to_target(sample_masks, dense=True, gap=1).target.astype(np.float32)
-    whole = probabilities_to_labels(target, min_size=1, gap=2)
+    target = annotation_to_target(sample_masks, dense=True, gap=1).classes.astype(np.float32)
+    whole = probabilities_to_labels(target, min_size=1, grow=2)
     monkeypatch.setattr(instances, "_BAND_ROWS", 7)
-    np.testing.assert_array_equal(probabilities_to_labels(target, min_size=1, gap=2), whole)
+    np.testing.assert_array_equal(probabilities_to_labels(target, min_size=1, grow=2), whole)

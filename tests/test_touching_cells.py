@@ -62,7 +62,7 @@ def touching_pairs(masks):
 
 def one_hot_probabilities(masks, width=BOUNDARY_WIDTH):
     """Perfect three-class probabilities (background, interior) of a dense mask."""
-    target = annotation_to_target(masks, dense=True, n_classes=3, boundary_width=width).target
+    target = annotation_to_target(masks, dense=True, n_classes=3, boundary_width=width).classes
     return (target == 0).astype(np.float32), (target == 1).astype(np.float32)
 
 
@@ -74,25 +74,25 @@ def test_three_class_target_rings_every_cell_and_splits_contacts():
     labels[5:25, 5:20] = 2
     labels[5:25, 20:35] = 3  # touches cell 2 along column 19|20
     parts = annotation_to_target(labels, n_classes=3, boundary_width=2)
-    assert parts.n_classes == 3 and parts.target.dtype == np.uint8
+    assert parts.n_classes == 3 and parts.classes.dtype == np.uint8
     # a 2-px boundary on each side of the contact: 4 px of boundary between interiors
-    row = parts.target[15]
+    row = parts.classes[15]
     assert list(row[5:7]) == [2, 2] and row[7] == 1  # outer rim of cell 2
     assert list(row[18:22]) == [2, 2, 2, 2] and row[17] == 1 and row[22] == 1
     # interiors are the instances and never touch each other
     assert set(np.unique(parts.instances)) == {0, 2, 3}
     assert ndi.label(parts.instances > 0, structure=EIGHT)[1] == 2
     # background stays background, cells are never lost
-    assert np.all(parts.target[labels == 1] == 0)
-    assert np.all(parts.target[labels >= 2] > 0)
+    assert np.all(parts.classes[labels == 1] == 0)
+    assert np.all(parts.classes[labels >= 2] > 0)
 
 
 def test_three_class_target_image_edge_is_not_a_boundary():
     labels = np.full((20, 20), 2, np.int32)
     labels[:, 15:] = 1
     parts = annotation_to_target(labels, n_classes=3, boundary_width=1)
-    assert parts.target[0, 5] == 1 and parts.target[10, 0] == 1  # edges of the image
-    assert parts.target[10, 14] == 2  # next to painted background
+    assert parts.classes[0, 5] == 1 and parts.classes[10, 0] == 1  # edges of the image
+    assert parts.classes[10, 14] == 2  # next to painted background
 
 
 def test_three_class_target_rejects_bad_width():
@@ -108,8 +108,8 @@ def test_three_class_weights_match_the_definition_and_peak_between_cells(cells_m
     np.testing.assert_allclose(fast, slow, atol=1e-5)
     parts = annotation_to_target(cells_masks, dense=True, n_classes=3)
     grown = ndi.grey_dilation(cells_masks, size=(3, 3))
-    contact = (cells_masks > 0) & (grown != cells_masks) & (parts.target == 2)
-    lone_rim = (parts.target == 2) & ~ndi.binary_dilation(contact, iterations=6)
+    contact = (cells_masks > 0) & (grown != cells_masks) & (parts.classes == 2)
+    lone_rim = (parts.classes == 2) & ~ndi.binary_dilation(contact, iterations=6)
     assert contact.any() and lone_rim.any()
     # boundary pixels where two cells touch carry the border term (w0 = 10) on top of w_c
     assert np.median(fast[contact]) - np.median(fast[lone_rim]) > 3
@@ -139,7 +139,7 @@ def test_boundary_watershed_splits_every_touching_pair_of_a_real_image(cells_mas
     for a, b in pairs:  # two touching cells come out as two
         assert main_label(a) != main_label(b)
     # the paper's two-class step on the same foreground merges touching cells
-    merged = probabilities_to_labels(1 - background, 0.5, 16, gap=0)
+    merged = probabilities_to_labels(1 - background, 0.5, 16, grow=0)
     assert merged.max() < cells_masks.max() - 5
 
 

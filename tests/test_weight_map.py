@@ -104,7 +104,7 @@ def test_border_term_peaks_in_the_gap_between_touching_cells():
     weight = separation_border_weight_map(labels)
     gap = np.zeros(labels.shape, bool)
     gap[10:20, 19:21] = True
-    assert np.all(parts.target[gap] == 0) and np.all(parts.mask[gap])
+    assert np.all(parts.classes[gap] == 0) and np.all(parts.mask[gap])
     peak = np.unravel_index(np.argmax(weight), weight.shape)
     assert gap[peak]
     # in mid-gap a pixel is 1 px from one square and 2 px from the other
@@ -112,7 +112,7 @@ def test_border_term_peaks_in_the_gap_between_touching_cells():
     np.testing.assert_allclose(weight[15, 19], expected, rtol=1e-6)
     np.testing.assert_allclose(weight[15, 20], expected, rtol=1e-6)
     # cells carry w_c only; background far from the pair carries ~w_c
-    np.testing.assert_array_equal(weight[parts.target == 1], 1.0)
+    np.testing.assert_array_equal(weight[parts.classes == 1], 1.0)
     assert weight[2, 45] == pytest.approx(1.0, abs=1e-6)
     # the border weight falls off away from the gap
     assert weight[15, 19] > weight[8, 19] > weight[3, 19] > 1.0
@@ -168,8 +168,8 @@ def test_class_balance_weights_inverse_frequency_with_mean_one():
 
 def test_class_balance_weights_count_annotated_pixels_only(sample_annotation):
     parts = annotation_to_target(sample_annotation)
-    w_background, w_cell = class_balance_weights(parts.target, parts.mask)
-    annotated = parts.target[parts.mask]
+    w_background, w_cell = class_balance_weights(parts.classes, parts.mask)
+    annotated = parts.classes[parts.mask]
     mean = np.where(annotated == 1, w_cell, w_background).mean()
     assert mean == pytest.approx(1.0)
     n_cell = np.count_nonzero(annotated)
@@ -186,14 +186,14 @@ def test_class_balance_weights_with_one_or_no_class():
 
 def test_class_weight_variants_set_w_c(sample_annotation):
     parts = annotation_to_target(sample_annotation)
-    cells = parts.target == 1
-    far = parts.mask & (parts.target == 0)
+    cells = parts.classes == 1
+    far = parts.mask & (parts.classes == 0)
     far &= separation_border_weight_map(sample_annotation) == 1.0  # no border term
     assert far.sum() > 1000
     for class_weights, expected in [
         (None, (1.0, 1.0)),
         ((0.5, 3.0), (0.5, 3.0)),
-        ("balanced", class_balance_weights(parts.target, parts.mask)),
+        ("balanced", class_balance_weights(parts.classes, parts.mask)),
     ]:
         weight = separation_border_weight_map(sample_annotation, class_weights=class_weights)
         np.testing.assert_allclose(weight[cells], expected[1], rtol=1e-6)

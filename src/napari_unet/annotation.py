@@ -74,7 +74,7 @@ class Target:
 
     Attributes
     ----------
-    target : numpy.ndarray
+    classes : numpy.ndarray
         ``uint8``, shape ``(Y, X)``, class per pixel (:data:`TARGET_CLASSES`). Two
         classes: ``0`` = background (including the separation gaps between touching
         cells and all non-annotated pixels), ``1`` = cell. Three classes: ``0`` =
@@ -91,7 +91,7 @@ class Target:
         2 or 3, see :data:`TARGET_CLASSES`.
     """
 
-    target: np.ndarray
+    classes: np.ndarray
     mask: np.ndarray
     instances: np.ndarray
     n_classes: int = 2
@@ -306,7 +306,7 @@ def annotation_to_target(
         contact = (instances > 0) & ((highest > instances) | (lowest < instances))
         instances[contact] = 0
     target = (instances > 0).astype(np.uint8)
-    return Target(target=target, mask=mask, instances=instances, n_classes=2)
+    return Target(classes=target, mask=mask, instances=instances, n_classes=2)
 
 
 def _three_class_target(instances: np.ndarray, mask: np.ndarray, boundary_width) -> Target:
@@ -329,7 +329,7 @@ def _three_class_target(instances: np.ndarray, mask: np.ndarray, boundary_width)
         boundary = (instances > 0) & ((highest != instances) | (lowest != instances))
         target[boundary] = 2
         instances = np.where(boundary, 0, instances).astype(np.int32)
-    return Target(target=target, mask=mask, instances=instances, n_classes=3)
+    return Target(classes=target, mask=mask, instances=instances, n_classes=3)
 
 
 def _cell_ids_int32(labels: np.ndarray, first_cell: int) -> np.ndarray:

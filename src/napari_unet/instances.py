@@ -17,20 +17,25 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.segmentation import expand_labels, watershed
 
+#: Rows per band when growing cells back over the separation gaps.
+_BAND_ROWS = 1024
+
 
 def probabilities_to_labels(
     foreground: np.ndarray,
     threshold: float = 0.5,
     min_size: int = 16,
-    gap: int = 2,
+    grow: int = 2,
 ) -> np.ndarray:
     """Instance labels from a foreground probability map.
 
     The network is trained to put a thin background gap between touching cells (the
     separation border of Ronneberger et al. 2015, Sec. 3), so thresholding and
     connected components split touching cells. Each cell is then grown back by up to
-    ``gap`` pixels, but only into pixels that lie between two different cells (the
-    carved separation gap), so isolated cells keep their predicted outline.
+    ``grow`` pixels (the whole width of the gap: twice the ``gap`` carved from each
+    cell by :func:`~napari_unet.annotation.annotation_to_target`), but only into pixels
+    that lie between two different cells (the carved separation gap), so isolated cells
+    keep their predicted outline.
 
     Parameters
     ----------
@@ -40,8 +45,8 @@ def probabilities_to_labels(
         Probability above which a pixel is a cell pixel.
     min_size : int
         Connected components smaller than this (pixels) are removed.
-    gap : int
-        Width in pixels by which cells are grown back over separation gaps.
+    grow : int
+        Width in pixels by which cells are grown back over separation gaps; 0: none.
 
     Returns
     -------
@@ -67,28 +72,24 @@ def probabilities_to_labels(
     forward = np.zeros(n + 1, np.int32)
     forward[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
     labels = forward[labels]
-    if gap <= 0:
+    if grow <= 0:
         return labels
-    # Growing is local (reach ``gap``), so it runs in bands of rows with a halo: the
+    # Growing is local (reach ``grow``), so it runs in bands of rows with a halo: the
     # working set stays bounded on huge images.
     grown = labels.copy()
-    halo = gap + 1
+    halo = grow + 1
     for start in range(0, labels.shape[0], _BAND_ROWS):
         stop = min(start + _BAND_ROWS, labels.shape[0])
         top = max(start - halo, 0)
-        band = _grow_into_gaps(labels[top : min(stop + halo, labels.shape[0])], gap)
+        band = _grow_into_gaps(labels[top : min(stop + halo, labels.shape[0])], grow)
         grown[start:stop] = band[start - top : start - top + stop - start]
     return grown
 
 
-#: Rows per band when growing cells back over the separation gaps.
-_BAND_ROWS = 1024
-
-
-def _grow_into_gaps(labels: np.ndarray, gap: int) -> np.ndarray:
-    """Grow cells by up to ``gap`` px into background that lies between two cells."""
-    grown = expand_labels(labels, distance=gap)
-    footprint = np.ones((2 * gap + 1, 2 * gap + 1), bool)
+def _grow_into_gaps(labels: np.ndarray, grow: int) -> np.ndarray:
+    """Grow cells by up to ``grow`` px into background that lies between two cells."""
+    grown = expand_labels(labels, distance=grow)
+    footprint = np.ones((2 * grow + 1, 2 * grow + 1), bool)
     # A pixel lies in a gap between two cells when the largest and the smallest
     # non-zero label in its neighbourhood differ.
     big = np.iinfo(labels.dtype).max

@@ -106,7 +106,7 @@ def prepare_samples(
             samples.append(
                 Sample(
                     normalize(plane, low, high)[None],
-                    parts.target,
+                    parts.classes,
                     weights,
                     np.flatnonzero(weights > 0),
                 )
@@ -198,7 +198,7 @@ def prepare_validation(pairs, config, dense: bool, n_classes: int) -> list:
             boundary_width=config.boundary_width,
         )
         normalization = percentile_normalization(image, config.percentiles)
-        prepared.append((image, normalization, (parts.target != 0) & parts.mask, parts.mask))
+        prepared.append((image, normalization, (parts.classes != 0) & parts.mask, parts.mask))
     return prepared
 
 

@@ -180,7 +180,7 @@ def iter_segment(
     three_class = net.config.n_classes == 3
     seed_threshold = float(post.get("seed_threshold", 0.5))
     # Cells lost ``gap`` px per side to the separation border: grow back across 2 * gap.
-    gap = 2 * int(metadata.get("gap", 1))
+    grow = 2 * int(metadata.get("gap", 1))
     if layout.leading_shape:  # a stack: planes are written into these
         labels = np.zeros(layout.labels_shape, np.int32)
         probabilities = np.zeros(layout.labels_shape, np.float32)
@@ -220,7 +220,7 @@ def iter_segment(
             foreground = 1.0 - predicted[0]
         else:
             foreground = predicted[0]
-            plane_labels = probabilities_to_labels(foreground, threshold, min_size, gap)
+            plane_labels = probabilities_to_labels(foreground, threshold, min_size, grow)
         del predicted
         if layout.leading_shape:
             probabilities[index], labels[index] = foreground, plane_labels

@@ -54,7 +54,7 @@ def class_balance_weights(target, mask, n_classes: int = 2) -> tuple[float, ...]
     Parameters
     ----------
     target : array_like
-        Class per pixel, shape ``(Y, X)`` (e.g. ``annotation_to_target(labels).target``).
+        Class per pixel, shape ``(Y, X)`` (e.g. ``annotation_to_target(labels).classes``).
         With ``n_classes=2`` every nonzero value counts as cell.
     mask : array_like
         ``bool``, shape ``(Y, X)``: ``True`` where annotated.
@@ -275,7 +275,7 @@ def _class_weight_tuple(class_weights, parts: Target) -> tuple[float, ...]:
         return (1.0,) * n
     if isinstance(class_weights, str):
         if class_weights == "balanced":
-            return class_balance_weights(parts.target, parts.mask, n)
+            return class_balance_weights(parts.classes, parts.mask, n)
         raise ValueError(
             f"class_weights must be None, 'balanced' or {names}, got {class_weights!r}"
         )
@@ -306,13 +306,13 @@ def _assemble(
     class_weight_tuple: tuple[float, ...],
 ) -> np.ndarray:
     """Combine ``w_c`` and the border term into the float32 weight map of eq. 2."""
-    weight = np.zeros(parts.target.shape, np.float64)
-    classes = parts.target if parts.n_classes > 2 else (parts.target != 0)
+    weight = np.zeros(parts.classes.shape, np.float64)
+    classes = parts.classes if parts.n_classes > 2 else (parts.classes != 0)
     for k, w in enumerate(class_weight_tuple):
         weight[parts.mask & (classes == k)] = w
     # The border term lies between cells: on every annotated pixel that is not cell
     # (two classes) or cell interior (three classes).
-    between = parts.mask & (parts.target != 1)
+    between = parts.mask & (parts.classes != 1)
     near = between & np.isfinite(d2)
     distance_sum = d1[near] + d2[near]
     weight[near] += w0 * np.exp(-(distance_sum**2) / (2.0 * sigma**2))

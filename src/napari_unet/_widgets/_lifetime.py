@@ -216,6 +216,62 @@ class WidgetLifetime:
         self._watch_ancestors()
         worker.start()
 
+    def run(
+        self,
+        generator_function: Callable,
+        *args,
+        yielded: Callable | None = None,
+        returned: Callable | None = None,
+        errored: Callable | None = None,
+        finished: Callable | None = None,
+        stop_event: threading.Event | None = None,
+        **kwargs,
+    ):
+        """Run a core generator in a thread worker owned by this lifetime; return it.
+
+        The one place that creates the plugin's workers: ``create_worker`` with
+        :func:`report_runtime_errors` (so PyTorch's ``RuntimeError`` reaches
+        ``errored``), a ``GeneratorWorker`` (errors reported once, by ``errored``), the
+        connections, then :meth:`start`.
+
+        Parameters
+        ----------
+        generator_function : callable
+            Called in the worker thread as ``generator_function(*args, **kwargs)``.
+        *args, **kwargs
+            Its arguments (copies of layer data, never the layers themselves).
+        yielded, returned, errored, finished : callable, optional
+            Slots of the worker's signals. Bound methods (the widget's) are guarded: not
+            called once the widget is gone. Plain functions (e.g. lambdas that settle
+            session state) are always called. ``finished`` runs after :attr:`running`
+            became ``False``.
+        stop_event : threading.Event, optional
+            Set (besides ``worker.quit()``) when the worker must stop.
+
+        Raises
+        ------
+        RuntimeError
+            If a worker of this widget is still running.
+        """
+        from napari.qt.threading import create_worker
+        from superqt.utils import GeneratorWorker
+
+        def slot(function):
+            return self.guard(function) if inspect.ismethod(function) else function
+
+        signals = {"yielded": yielded, "returned": returned, "errored": errored}
+        worker = create_worker(
+            report_runtime_errors,
+            generator_function,
+            *args,
+            _worker_class=GeneratorWorker,
+            _start_thread=False,
+            _connect={name: slot(f) for name, f in signals.items() if f is not None},
+            **kwargs,
+        )
+        self.start(worker, stop_event, on_finished=slot(finished) if finished else None)
+        return worker
+
     def stop(self, wait: bool = True) -> None:
         """End the running worker, if any: set its stop event, ``quit()``, wait."""
         job = self.job

@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import numpy as np
 from magicgui.widgets import CheckBox, Container
-from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error
 from qtpy.QtCore import QTimer
-from superqt.utils import GeneratorWorker
 
 from ._common import ROLE_KEY, message_label, placement, same_layer, spatial_shape
-from ._lifetime import WidgetLifetime, report_runtime_errors
+from ._lifetime import WidgetLifetime
 
 #: Quiet time (ms) after the last pan, zoom or plane change before the view is predicted.
 DEBOUNCE_MS = 250
@@ -176,20 +174,15 @@ class LivePreview(Container):
 
         region = self.current_region()
         prediction = iter_preview(self._plane(region), region, self._model, device=self._device)
-        worker = create_worker(
-            report_runtime_errors,
-            self._threads.preview,  # on its share of the CPU threads, announced to training
-            prediction,
-            _worker_class=GeneratorWorker,
-            _start_thread=False,
-            _connect={
-                "returned": self._lifetime.guard(self._on_returned),
-                "errored": self._lifetime.guard(self._on_errored),
-            },
-        )
         self._pending = False
         self._source_label = self._model_label
-        self._lifetime.start(worker, on_finished=self._lifetime.guard(self._on_finished))
+        self._lifetime.run(
+            self._threads.preview,  # on its share of the CPU threads, announced to training
+            prediction,
+            returned=self._on_returned,
+            errored=self._on_errored,
+            finished=self._on_finished,
+        )
 
     def _plane(self, region) -> np.ndarray:
         """A copy of the image plane ``region`` lies in (kept while the plane is shown)."""

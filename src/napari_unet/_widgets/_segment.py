@@ -14,34 +14,26 @@ from magicgui.widgets import (
     CheckBox,
     ComboBox,
     Container,
-    FileEdit,
     ProgressBar,
     PushButton,
     SpinBox,
 )
 from napari.layers import Image
-from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
-from superqt.utils import GeneratorWorker
 
 from ._common import (
     ROLE_KEY,
     ActivityReport,
     device_combo,
-    disable_choices,
     layer_choices,
     layer_data,
     message_label,
     placement,
 )
-from ._lifetime import WidgetLifetime, report_runtime_errors
+from ._lifetime import WidgetLifetime
+from ._model_choice import ModelChoice
 from ._session import session_for
 
-MODEL_CHOICES = {
-    "session": "model trained in this session",
-    "default": "shipped default model",
-    "file": "model file",
-}
 PRECISION_LABELS = {
     "auto": "auto (fastest the device supports)",
     "float32": "float32 (reference)",
@@ -70,13 +62,11 @@ class SegmentWidget(Container):
 
     def __init__(self, napari_viewer):
         from napari_unet.devices import PRECISION_CHOICES
-        from napari_unet.model_io import default_model_available
 
         super().__init__()
         self._viewer = napari_viewer
         self._session = session_for(napari_viewer)
         self._lifetime = WidgetLifetime(self.native)
-        self._default_available = default_model_available()
         self._source_image = None
         self._answered = False  # whether the running worker returned or failed
         self.last_labels = None  # the Labels layer of the last run
@@ -84,10 +74,8 @@ class SegmentWidget(Container):
         guard = self._lifetime.guard
 
         self.image_layer = ComboBox(label="image", choices=layer_choices(napari_viewer, Image))
-        self.model = ComboBox(
-            label="model", choices=[(text, key) for key, text in MODEL_CHOICES.items()]
-        )
-        self.model_file = FileEdit(label="model file", mode="r", filter="*.safetensors")
+        self._model_choice = ModelChoice(self._lifetime, ("session", "default", "file"), "model")
+        self.model, self.model_file = self._model_choice.combo, self._model_choice.file
         self.auto_tile = CheckBox(text="automatic tile size (from free memory)", value=True)
         self.tile_size = SpinBox(label="tile (px)", value=572, min=32, max=4096, step=4)
         self.tile_size.tooltip = "Largest input tile; rounded up to a valid size for the network"
@@ -115,13 +103,11 @@ class SegmentWidget(Container):
         self.extend([*self._inputs, self.run_button, self.progress, self.info, self.export_button])
         self._update_model_choices(select_best=True)
 
-        self.model.changed.connect(guard(self._on_model_choice))
         self.auto_tile.changed.connect(guard(self._on_auto_tile))
         self.run_button.changed.connect(guard(self._on_run_clicked))
         self.export_button.changed.connect(guard(self._on_export_clicked))
         self._lifetime.connect(self._session.model_changed, self._on_session_model)
         self.reset_choices()
-        self._on_model_choice()
         self._on_auto_tile()
         self._set_running(False)
 
@@ -157,8 +143,12 @@ class SegmentWidget(Container):
             return None
         tile = None if self.auto_tile.value else (int(self.tile_size.value),) * 2
         self._source_image = image
-        worker = create_worker(
-            report_runtime_errors,
+        self.progress.value = 0
+        self.info.value = "Segmenting…"
+        self._answered = False
+        self._set_running(True)
+        self._activity = ActivityReport(f"U-Net segmentation of {image.name}")
+        return self._lifetime.run(
             iter_segment,
             layer_data(image),
             model,
@@ -166,21 +156,11 @@ class SegmentWidget(Container):
             device=self.device.value,
             precision=self.precision.value,
             rgb=bool(image.rgb),
-            _worker_class=GeneratorWorker,  # errors are reported once, by _on_errored
-            _start_thread=False,
-            _connect={
-                "yielded": self._lifetime.guard(self._on_progress),
-                "returned": self._lifetime.guard(self._on_returned),
-                "errored": self._lifetime.guard(self._on_errored),
-            },
+            yielded=self._on_progress,
+            returned=self._on_returned,
+            errored=self._on_errored,
+            finished=self._on_finished,
         )
-        self.progress.value = 0
-        self.info.value = "Segmenting…"
-        self._answered = False
-        self._set_running(True)
-        self._activity = ActivityReport(f"U-Net segmentation of {image.name}")
-        self._lifetime.start(worker, on_finished=self._lifetime.guard(self._on_finished))
-        return worker
 
     def cancel(self):
         """Stop the running segmentation at the next tile (no result)."""
@@ -198,24 +178,9 @@ class SegmentWidget(Container):
 
     # -- internals ---------------------------------------------------------------------
     def _model_argument(self):
-        """Return what :func:`~napari_unet.segmentation.iter_segment` gets as ``model``.
-
-        Files are loaded in the worker; the session's model is passed as is (the core
-        predicts with a copy of it).
-        """
-        from napari_unet.model_io import DEFAULT_MODEL_NAME
-
-        choice = self.model.value
-        if choice == "session":
-            if self._session.model is None:
-                raise ValueError("no model has been trained in this session yet")
-            return self._session.model
-        if choice == "file":
-            path = Path(self.model_file.value)
-            if not path.is_file():
-                raise FileNotFoundError(f"choose a model file (no file {str(path)!r})")
-            return str(path)
-        return DEFAULT_MODEL_NAME
+        """What :func:`~napari_unet.segmentation.iter_segment` gets as ``model``."""
+        model, _description = self._model_choice.model_argument(self._session)
+        return str(model) if isinstance(model, Path) else model
 
     def _set_running(self, running: bool) -> None:
         self.run_button.text = "Cancel" if running else "Segment"
@@ -304,9 +269,6 @@ class SegmentWidget(Container):
             return
         show_info(f"Masks written to {written[0]}")
 
-    def _on_model_choice(self, *_):
-        self.model_file.visible = self.model.value == "file"
-
     def _on_auto_tile(self, *_):
         self.tile_size.enabled = not self.auto_tile.value and not self._lifetime.running
 
@@ -314,14 +276,5 @@ class SegmentWidget(Container):
         self._update_model_choices(select_best=model is not None and not self._lifetime.running)
 
     def _update_model_choices(self, select_best: bool = False) -> None:
-        disabled = {}
-        if self._session.model is None:
-            disabled["session"] = "No model has been trained in this session yet"
-        if not self._default_available:
-            disabled["default"] = "No default model is installed with napari-unet"
-        if select_best:
-            for key in ("session", "default", "file"):
-                if key not in disabled:
-                    self.model.value = key
-                    break
-        disable_choices(self.model, disabled)
+        prefer = ("session", "default", "file") if select_best else ()
+        self._model_choice.update(self._session.model is not None, prefer)

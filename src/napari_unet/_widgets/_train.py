@@ -25,16 +25,14 @@ import threading
 from pathlib import Path
 
 from magicgui.widgets import Container, Label, ProgressBar, PushButton
-from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QTimer
-from superqt.utils import GeneratorWorker
 
 from napari_unet.threads import ThreadShare
 
 from ._accept import AcceptCells
 from ._common import message_label, same_layer
-from ._lifetime import WidgetLifetime, report_runtime_errors
+from ._lifetime import WidgetLifetime
 from ._loss_plot import LossPlot
 from ._preview import SNAPSHOT_INTERVAL_S, LivePreview
 from ._session import TrainingState, UNetSession, session_for
@@ -208,27 +206,23 @@ class TrainWidget(Container):
             snapshot_interval=SNAPSHOT_INTERVAL_S if self.preview.on.value else None,
             optimizer_state=optimizer_state,
         )
-        worker = create_worker(
-            report_runtime_errors,
-            self._threads.training,  # on the CPU threads the preview leaves free
-            training,
-            _worker_class=GeneratorWorker,  # errors are reported once, by _Run.errored
-            _start_thread=False,
-            _connect={
-                "yielded": self._lifetime.guard(self._on_progress),
-                # lambdas, not bound methods: PyQt keeps only a weak reference to
-                # the object of a bound method, and nothing else keeps ``run``.
-                "returned": lambda result: run.returned(result),
-                "errored": lambda error: run.errored(error),
-            },
-        )
         self.loss_plot.clear()
         self.progress.value = 0
         self._latest = None
         self.preview.attach(self.data.pairs()[0][0], settings.device.value)
         session.set_training_state(TrainingState.TRAINING)
-        self._lifetime.start(worker, self._stop_event, on_finished=lambda: run.finished())
-        return worker
+        return self._lifetime.run(
+            self._threads.training,  # on the CPU threads the preview leaves free
+            training,
+            yielded=self._on_progress,
+            # lambdas, not bound methods: they settle the session's state even when the
+            # widget is gone, and they keep ``run`` alive (PyQt holds bound methods'
+            # objects only weakly).
+            returned=lambda result: run.returned(result),
+            errored=lambda error: run.errored(error),
+            finished=lambda: run.finished(),
+            stop_event=self._stop_event,
+        )
 
     def stop(self):
         """Ask training to end after the current iteration (the best model is kept)."""

@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, SpinBox
 
-from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, SpinBox
-
-from ._common import device_combo, disable_choices
+from ._common import device_combo
 from ._lifetime import WidgetLifetime
-
-START_FROM = {
-    "default": "shipped default model",
-    "file": "model file",
-    "session": "model trained in this session",
-    "scratch": "scratch (new network)",
-}
+from ._model_choice import ModelChoice
 
 
 class TrainingSettings(Container):
@@ -27,18 +19,15 @@ class TrainingSettings(Container):
     """
 
     def __init__(self, lifetime: WidgetLifetime):
-        from napari_unet.model_io import default_model_available
         from napari_unet.training import DEFAULT_TRAINING_MINUTES, SCRATCH_CONFIG, TrainingConfig
 
         super().__init__()
         self.margins = (0, 0, 0, 0)
         defaults = TrainingConfig()
-        self.default_available = default_model_available()
-
-        self.start_from = ComboBox(
-            label="start from", choices=[(text, key) for key, text in START_FROM.items()]
+        self._model_choice = ModelChoice(
+            lifetime, ("default", "file", "session", "scratch"), "start from"
         )
-        self.model_file = FileEdit(label="model file", mode="r", filter="*.safetensors")
+        self.start_from, self.model_file = self._model_choice.combo, self._model_choice.file
         self.depth = SpinBox(label="depth", value=SCRATCH_CONFIG.depth, min=2, max=6)
         self.depth.tooltip = "Resolution levels of a new network (the paper: 5)"
         self.base_channels = ComboBox(
@@ -97,19 +86,13 @@ class TrainingSettings(Container):
                 self.device,
             ]
         )
-        self.start_from.value = "default" if self.default_available else "scratch"
-        self.update_start_from_choices(session_has_model=False)
+        self._model_choice.update(session_has_model=False, prefer=("default", "scratch"))
         self.start_from.changed.connect(lifetime.guard(self._on_start_from_changed))
         self._on_start_from_changed()
 
     def update_start_from_choices(self, session_has_model: bool) -> None:
         """Grey out the starting points that do not exist (with a tooltip saying why)."""
-        disabled = {}
-        if not self.default_available:
-            disabled["default"] = "No default model is installed with napari-unet"
-        if not session_has_model:
-            disabled["session"] = "No model has been trained in this session yet"
-        disable_choices(self.start_from, disabled)
+        self._model_choice.update(session_has_model)
 
     def starting_model(self, session):
         """Return ``(model, model_config, description)`` for the core's ``train``.
@@ -125,30 +108,15 @@ class TrainingSettings(Container):
         ValueError
             If the session has no model.
         """
-        from napari_unet.model_io import DEFAULT_MODEL_NAME
-        from napari_unet.network import UNetConfig
+        from dataclasses import replace
+
         from napari_unet.training import SCRATCH_CONFIG
 
-        choice = self.start_from.value
-        if choice == "default":
-            return DEFAULT_MODEL_NAME, None, "the default model"
-        if choice == "file":
-            path = Path(self.model_file.value)
-            if not path.is_file():
-                raise FileNotFoundError(f"choose a model file (no file {str(path)!r})")
-            return path, None, path.name
-        if choice == "session":
-            if session.model is None:
-                raise ValueError("no model has been trained in this session yet")
-            return session.model, None, "the session's model"  # train() copies it
-        config = UNetConfig(
-            in_channels=SCRATCH_CONFIG.in_channels,
-            n_classes=SCRATCH_CONFIG.n_classes,
-            depth=int(self.depth.value),
-            base_channels=int(self.base_channels.value),
-            batch_norm=True,
-        )
-        return None, config, "scratch"
+        model, description = self._model_choice.model_argument(session)
+        if model is not None:
+            return model, None, description
+        depth, channels = int(self.depth.value), int(self.base_channels.value)
+        return None, replace(SCRATCH_CONFIG, depth=depth, base_channels=channels), description
 
     def config(self, w0: float, sigma: float):
         """Return the :class:`~napari_unet.training.TrainingConfig` of these settings.
@@ -183,6 +151,5 @@ class TrainingSettings(Container):
 
     def _on_start_from_changed(self, *_) -> None:
         choice = self.start_from.value
-        self.model_file.visible = choice == "file"
         self.depth.visible = choice == "scratch"
         self.base_channels.visible = choice == "scratch"

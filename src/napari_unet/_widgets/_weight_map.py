@@ -13,13 +13,11 @@ from collections.abc import Generator
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, PushButton
 from napari.layers import Labels
-from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error
 from qtpy.QtCore import QTimer
-from superqt.utils import GeneratorWorker
 
 from ._common import ROLE_KEY, layer_data, message_label, placement
-from ._lifetime import WidgetLifetime, report_runtime_errors
+from ._lifetime import WidgetLifetime
 from ._session import session_for
 
 #: Quiet time (ms) after the last edit before the weight map is recomputed.
@@ -156,22 +154,17 @@ class WeightMapWidget(Container):
             return
         self._dirty = False
         self.status.value = "computing…"
-        worker: GeneratorWorker = create_worker(
-            report_runtime_errors,
+        self._target = annotation
+        self._lifetime.run(
             iter_weight_map,
             layer_data(annotation),
             float(self.w0.value),
             float(self.sigma.value),
             bool(self.dense.value),
-            _worker_class=GeneratorWorker,
-            _start_thread=False,
-            _connect={
-                "returned": self._lifetime.guard(self._on_returned),
-                "errored": self._lifetime.guard(self._on_errored),
-            },
+            returned=self._on_returned,
+            errored=self._on_errored,
+            finished=self._on_finished,
         )
-        self._target = annotation
-        self._lifetime.start(worker, on_finished=self._lifetime.guard(self._on_finished))
 
     def _on_returned(self, weights: np.ndarray) -> None:
         annotation = self._target
