@@ -39,10 +39,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from evaluate_default_model import classical_baseline  # noqa: E402
 from nuclei_data import grey, load, touching_cells  # noqa: E402
 
-from napari_unet.annotation import estimate_object_size  # noqa: E402
 from napari_unet.generators import run_to_completion  # noqa: E402
 from napari_unet.metrics import average_precision, seg_score  # noqa: E402
 from napari_unet.model_io import load_model  # noqa: E402
+from napari_unet.object_size import estimate_object_size  # noqa: E402
 from napari_unet.segmentation import iter_segment  # noqa: E402
 from napari_unet.training import TrainingConfig, train  # noqa: E402
 

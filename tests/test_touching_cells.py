@@ -11,16 +11,12 @@ import tifffile
 import torch
 from scipy import ndimage as ndi
 
-from napari_unet.annotation import (
-    BOUNDARY_WIDTH,
-    annotation_to_target,
-    check_object_size,
-    estimate_object_size,
-)
+from napari_unet.annotation import BOUNDARY_WIDTH, annotation_to_target
 from napari_unet.generators import run_to_completion
 from napari_unet.instances import boundary_watershed, min_size_for, probabilities_to_labels
 from napari_unet.metrics import average_precision, seg_score
 from napari_unet.network import UNet, with_boundary_class
+from napari_unet.object_size import check_object_size, estimate_object_size
 from napari_unet.reference import weight_map_reference
 from napari_unet.training import TrainingConfig, cosine_learning_rate, train
 from napari_unet.weight_map import separation_border_weight_map

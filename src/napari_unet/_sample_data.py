@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from importlib import resources
 
-#: ``layer.metadata`` key marking the role of a layer (same as the widgets use).
+#: ``layer.metadata`` key marking the role of a layer the plugin makes ("annotation",
+#: "weight_map", "segmentation", "probabilities", "preview"); the widgets read it here.
 ROLE_KEY = "napari_unet_role"
 SOURCE = "BBBC039 (CC0), field IXMtest_A09_s1; Caicedo et al., Cytometry A 2019"
 CELLS_SOURCE = "Usiigaci (MIT), frame set15; Tsai et al., SoftwareX 2019"

@@ -19,7 +19,6 @@ instances again.
 
 from __future__ import annotations
 
-import math
 import operator
 from dataclasses import dataclass
 
@@ -35,8 +34,7 @@ __all__ = [
     "NOT_ANNOTATED",
     "Target",
     "annotation_to_target",
-    "check_object_size",
-    "estimate_object_size",
+    "annotation_counts",
     "validate_annotation",
 ]
 
@@ -346,71 +344,21 @@ def _cell_ids_int32(labels: np.ndarray, first_cell: int) -> np.ndarray:
     return np.where(cells, labels, 0).astype(np.int32)
 
 
-def check_object_size(object_size) -> float:
-    """Return a typical cell diameter (pixels) as a float, or raise ``ValueError``.
+def annotation_counts(labels: np.ndarray) -> tuple[int, int, int]:
+    """Annotated cells, annotated pixels and background pixels of an annotation.
 
     Parameters
     ----------
-    object_size : float
-        Typical diameter of a cell, pixels (e.g. 15 for nuclei at 20x, 100 for large
-        spread cells).
+    labels : np.ndarray
+        Integer annotation in the partial convention (any shape).
 
     Returns
     -------
-    float
-
-    Raises
-    ------
-    ValueError
-        If ``object_size`` is not a finite number >= 1 (0, negative, NaN, infinite).
+    n_cells, n_annotated, n_background : int
+        Distinct cell ids (>= 2), pixels with a label != 0, pixels labelled 1.
     """
-    try:
-        value = float(object_size)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"object size must be a number of pixels (a cell diameter), got {object_size!r}"
-        ) from None
-    if isinstance(object_size, bool) or not math.isfinite(value) or value < 1:
-        raise ValueError(
-            f"object size must be a finite cell diameter of at least 1 pixel, got {object_size!r}"
-        )
-    return value
-
-
-def estimate_object_size(annotations, dense: bool = False) -> float | None:
-    """Median equivalent diameter (pixels) of the annotated cells.
-
-    The equivalent diameter of a cell of area ``A`` is ``sqrt(4 A / pi)``. Cells cut
-    by the image edge are left out unless every cell is.
-
-    Parameters
-    ----------
-    annotations : sequence of array_like
-        Label images ``(..., Y, X)`` in the partial convention (cells ``>= 2``) or,
-        with ``dense=True``, dense labels (cells ``>= 1``). Each 2D plane counts
-        separately.
-    dense : bool
-        Interpret the labels as dense ground truth.
-
-    Returns
-    -------
-    float or None
-        The median diameter in pixels, ``None`` when no cell is annotated.
-    """
-    first_cell = 1 if dense else FIRST_CELL
-    inside, cut = [], []
-    for annotation in annotations:
-        annotation = np.asarray(annotation)
-        planes = annotation.reshape(-1, *annotation.shape[-2:]) if annotation.ndim >= 2 else []
-        for plane in planes:
-            cells = np.where(plane >= first_cell, plane, 0)
-            if not cells.any():
-                continue
-            ids, areas = np.unique(cells[cells > 0], return_counts=True)
-            edge = np.unique(np.concatenate([cells[0], cells[-1], cells[:, 0], cells[:, -1]]))
-            on_edge = np.isin(ids, edge)
-            diameters = np.sqrt(4.0 * areas / math.pi)
-            inside.extend(diameters[~on_edge])
-            cut.extend(diameters[on_edge])
-    chosen = inside or cut
-    return float(np.median(chosen)) if chosen else None
+    labels = np.asarray(labels)
+    counts = np.bincount(labels.ravel().astype(np.int64, copy=False), minlength=FIRST_CELL)
+    n_cells = int(np.count_nonzero(counts[FIRST_CELL:]))
+    n_annotated = int(labels.size - counts[NOT_ANNOTATED])
+    return n_cells, n_annotated, int(counts[BACKGROUND])

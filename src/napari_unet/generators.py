@@ -6,6 +6,7 @@ from collections.abc import Callable, Generator
 from typing import TypeVar
 
 P = TypeVar("P")
+Q = TypeVar("Q")
 R = TypeVar("R")
 
 
@@ -33,3 +34,30 @@ def run_to_completion(
             return done.value
         if on_progress is not None:
             on_progress(progress)
+
+
+def map_progress(
+    generator: Generator[P, None, R], convert: Callable[[P], Q]
+) -> Generator[Q, None, R]:
+    """Pass a progress generator through, converting every record; return its result.
+
+    For a generator built on another: ``result = yield from map_progress(inner, f)``.
+
+    Parameters
+    ----------
+    generator : Generator
+        Yields progress records, returns the result.
+    convert : callable
+        Makes the outer record from an inner one.
+
+    Returns
+    -------
+    object
+        ``generator``'s return value.
+    """
+    while True:
+        try:
+            progress = next(generator)
+        except StopIteration as done:
+            return done.value
+        yield convert(progress)

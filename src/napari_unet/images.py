@@ -113,14 +113,22 @@ def rgb_to_gray(rgb: np.ndarray) -> np.ndarray:
     return (rgb[..., :3].astype(np.float32) @ weights).astype(np.float32)
 
 
-def rgb_plane_to_gray(rgb: np.ndarray) -> np.ndarray:
-    """Gray plane of an RGB image with nuclei bright, as in fluorescence.
+def rgb_plane_to_gray(rgb: np.ndarray, invert_bright_background: bool = True) -> np.ndarray:
+    """Gray plane of an RGB image, optionally with a bright background inverted.
 
-    Colour images of nuclei are brightfield or H&E stains: dark nuclei on a bright
-    background. The luminance (:func:`rgb_to_gray`) is inverted when its median
-    (the background, as nuclei cover less than half of a field) lies in the upper
-    half of its 1–99 % intensity range, so that the network sees what it was trained
-    on. Grayscale brightfield images are not inverted: invert them yourself.
+    Colour images of nuclei are mostly brightfield or H&E stains: dark nuclei on a
+    bright background, the opposite of the fluorescence images the default model was
+    trained on. With ``invert_bright_background`` (the default) the luminance
+    (:func:`rgb_to_gray`) is inverted when its median (the background, as cells cover
+    less than half of a field) lies in the upper half of its 1–99 % intensity range,
+    so that cells come out bright. Grayscale images are never inverted.
+
+    Parameters
+    ----------
+    rgb : np.ndarray
+        ``(Y, X, 3|4)``, any numeric dtype.
+    invert_bright_background : bool
+        Invert a plane whose background is bright; ``False``: plain luminance.
 
     Returns
     -------
@@ -128,24 +136,29 @@ def rgb_plane_to_gray(rgb: np.ndarray) -> np.ndarray:
         ``(Y, X)`` float32.
     """
     gray = rgb_to_gray(rgb)
+    if not invert_bright_background:
+        return gray
     low, median, high = np.percentile(_sample(gray), (1, 50, 99))
     if median > (low + high) / 2:
         gray = np.float32(high) - gray
     return gray
 
 
-def iter_planes(image, layout: ImageLayout) -> Iterator[tuple[tuple[int, ...], object]]:
+def iter_planes(
+    image, layout: ImageLayout, invert_bright_background: bool = True
+) -> Iterator[tuple[tuple[int, ...], object]]:
     """Yield ``(index, plane)`` for every 2D plane; RGB planes are converted to gray.
 
     Grayscale planes are returned as views/lazy slices of ``image`` (dask and zarr stay
-    lazy); RGB planes are read and converted with :func:`rgb_plane_to_gray`.
+    lazy); RGB planes are read and converted with :func:`rgb_plane_to_gray`, which
+    inverts a bright background when ``invert_bright_background`` is set.
     """
     if not _is_array_like(image):  # e.g. a list of lists
         image = np.asarray(image)
     for index in np.ndindex(*layout.leading_shape):
         plane = image[index] if index else image
         if layout.rgb:
-            plane = rgb_plane_to_gray(np.asarray(plane))
+            plane = rgb_plane_to_gray(np.asarray(plane), invert_bright_background)
         yield index, plane
 
 

@@ -218,3 +218,23 @@ def boundary_watershed(
         relabelled = forward[grown]
         labels[box] = np.where(region, relabelled, labels[box])
     return labels
+
+
+def count_cells(labels: np.ndarray) -> int:
+    """Count the cells of a label image (planes of a stack are numbered separately).
+
+    Parameters
+    ----------
+    labels : np.ndarray
+        Integer labels ``(..., Y, X)``, 0 = background; each 2D plane is counted on
+        its own (an id reused in two planes is two cells).
+
+    Returns
+    -------
+    int
+        Distinct non-zero ids, summed over the planes.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim <= 2:
+        return int(np.count_nonzero(np.bincount(labels.ravel())[1:])) if labels.size else 0
+    return sum(count_cells(plane) for plane in labels.reshape(-1, *labels.shape[-2:]))

@@ -22,7 +22,7 @@ from napari_unet.augmentation import (
     warp_labels,
 )
 from napari_unet.images import image_layout, iter_planes, normalize, percentile_normalization
-from napari_unet.weight_map import weight_map_from_target
+from napari_unet.weight_map import training_weight_map
 
 
 @dataclass
@@ -94,14 +94,7 @@ def prepare_samples(
             labels = annotation[index] if index else annotation
             if not dense and not labels.any():
                 continue  # an unannotated plane of a stack
-            parts = annotation_to_target(
-                labels,
-                dense=dense,
-                gap=config.gap,
-                n_classes=n_classes,
-                boundary_width=config.boundary_width,
-            )
-            weights = weight_map_from_target(parts, config.w0, config.sigma, config.class_weights)
+            parts, weights = training_weight_map(labels, config, dense, n_classes)
             low, high = percentile_normalization(plane, config.percentiles)
             samples.append(
                 Sample(

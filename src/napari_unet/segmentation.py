@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from napari_unet.annotation import check_object_size
-from napari_unet.generators import run_to_completion
+from napari_unet.devices import resolve_device, resolve_precision
+from napari_unet.generators import map_progress, run_to_completion
 from napari_unet.images import (
     DEFAULT_PERCENTILES,
     image_layout,
@@ -20,6 +20,7 @@ from napari_unet.images import (
 from napari_unet.instances import boundary_watershed, min_size_for, probabilities_to_labels
 from napari_unet.model_io import load_model
 from napari_unet.network import UNet
+from napari_unet.object_size import check_object_size
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,7 @@ def iter_segment(
     device: str | torch.device = "auto",
     precision: str = "auto",
     rgb: bool | None = None,
+    invert_bright_background: bool = True,
     threshold: float | None = None,
     min_size: int | None = None,
     object_size: float | None = None,
@@ -134,6 +136,10 @@ def iter_segment(
         ``"bfloat16"`` or ``"float16"``.
     rgb : bool, optional
         Whether the last axis is RGB; guessed when ``None``.
+    invert_bright_background : bool
+        RGB only: invert a plane with a bright background (brightfield, H&E) so that
+        cells are bright, as in the fluorescence images of the default model
+        (:func:`~napari_unet.images.rgb_plane_to_gray`).
     threshold : float, optional
         Foreground probability threshold; default from the model (0.5).
     min_size : int, optional
@@ -184,8 +190,11 @@ def iter_segment(
     if layout.leading_shape:  # a stack: planes are written into these
         labels = np.zeros(layout.labels_shape, np.int32)
         probabilities = np.zeros(layout.labels_shape, np.float32)
-    used_device = used_precision = ""
-    for plane_number, (index, plane) in enumerate(iter_planes(image, layout), start=1):
+    used_device = str(resolve_device(device))
+    used_precision = str(resolve_precision(precision, used_device)).removeprefix("torch.")
+    for plane_number, (index, plane) in enumerate(
+        iter_planes(image, layout, invert_bright_background), start=1
+    ):
         low, high = normalization or percentile_normalization(plane, percentiles)
         tiles = iter_predict_tiled(
             plane,
@@ -197,22 +206,20 @@ def iter_segment(
             precision=precision,
             output_classes=(0, 1) if three_class else (1,),
         )
-        while True:
-            try:
-                tile = next(tiles)
-            except StopIteration as done:
-                predicted = done.value
-                break
-            used_device, used_precision = tile.device, tile.precision
-            yield SegmentProgress(
+
+        def record(tile, plane_number=plane_number) -> SegmentProgress:
+            seconds = time.perf_counter() - started
+            return SegmentProgress(
                 plane_number,
                 layout.n_planes,
                 tile.tile_index,
                 tile.n_tiles,
-                time.perf_counter() - started,
-                used_device,
-                used_precision,
+                seconds,
+                tile.device,
+                tile.precision,
             )
+
+        predicted = yield from map_progress(tiles, record)
         if three_class:
             plane_labels = boundary_watershed(
                 predicted[0], predicted[1], threshold, min_size, seed_threshold

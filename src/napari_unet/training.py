@@ -28,11 +28,11 @@ import torch
 import torch._dynamo  # noqa: F401
 
 from napari_unet._checks import check_training_memory
-from napari_unet.annotation import check_object_size, estimate_object_size
 from napari_unet.devices import resolve_device, resolve_precision
 from napari_unet.instances import FINE_TUNED_SEED_THRESHOLD, FINE_TUNED_THRESHOLD, min_size_for
 from napari_unet.model_io import as_model
 from napari_unet.network import UNet, UNetConfig, with_boundary_class
+from napari_unet.object_size import check_object_size, estimate_object_size
 from napari_unet.optimization import (
     TimeBudget,
     cosine_learning_rate,

@@ -12,10 +12,11 @@ import math
 from dataclasses import asdict, dataclass, field
 
 from napari_unet._checks import check_positive_int, check_positive_int_pair
-from napari_unet.annotation import BOUNDARY_WIDTH, DEFAULT_N_CLASSES, check_object_size
+from napari_unet.annotation import BOUNDARY_WIDTH, DEFAULT_N_CLASSES
 from napari_unet.augmentation import AugmentationConfig
 from napari_unet.images import DEFAULT_PERCENTILES
 from napari_unet.network import UNet, UNetConfig
+from napari_unet.object_size import check_object_size
 from napari_unet.weight_map import DEFAULT_SIGMA, DEFAULT_W0
 
 #: Architecture used when training starts from scratch: small enough to train on a

@@ -17,15 +17,18 @@ definition used by the tests and the benchmark.
 from __future__ import annotations
 
 import math
+from collections.abc import Generator
 from numbers import Real
 
 import numpy as np
 from scipy import ndimage as ndi
 
-from napari_unet.annotation import Target, annotation_to_target
+from napari_unet.annotation import DEFAULT_N_CLASSES, Target, annotation_to_target
 
 __all__ = [
     "class_balance_weights",
+    "iter_weight_map",
+    "training_weight_map",
     "separation_border_weight_map",
     "weight_map_from_target",
 ]
@@ -202,6 +205,84 @@ def weight_map_from_target(
     class_weight_tuple = _class_weight_tuple(class_weights, parts)
     d1, d2 = _two_nearest_cell_distances(parts.instances, _border_reach(w0, sigma))
     return _assemble(parts, d1, d2, w0, sigma, class_weight_tuple)
+
+
+def training_weight_map(
+    labels, config, dense: bool = False, n_classes: int = DEFAULT_N_CLASSES
+) -> tuple[Target, np.ndarray]:
+    """The target and the eq. 2 weight map that training uses for one annotated plane.
+
+    The one conversion of an annotation for the loss: training
+    (:func:`napari_unet.sampling.prepare_samples`) and the *Weight map* widget both call
+    it, so the map shown is the map trained with.
+
+    Parameters
+    ----------
+    labels : array_like
+        ``(Y, X)`` integer annotation (partial convention unless ``dense``).
+    config : TrainingConfig
+        Supplies ``w0``, ``sigma``, ``class_weights``, ``gap`` and ``boundary_width``.
+    dense : bool
+        Labels are dense ground truth (0 = background).
+    n_classes : {2, 3}
+        Target of the network (:data:`napari_unet.annotation.TARGET_CLASSES`).
+
+    Returns
+    -------
+    (Target, numpy.ndarray)
+        The target, and float32 ``(Y, X)`` weights (0 on pixels not annotated).
+
+    Raises
+    ------
+    ValueError
+        As :func:`~napari_unet.annotation.annotation_to_target` and
+        :func:`weight_map_from_target`.
+    """
+    parts = annotation_to_target(
+        labels,
+        dense=dense,
+        gap=config.gap,
+        n_classes=n_classes,
+        boundary_width=config.boundary_width,
+    )
+    return parts, weight_map_from_target(parts, config.w0, config.sigma, config.class_weights)
+
+
+def iter_weight_map(
+    annotation: np.ndarray, config, dense: bool = False, n_classes: int = DEFAULT_N_CLASSES
+) -> Generator[int, None, np.ndarray]:
+    """Training's weight map (:func:`training_weight_map`) of every plane of a stack.
+
+    A generator: yields after each plane, returns the map.
+
+    Parameters
+    ----------
+    annotation : np.ndarray
+        ``(..., Y, X)`` integer labels (partial convention unless ``dense``).
+    config : TrainingConfig
+        As in :func:`training_weight_map`.
+    dense : bool
+        Labels are dense ground truth (0 = background).
+    n_classes : {2, 3}
+        Target of the network.
+
+    Returns
+    -------
+    np.ndarray
+        float32, the annotation's shape; planes without annotation are 0.
+
+    Raises
+    ------
+    ValueError
+        As :func:`training_weight_map`.
+    """
+    weights = np.zeros(annotation.shape, np.float32)
+    for index in np.ndindex(*annotation.shape[:-2]):
+        plane = annotation[index]
+        if dense or plane.any():
+            weights[index] = training_weight_map(plane, config, dense, n_classes)[1]
+        yield 1
+    return weights
 
 
 def _check_w0_sigma(w0, sigma) -> tuple[float, float]:

@@ -17,7 +17,7 @@ from napari.layers import Image
 from napari.utils.notifications import show_error
 from qtpy.QtCore import QTimer
 
-from napari_unet.annotation import BACKGROUND, FIRST_CELL, NOT_ANNOTATED
+from napari_unet.annotation import BACKGROUND, FIRST_CELL, NOT_ANNOTATED, annotation_counts
 from napari_unet.corrections import next_cell_id, stroke_label
 
 from ._common import (
@@ -36,26 +36,6 @@ LEGEND = (
     f"label {BACKGROUND}: background\n"
     f"labels {FIRST_CELL}, {FIRST_CELL + 1}, …: one id per cell"
 )
-
-
-def annotation_counts(labels: np.ndarray) -> tuple[int, int, int]:
-    """Annotated cells, annotated pixels and background pixels of an annotation.
-
-    Parameters
-    ----------
-    labels : np.ndarray
-        Integer annotation in the partial convention (any shape).
-
-    Returns
-    -------
-    n_cells, n_annotated, n_background : int
-        Distinct cell ids (>= 2), pixels with a label != 0, pixels labelled 1.
-    """
-    labels = np.asarray(labels)
-    counts = np.bincount(labels.ravel().astype(np.int64, copy=False), minlength=FIRST_CELL)
-    n_cells = int(np.count_nonzero(counts[FIRST_CELL:]))
-    n_annotated = int(labels.size - counts[NOT_ANNOTATED])
-    return n_cells, n_annotated, int(counts[BACKGROUND])
 
 
 #: Key (on the annotation layer) that selects the next free cell id, like *New cell*.

@@ -8,9 +8,7 @@ import numpy as np
 from magicgui.widgets import ComboBox, Label
 from napari.layers import Image, Labels
 
-#: ``layer.metadata`` key the plugin uses to mark the role of layers it creates
-#: ("annotation", "weight_map", "segmentation", "probabilities").
-ROLE_KEY = "napari_unet_role"
+from napari_unet._sample_data import ROLE_KEY  # noqa: F401 (the widgets import it from here)
 
 DEVICE_LABELS = {
     "auto": "auto",

@@ -52,7 +52,6 @@ class LossPlot:
         self.losses: list[float] = []
         self.smoothed: list[float] = []
         self.scores: list[tuple[int, float]] = []
-        self.n_draws = 0
         self._timer = QTimer(self.canvas)
         self._timer.setSingleShot(True)
         self._timer.setInterval(REDRAW_INTERVAL_MS)
@@ -98,4 +97,3 @@ class LossPlot:
         self.axes.relim()
         self.axes.autoscale_view()
         self.canvas.draw_idle()
-        self.n_draws += 1

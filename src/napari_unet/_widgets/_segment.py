@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
@@ -20,6 +19,8 @@ from magicgui.widgets import (
 )
 from napari.layers import Image
 from napari.utils.notifications import show_error, show_info
+
+from napari_unet.instances import count_cells
 
 from ._common import (
     ROLE_KEY,
@@ -42,14 +43,6 @@ PRECISION_LABELS = {
 }
 #: Resolution of the progress bar (it shows the fraction of tiles done).
 PROGRESS_STEPS = 1000
-
-
-def count_cells(labels: np.ndarray) -> int:
-    """Count the cells of a label image (planes of a stack are numbered separately)."""
-    labels = np.asarray(labels)
-    if labels.ndim <= 2:
-        return int(np.count_nonzero(np.bincount(labels.ravel())[1:])) if labels.size else 0
-    return sum(count_cells(plane) for plane in labels.reshape(-1, *labels.shape[-2:]))
 
 
 class SegmentWidget(Container):

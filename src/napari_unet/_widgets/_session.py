@@ -70,18 +70,23 @@ class UNetSession:
         transitions of :class:`TrainingState`.
     w0, sigma : float
         Separation-border weight and width (pixels) of eq. 2 of Ronneberger et al.
-        2015, set in the *Weight map* widget and used for training.
+        2015: the weight map shown and the one trained with.
+    dense : bool
+        Whether annotations are dense masks (0 = background) rather than partial ones.
+
+    The three loss settings are shown by both the *Weight map* and the *Train* widgets
+    and changed with :meth:`set_loss_settings`, so the map shown is the map trained with.
 
     Signals
     -------
     model_changed(model)
     training_state_changed(new: TrainingState, old: TrainingState)
-    weight_map_parameters_changed(w0: float, sigma: float)
+    loss_settings_changed()
     """
 
     model_changed = Signal(object)
     training_state_changed = Signal(TrainingState, TrainingState)
-    weight_map_parameters_changed = Signal(float, float)
+    loss_settings_changed = Signal()
 
     def __init__(self) -> None:
         self._model: Any = None
@@ -92,6 +97,7 @@ class UNetSession:
 
         self.w0 = DEFAULT_W0
         self.sigma = DEFAULT_SIGMA
+        self.dense = False
         self._annotations: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     # -- model -----------------------------------------------------------------------
@@ -147,13 +153,31 @@ class UNetSession:
         self._training_state = state
         self.training_state_changed.emit(state, old)
 
-    # -- weight map parameters -----------------------------------------------------------
-    def set_weight_map_parameters(self, w0: float, sigma: float) -> None:
-        """Set ``w0`` (weight units) and ``sigma`` (pixels) of the weight map."""
-        w0, sigma = float(w0), float(sigma)
-        if (w0, sigma) != (self.w0, self.sigma):
-            self.w0, self.sigma = w0, sigma
-            self.weight_map_parameters_changed.emit(w0, sigma)
+    # -- loss settings -------------------------------------------------------------------
+    def set_loss_settings(
+        self, w0: float | None = None, sigma: float | None = None, dense: bool | None = None
+    ) -> None:
+        """Change ``w0`` (weight units), ``sigma`` (pixels) or ``dense``; ``None`` keeps one."""
+        new = (
+            self.w0 if w0 is None else float(w0),
+            self.sigma if sigma is None else float(sigma),
+            self.dense if dense is None else bool(dense),
+        )
+        if new != (self.w0, self.sigma, self.dense):
+            self.w0, self.sigma, self.dense = new
+            self.loss_settings_changed.emit()
+
+    def training_config(self, **settings):
+        """A :class:`~napari_unet.training.TrainingConfig` with this session's w0 and σ.
+
+        Parameters
+        ----------
+        **settings
+            Further fields of the config.
+        """
+        from napari_unet.training import TrainingConfig
+
+        return TrainingConfig(w0=self.w0, sigma=self.sigma, **settings)
 
     # -- which annotation belongs to which image ---------------------------------------
     def pair(self, image_layer, annotation_layer) -> None:

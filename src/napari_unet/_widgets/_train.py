@@ -24,7 +24,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from magicgui.widgets import Container, Label, ProgressBar, PushButton
+from magicgui.widgets import Container, ProgressBar, PushButton
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QTimer
 
@@ -33,6 +33,7 @@ from napari_unet.threads import ThreadShare
 from ._accept import AcceptCells
 from ._common import message_label, same_layer
 from ._lifetime import WidgetLifetime
+from ._loss_fields import LossFields
 from ._loss_plot import LossPlot
 from ._preview import SNAPSHOT_INTERVAL_S, LivePreview
 from ._session import TrainingState, UNetSession, session_for
@@ -114,7 +115,7 @@ class TrainWidget(Container):
 
         self.data = TrainingPairs(napari_viewer, self._session, self._lifetime)
         self.settings = TrainingSettings(self._lifetime)
-        self.weights_info = Label(value="")
+        self.loss = LossFields(self._session, self._lifetime)
         self.start_button = PushButton(text="Start training")
         self.progress = ProgressBar(value=0, min=0, max=PROGRESS_STEPS)
         self.status = message_label()
@@ -128,7 +129,7 @@ class TrainWidget(Container):
             [
                 self.data,
                 self.settings,
-                self.weights_info,
+                self.loss,
                 self.start_button,
                 self.progress,
                 self.status,
@@ -151,10 +152,8 @@ class TrainWidget(Container):
         self.save_button.changed.connect(guard(self._on_save_clicked))
         self._lifetime.connect(self._session.training_state_changed, self._on_state_changed)
         self._lifetime.connect(self._session.model_changed, self._on_model_changed)
-        self._lifetime.connect(self._session.weight_map_parameters_changed, self._show_weights_info)
         self.reset_choices()
         self._on_model_changed(self._session.model)
-        self._show_weights_info()
         self._on_state_changed(self._session.training_state, self._session.training_state)
 
     # -- public actions ----------------------------------------------------------------
@@ -181,11 +180,11 @@ class TrainWidget(Container):
         if self._session.training_state.running or self._lifetime.running:
             return None
         settings, session = self.settings, self._session
-        dense = bool(settings.dense.value)
+        dense = session.dense
         try:
             images, annotations = self.data.copy_data(dense=dense)
             model, model_config, source = settings.starting_model(session)
-            config = settings.config(session.w0, session.sigma)
+            config = settings.config(session)
         except (ValueError, FileNotFoundError) as error:
             show_error(f"Cannot start training: {error}")
             return None
@@ -330,8 +329,3 @@ class TrainWidget(Container):
         if same_layer(source, self.preview.layer) and region is not None:
             return region.box if region.plane == plane else (0, 0, 0, 0)
         return None
-
-    def _show_weights_info(self, *_):
-        self.weights_info.value = (
-            f"w0 = {self._session.w0:g}, σ = {self._session.sigma:g} px (from Weight map)"
-        )

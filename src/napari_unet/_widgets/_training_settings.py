@@ -64,7 +64,6 @@ class TrainingSettings(Container):
         )
         self.augment = CheckBox(text="augmentation", value=defaults.augment)
         self.augment.tooltip = "Random elastic deformation, shifts, flips, rotations, gray values"
-        self.dense = CheckBox(text="dense masks (0 = background)", value=False)
         self.seed = SpinBox(label="seed (0: random)", value=0, min=0, max=2**31 - 1)
         self.seed.tooltip = "Seed of tile sampling, augmentation and initialisation"
         self.device = device_combo()
@@ -81,7 +80,6 @@ class TrainingSettings(Container):
                 self.batch_size,
                 self.tile_size,
                 self.augment,
-                self.dense,
                 self.seed,
                 self.device,
             ]
@@ -118,26 +116,24 @@ class TrainingSettings(Container):
         depth, channels = int(self.depth.value), int(self.base_channels.value)
         return None, replace(SCRATCH_CONFIG, depth=depth, base_channels=channels), description
 
-    def config(self, w0: float, sigma: float):
+    def config(self, session):
         """Return the :class:`~napari_unet.training.TrainingConfig` of these settings.
 
         The tile size is rounded up to a valid one by :func:`~napari_unet.training.train`.
         The run ends after *minutes* or at the iteration cap, whichever comes first.
 
+        Parameters
+        ----------
+        session : UNetSession
+            Supplies the loss settings (w0 and σ of eq. 2).
+
         Raises
         ------
         ValueError
             For an object size below one pixel.
-
-        Parameters
-        ----------
-        w0, sigma : float
-            Weight-map parameters (eq. 2), from the session.
         """
-        from napari_unet.training import TrainingConfig
-
         size = int(self.tile_size.value)
-        return TrainingConfig(
+        return session.training_config(
             n_iterations=int(self.n_iterations.value) or None,
             max_seconds=60.0 * float(self.minutes.value),
             object_size=float(self.object_size.value) or None,
@@ -145,8 +141,6 @@ class TrainingSettings(Container):
             batch_size=int(self.batch_size.value),
             tile_shape=(size, size) if size else None,
             augment=bool(self.augment.value),
-            w0=w0,
-            sigma=sigma,
         )
 
     def _on_start_from_changed(self, *_) -> None:

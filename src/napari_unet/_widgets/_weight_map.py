@@ -8,54 +8,19 @@ is updated in place, and recomputed 300 ms after the last brush stroke.
 
 from __future__ import annotations
 
-from collections.abc import Generator
-
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, PushButton
+from magicgui.widgets import ComboBox, Container, PushButton
 from napari.layers import Labels
 from napari.utils.notifications import show_error
 from qtpy.QtCore import QTimer
 
 from ._common import ROLE_KEY, layer_data, message_label, placement
 from ._lifetime import WidgetLifetime
+from ._loss_fields import LossFields
 from ._session import session_for
 
 #: Quiet time (ms) after the last edit before the weight map is recomputed.
 DEBOUNCE_MS = 300
-#: Class weights shown, as used by training (``TrainingConfig.class_weights``).
-CLASS_WEIGHTS = "balanced"
-
-
-def iter_weight_map(
-    annotation: np.ndarray, w0: float, sigma: float, dense: bool = False
-) -> Generator[int, None, np.ndarray]:
-    """Weight map of every 2D plane of an annotation; yields after each plane.
-
-    Parameters
-    ----------
-    annotation : np.ndarray
-        ``(..., Y, X)`` integer labels (partial convention unless ``dense``).
-    w0, sigma : float
-        Border weight and width (pixels) of eq. 2.
-    dense : bool
-        Labels are dense ground truth (0 = background).
-
-    Returns
-    -------
-    np.ndarray
-        float32, the annotation's shape; planes without annotation are 0.
-    """
-    from napari_unet.weight_map import separation_border_weight_map
-
-    weights = np.zeros(annotation.shape, np.float32)
-    for index in np.ndindex(*annotation.shape[:-2]):
-        plane = annotation[index]
-        if dense or plane.any():
-            weights[index] = separation_border_weight_map(
-                plane, w0, sigma, CLASS_WEIGHTS, dense=dense
-            )
-        yield 1
-    return weights
 
 
 def _labels_first_annotations(viewer):
@@ -90,18 +55,11 @@ class WeightMapWidget(Container):
         self.annotation_layer = ComboBox(
             label="annotation", choices=_labels_first_annotations(napari_viewer)
         )
-        self.w0 = FloatSpinBox(label="w0", value=self._session.w0, min=0.1, max=100.0, step=1.0)
-        self.w0.tooltip = "Weight of the separation border between touching cells (eq. 2)"
-        self.sigma = FloatSpinBox(
-            label="σ (px)", value=self._session.sigma, min=0.5, max=50.0, step=0.5
-        )
-        self.sigma.tooltip = "Width of the separation border term, pixels (eq. 2)"
-        self.dense = CheckBox(text="dense masks (0 = background)", value=False)
+        self.loss = LossFields(self._session, self._lifetime)
+        self.w0, self.sigma, self.dense = self.loss.w0, self.loss.sigma, self.loss.dense
         self.show_button = PushButton(text="Show weight map")
         self.status = message_label()
-        self.extend(
-            [self.annotation_layer, self.w0, self.sigma, self.dense, self.show_button, self.status]
-        )
+        self.extend([self.annotation_layer, self.loss, self.show_button, self.status])
 
         self._timer = QTimer(self.native)
         self._timer.setSingleShot(True)
@@ -111,12 +69,7 @@ class WeightMapWidget(Container):
         guard = self._lifetime.guard
         self.show_button.changed.connect(guard(self.show_weight_map))
         self.annotation_layer.changed.connect(guard(self._on_annotation_changed))
-        self.w0.changed.connect(guard(self._on_parameters_changed))
-        self.sigma.changed.connect(guard(self._on_parameters_changed))
-        self.dense.changed.connect(guard(self.schedule_update))
-        self._lifetime.connect(
-            self._session.weight_map_parameters_changed, self._on_session_parameters
-        )
+        self._lifetime.connect(self._session.loss_settings_changed, self.schedule_update)
         self._lifetime.connect(napari_viewer.layers.events.removed, self._on_layer_removed)
         self.reset_choices()
         self._on_annotation_changed()
@@ -155,12 +108,13 @@ class WeightMapWidget(Container):
         self._dirty = False
         self.status.value = "computing…"
         self._target = annotation
+        from napari_unet.weight_map import iter_weight_map
+
         self._lifetime.run(
             iter_weight_map,
             layer_data(annotation),
-            float(self.w0.value),
-            float(self.sigma.value),
-            bool(self.dense.value),
+            self._session.training_config(),
+            self._session.dense,
             returned=self._on_returned,
             errored=self._on_errored,
             finished=self._on_finished,
@@ -218,13 +172,6 @@ class WeightMapWidget(Container):
                         (emitter, self._lifetime.connect(emitter, self.schedule_update))
                     )
         self.schedule_update()
-
-    def _on_parameters_changed(self, *_):
-        self._session.set_weight_map_parameters(self.w0.value, self.sigma.value)
-        self.schedule_update()
-
-    def _on_session_parameters(self, w0: float, sigma: float) -> None:
-        self.w0.value, self.sigma.value = w0, sigma
 
     def _on_layer_removed(self, event) -> None:
         if event.value is self._layer:
