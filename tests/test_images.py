@@ -59,3 +59,12 @@ def test_brightfield_rgb_is_inverted_so_nuclei_are_bright():
     fluo[20:30, 20:30] = (10, 200, 30)
     ((_, gray),) = iter_planes(fluo, image_layout(fluo))
     assert gray[25, 25] > gray[5, 5]
+
+
+def test_inverting_a_bright_background_is_an_explicit_option():
+    rgb = np.full((64, 64, 3), 220, np.uint8)
+    rgb[20:30, 20:30] = (60, 20, 90)
+    ((_, plain),) = iter_planes(rgb, image_layout(rgb), invert_bright_background=False)
+    assert plain[25, 25] < plain[5, 5]  # the luminance as it is: a dark nucleus
+    ((_, inverted),) = iter_planes(rgb, image_layout(rgb))
+    np.testing.assert_allclose(inverted + plain, inverted[5, 5] + plain[5, 5], atol=1e-3)

@@ -16,3 +16,13 @@ def test_core_imports_without_qt_or_napari():
 def test_plain_import_is_light():
     code = "import sys, napari_unet; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_test_oracles_are_not_public_api():
+    import napari_unet
+    from napari_unet.reference import predict_whole, weight_map_reference
+
+    assert callable(predict_whole) and callable(weight_map_reference)
+    assert "predict_whole" not in napari_unet.__all__
+    assert "weight_map_reference" not in napari_unet.__all__
+    assert not hasattr(napari_unet, "predict_whole")

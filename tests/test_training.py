@@ -112,3 +112,16 @@ def test_bad_config():
         TrainingConfig(n_iterations=0)
     with pytest.raises(ValueError, match="optimizer"):
         TrainingConfig(optimizer="lbfgs")
+
+
+def test_map_progress_converts_records_and_keeps_the_result():
+    from napari_unet.generators import map_progress, run_to_completion
+
+    def inner():
+        yield 1
+        yield 2
+        return "done"
+
+    seen = []
+    result = run_to_completion(map_progress(inner(), lambda p: 10 * p), seen.append)
+    assert seen == [10, 20] and result == "done"

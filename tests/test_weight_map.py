@@ -7,6 +7,7 @@ import pytest
 from synthetic import voronoi_cells
 
 from napari_unet.annotation import BACKGROUND, annotation_to_target
+from napari_unet.generators import run_to_completion
 from napari_unet.reference import weight_map_reference
 from napari_unet.weight_map import (
     class_balance_weights,
@@ -236,3 +237,18 @@ def test_bad_class_weights_are_rejected(class_weights):
 def test_numpy_scalars_are_accepted():
     weight = separation_border_weight_map(touching_squares(), np.float32(10), np.int64(5))
     np.testing.assert_allclose(weight, separation_border_weight_map(touching_squares()))
+
+
+def test_the_map_shown_is_the_map_trained_with(sample_image, sample_annotation):
+    """The Weight-map widget's stack map and training's samples share one conversion."""
+    from napari_unet.sampling import prepare_samples
+    from napari_unet.training import TrainingConfig
+    from napari_unet.weight_map import iter_weight_map
+
+    config = TrainingConfig(w0=12.0, sigma=4.0)
+    stack = np.stack([np.zeros_like(sample_annotation), sample_annotation])
+    shown = run_to_completion(iter_weight_map(stack, config, n_classes=3))
+    (sample,) = prepare_samples([sample_image], [sample_annotation], config, False, 3)
+    np.testing.assert_array_equal(shown[0], 0)  # a plane without annotation
+    np.testing.assert_array_equal(shown[1], sample.weights)
+    assert shown[1].max() > 5  # separation borders between the touching nuclei

@@ -334,3 +334,18 @@ def test_unavailable_choices_are_disabled(make_napari_viewer):
     )
     tooltip = train.settings.start_from.native.model().item(2).toolTip()
     assert "trained in this session" in tooltip
+
+
+def test_weight_map_and_train_show_the_same_loss_settings(make_napari_viewer):
+    viewer = make_napari_viewer()
+    open_sample(viewer)
+    weight_map, train = dock(viewer, "Weight map"), dock(viewer, "Train")
+    session = session_for(viewer)
+    weight_map.dense.value = True
+    weight_map.sigma.value = 7.0
+    assert train.loss.dense.value is True and train.loss.sigma.value == 7.0
+    train.loss.w0.value = 15.0
+    assert weight_map.w0.value == 15.0
+    assert (session.w0, session.sigma, session.dense) == (15.0, 7.0, True)
+    config = train.settings.config(session)
+    assert (config.w0, config.sigma) == (15.0, 7.0)

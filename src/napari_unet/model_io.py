@@ -33,6 +33,8 @@ FORMAT_NAME = "napari-unet"
 FORMAT_VERSION = "1"
 DEFAULT_MODEL_NAME = "default"
 SUFFIX = ".safetensors"
+#: Suffixes of the model files :func:`load_model` reads (the widgets' file filters).
+READABLE_SUFFIXES = (SUFFIX,)
 
 
 #: Largest architecture a model file may declare (the paper's network: depth 5, 64

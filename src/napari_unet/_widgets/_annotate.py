@@ -28,7 +28,7 @@ from ._common import (
     placement,
     spatial_shape,
 )
-from ._lifetime import WidgetLifetime
+from ._lifetime import LayerWatch, WidgetLifetime
 from ._session import session_for
 
 LEGEND = (
@@ -56,8 +56,7 @@ class AnnotateWidget(Container):
         self._viewer = napari_viewer
         self._session = session_for(napari_viewer)
         self._lifetime = WidgetLifetime(self.native)
-        self._watched_layer = None
-        self._watch_slots: list = []
+        self._watch = LayerWatch(self._lifetime, self._schedule_counts)
         self._press_slot = self._lifetime.guard(self._on_stroke_start)
         self._next_cell_slot = self._lifetime.guard(self._on_next_cell_key)
 
@@ -180,29 +179,17 @@ class AnnotateWidget(Container):
         layer = self.annotation_layer.value
         if layer is not None and self.image_layer.value is not None:
             self._session.pair(self.image_layer.value, layer)
-        if layer is not self._watched_layer:
-            self._unwatch()
+        previous = self._watch.layer
+        if self._watch.watch(layer):
+            if previous is not None:
+                if self._press_slot in previous.mouse_drag_callbacks:
+                    previous.mouse_drag_callbacks.remove(self._press_slot)
+                previous.bind_key(NEXT_CELL_KEY, None)
             if layer is not None:
-                self._watched_layer = layer
-                self._watch_slots = [
-                    (emitter, self._lifetime.connect(emitter, self._schedule_counts))
-                    for emitter in (layer.events.paint, layer.events.data)
-                ]
                 # before napari's own paint callback, which every mode change re-appends
                 layer.mouse_drag_callbacks.insert(0, self._press_slot)
                 layer.bind_key(NEXT_CELL_KEY, self._next_cell_slot, overwrite=True)
         self._update_counts()
-
-    def _unwatch(self) -> None:
-        for emitter, slot in self._watch_slots:
-            self._lifetime.disconnect(emitter, slot)
-        self._watch_slots = []
-        layer = self._watched_layer
-        if layer is not None:
-            if self._press_slot in layer.mouse_drag_callbacks:
-                layer.mouse_drag_callbacks.remove(self._press_slot)
-            layer.bind_key(NEXT_CELL_KEY, None)
-        self._watched_layer = None
 
     def _on_stroke_start(self, layer, event) -> None:
         """Mouse press on the annotation (before napari paints): choose the stroke's id."""

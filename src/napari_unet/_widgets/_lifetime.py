@@ -327,3 +327,36 @@ class WidgetLifetime:
             closed = True
         if closed:
             self.stop(wait=True)
+
+
+class LayerWatch:
+    """Call ``callback`` on every edit (paint stroke or new data) of one layer at a time.
+
+    Parameters
+    ----------
+    lifetime : WidgetLifetime
+        Lifetime of the watching widget: the connections end with it.
+    callback : callable
+        Slot of the layer's ``paint`` and ``data`` events (guarded).
+    """
+
+    def __init__(self, lifetime: WidgetLifetime, callback: Callable):
+        self._lifetime = lifetime
+        self._callback = callback
+        self._slots: list[tuple[object, Callable]] = []
+        self.layer = None
+
+    def watch(self, layer) -> bool:
+        """Watch ``layer`` (``None``: nothing) instead; return whether the layer changed."""
+        if layer is self.layer:
+            return False
+        for emitter, slot in self._slots:
+            self._lifetime.disconnect(emitter, slot)
+        self._slots = []
+        self.layer = layer
+        if layer is not None:
+            self._slots = [
+                (emitter, self._lifetime.connect(emitter, self._callback))
+                for emitter in (layer.events.paint, layer.events.data)
+            ]
+        return True

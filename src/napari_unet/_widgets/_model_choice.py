@@ -26,10 +26,6 @@ UNAVAILABLE = {
     "session": "No model has been trained in this session yet",
     "default": "No default model is installed with napari-unet",
 }
-#: Model files the file field offers (the formats :func:`napari_unet.load_model` reads).
-MODEL_FILE_FILTER = "*.safetensors"
-
-
 class ModelChoice:
     """A source ComboBox and a model-file field, kept consistent.
 
@@ -51,12 +47,14 @@ class ModelChoice:
     """
 
     def __init__(self, lifetime: WidgetLifetime, sources: Sequence[str], label: str):
-        from napari_unet.model_io import default_model_available
+        from napari_unet.model_io import READABLE_SUFFIXES, default_model_available
 
         self.sources = tuple(sources)
         self.default_available = default_model_available()
         self.combo = ComboBox(label=label, choices=[(MODEL_SOURCES[k], k) for k in self.sources])
-        self.file = FileEdit(label="model file", mode="r", filter=MODEL_FILE_FILTER)
+        # the formats napari_unet.load_model reads
+        readable = " ".join(f"*{suffix}" for suffix in READABLE_SUFFIXES)
+        self.file = FileEdit(label="model file", mode="r", filter=readable)
         self.combo.changed.connect(lifetime.guard(self._on_changed))
 
     def update(self, session_has_model: bool, prefer: Sequence[str] = ()) -> None:

@@ -15,7 +15,7 @@ from napari.utils.notifications import show_error
 from qtpy.QtCore import QTimer
 
 from ._common import ROLE_KEY, layer_data, message_label, placement
-from ._lifetime import WidgetLifetime
+from ._lifetime import LayerWatch, WidgetLifetime
 from ._loss_fields import LossFields
 from ._session import session_for
 
@@ -49,8 +49,7 @@ class WeightMapWidget(Container):
         self._target = None  # the annotation layer of the running computation
         self._showing = False
         self._dirty = False
-        self._watched_layer = None
-        self._watch_slots: list = []
+        self._watch = LayerWatch(self._lifetime, self.schedule_update)
 
         self.annotation_layer = ComboBox(
             label="annotation", choices=_labels_first_annotations(napari_viewer)
@@ -160,17 +159,7 @@ class WeightMapWidget(Container):
             self._compute()
 
     def _on_annotation_changed(self, *_):
-        layer = self.annotation_layer.value
-        if layer is not self._watched_layer:
-            for emitter, slot in self._watch_slots:
-                self._lifetime.disconnect(emitter, slot)
-            self._watch_slots = []
-            self._watched_layer = layer
-            if layer is not None:
-                for emitter in (layer.events.paint, layer.events.data):
-                    self._watch_slots.append(
-                        (emitter, self._lifetime.connect(emitter, self.schedule_update))
-                    )
+        self._watch.watch(self.annotation_layer.value)
         self.schedule_update()
 
     def _on_layer_removed(self, event) -> None:
