@@ -29,21 +29,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+sys.path.insert(0, str(Path(__file__).parent))
+from machine import cpu_name  # noqa: E402
 
 
 def _throughput(history) -> float:
@@ -185,7 +178,7 @@ def main() -> None:
         print(phase, json.dumps(results[-1][1]), flush=True)
 
     print(
-        f"machine: {_cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"machine: {cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads; window {'hidden' if args.hidden else 'shown'}"
     )
     api = [r["it_per_s"] for name, r in results if name == "api"]
@@ -214,7 +207,7 @@ def main() -> None:
             )
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"results": results, "cpu": _cpu_name()}, f, indent=1)
+            json.dump({"results": results, "cpu": cpu_name()}, f, indent=1)
     viewer.close()
     if display is not None:
         display.stop()

@@ -32,9 +32,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from napari_unet import devices
-from napari_unet.devices import resolve_device, resolve_precision
+from napari_unet.devices import auto_tile_shape, resolve_device, resolve_precision
 from napari_unet.network import UNet
-from napari_unet.tiling import auto_tile_shape, plan_tiles, predict_tiled
+from napari_unet.tiling import plan_tiles, predict_tiled
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import cpu_name, peak_rss_mib  # noqa: E402

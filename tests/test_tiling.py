@@ -9,12 +9,11 @@ import pytest
 import torch
 
 from napari_unet import devices
-from napari_unet.devices import resolve_precision
+from napari_unet.devices import auto_tile_shape, resolve_precision
 from napari_unet.network import UNet
 from napari_unet.reference import predict_whole
 from napari_unet.tiling import (
     TileProgress,
-    auto_tile_shape,
     iter_predict_tiled,
     mirror_index,
     plan_tiles,

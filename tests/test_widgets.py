@@ -154,12 +154,20 @@ def test_train_stop_segment_export(make_napari_viewer, qtbot, tmp_path):
     worker = train.start()
     assert worker is not None
     qtbot.waitUntil(lambda: train.progress.value >= 2, timeout=30000)
+    # the run reports to napari's activity dock, with its share done, until it ends
+    from napari.utils import progress as napari_progress
+
+    def training_bars():
+        return [p for p in napari_progress._all_instances if "U-Net training" in (p.desc or "")]
+
+    qtbot.waitUntil(lambda: any(bar.n > 0 for bar in training_bars()), timeout=5000)
     with qtbot.waitSignal(worker.returned, timeout=5000) as returned:
         started = time.monotonic()
         train.start_button.native.click()
         assert train.state is TrainingState.STOPPING
     qtbot.waitUntil(lambda: train.state is TrainingState.STOPPED, timeout=1000)
     assert time.monotonic() - started < 1.5
+    assert not training_bars()  # taken off the activity dock
     assert returned.args[0].stopped and returned.args[0].model is session.model
     assert session.model is not first_model
     assert train.start_button.text == "Start training"

@@ -26,6 +26,8 @@ UNAVAILABLE = {
     "session": "No model has been trained in this session yet",
     "default": "No default model is installed with napari-unet",
 }
+
+
 class ModelChoice:
     """A source ComboBox and a model-file field, kept consistent.
 

@@ -31,7 +31,7 @@ from qtpy.QtCore import QTimer
 from napari_unet.threads import ThreadShare
 
 from ._accept import AcceptCells
-from ._common import message_label, same_layer
+from ._common import ActivityReport, message_label, same_layer
 from ._lifetime import WidgetLifetime
 from ._loss_fields import LossFields
 from ._loss_plot import LossPlot
@@ -112,6 +112,7 @@ class TrainWidget(Container):
         self._lifetime = WidgetLifetime(self.native)
         self._stop_event: threading.Event | None = None
         self._latest = None  # the last progress record, shown by the UI timer
+        self._activity: ActivityReport | None = None  # the line in napari's activity dock
 
         self.data = TrainingPairs(napari_viewer, self._session, self._lifetime)
         self.settings = TrainingSettings(self._lifetime)
@@ -262,10 +263,15 @@ class TrainWidget(Container):
             self.status.value = "Stopping after this iteration…"
         elif state is TrainingState.TRAINING:
             self.status.value = "Preparing the training data…"
+            if self._activity is None:
+                self._activity = ActivityReport("U-Net training")
         if not running:
             self._ui_timer.stop()
             self._show_progress()  # the last record
             self.loss_plot.draw()
+            if self._activity is not None:
+                self._activity.close()
+                self._activity = None
 
     def _on_progress(self, progress) -> None:
         """Per iteration: keep the record, hand a snapshot to the preview. Cheap."""
@@ -287,6 +293,8 @@ class TrainWidget(Container):
         )
         if self._session.training_state is TrainingState.TRAINING:
             self.status.value = text
+        if self._activity is not None:  # at most once per UI_INTERVAL_MS, like the bar
+            self._activity.set_fraction(progress.fraction, f"U-Net training: {text}")
 
     def _on_start_clicked(self, *_):
         if self._session.training_state is TrainingState.TRAINING:
