@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch.utils.data
 
-from napari_unet.annotation import annotation_to_target
 from napari_unet.augmentation import (
     augment_intensity,
     crop_grid,
@@ -22,7 +21,7 @@ from napari_unet.augmentation import (
     warp_labels,
 )
 from napari_unet.images import image_layout, iter_planes, normalize, percentile_normalization
-from napari_unet.weight_map import training_weight_map
+from napari_unet.weight_map import training_target, training_weight_map
 
 
 @dataclass
@@ -183,13 +182,7 @@ def prepare_validation(pairs, config, dense: bool, n_classes: int) -> list:
                 f"validation pair {n}: image of shape {tuple(np.shape(image))}, annotation of "
                 f"shape {annotation.shape}; give a 2D image (Y, X) and an annotation of its shape"
             )
-        parts = annotation_to_target(
-            annotation,
-            dense=dense,
-            gap=config.gap,
-            n_classes=n_classes,
-            boundary_width=config.boundary_width,
-        )
+        parts = training_target(annotation, config, dense, n_classes)
         normalization = percentile_normalization(image, config.percentiles)
         prepared.append((image, normalization, (parts.classes != 0) & parts.mask, parts.mask))
     return prepared

@@ -238,14 +238,23 @@ def training_weight_map(
         As :func:`~napari_unet.annotation.annotation_to_target` and
         :func:`weight_map_from_target`.
     """
-    parts = annotation_to_target(
+    parts = training_target(labels, config, dense, n_classes)
+    return parts, weight_map_from_target(parts, config.w0, config.sigma, config.class_weights)
+
+
+def training_target(labels, config, dense: bool = False, n_classes: int = DEFAULT_N_CLASSES):
+    """The target of :func:`training_weight_map` alone (no weights).
+
+    :func:`~napari_unet.annotation.annotation_to_target` with ``config``'s ``gap`` and
+    ``boundary_width``; validation data uses it.
+    """
+    return annotation_to_target(
         labels,
         dense=dense,
         gap=config.gap,
         n_classes=n_classes,
         boundary_width=config.boundary_width,
     )
-    return parts, weight_map_from_target(parts, config.w0, config.sigma, config.class_weights)
 
 
 def iter_weight_map(
