@@ -46,7 +46,7 @@ def _throughput(history) -> float:
     return (len(history) - 1) / (history[-1].seconds - history[0].seconds)
 
 
-def run_api(image, annotation, model_name: str, seconds: float) -> dict:
+def run_api(image, annotation, model_name: str, seconds: float, device: str = "cpu") -> dict:
     """Fine-tune through the API on this thread for ``seconds``."""
     from napari_unet.generators import run_to_completion
     from napari_unet.model_io import load_model
@@ -54,9 +54,70 @@ def run_api(image, annotation, model_name: str, seconds: float) -> dict:
 
     config = TrainingConfig(max_seconds=seconds)
     result = run_to_completion(
-        train([image], [annotation], model=load_model(model_name), config=config, seed=1)
+        train(
+            [image],
+            [annotation],
+            model=load_model(model_name),
+            config=config,
+            seed=1,
+            device=device,
+        )
     )
     return {"iterations": len(result.history), "it_per_s": _throughput(result.history)}
+
+
+def run_core(
+    image, annotation, model_name: str, seconds: float, preview: bool, device: str = "cpu"
+) -> dict:
+    """The widget's loop without Qt: training, and a preview thread fed by its snapshots.
+
+    As the Train widget does: training yields a snapshot every ``SNAPSHOT_INTERVAL_S``
+    seconds; when none is being predicted, a thread segments the view (here the whole
+    image) with it, and the two share the CPU threads (:class:`ThreadShare`).
+    """
+    import threading
+
+    from napari_unet.generators import run_to_completion
+    from napari_unet.model_io import load_model
+    from napari_unet.preview import SNAPSHOT_INTERVAL_S, ViewRegion, iter_preview
+    from napari_unet.threads import ThreadShare
+    from napari_unet.training import TrainingConfig, train
+
+    share = ThreadShare()
+    region = ViewRegion((), 0, 0, *image.shape)
+    done: list[float] = []
+    busy = threading.Event()
+
+    def predict(snapshot):
+        run_to_completion(share.preview(iter_preview(image, region, snapshot, device=device)))
+        done.append(time.perf_counter())
+        busy.clear()
+
+    started = time.perf_counter()
+    history = []
+    training = train(
+        [image],
+        [annotation],
+        model=load_model(model_name),
+        config=TrainingConfig(max_seconds=seconds),
+        seed=1,
+        device=device,
+        snapshot_interval=SNAPSHOT_INTERVAL_S if preview else None,
+    )
+    for progress in share.training(training):
+        history.append(progress)
+        if progress.snapshot is not None and not busy.is_set():
+            busy.set()
+            threading.Thread(target=predict, args=(progress.snapshot,), daemon=True).start()
+    stopped = time.perf_counter()
+    while busy.is_set():
+        time.sleep(0.01)
+    result = {"iterations": len(history), "it_per_s": _throughput(history)}
+    if preview:
+        result["start_to_first_preview_s"] = done[0] - started if done else None
+        result["refreshes_per_minute"] = sum(t <= stopped for t in done) / (seconds / 60)
+        result["preview_region"] = region.box
+    return result
 
 
 def run_widget(widget, seconds: float, preview: bool) -> dict:
@@ -132,13 +193,21 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--seconds", type=float, default=30.0, help="training time of each phase")
-    p.add_argument("--phases", default="api,off,on,api", help="comma-separated: api, off, on")
+    p.add_argument(
+        "--phases",
+        default="api,off,on,api",
+        help="comma-separated: api, off, on (the widget), core-off, core-on (its loop without Qt)",
+    )
+    p.add_argument("--device", default="cpu", help="device of the api and core phases")
     p.add_argument("--model", default="default", help="model to fine-tune ('default' or a file)")
     p.add_argument("--hidden", action="store_true", help="do not show the napari window")
     p.add_argument("--threads", type=int, help="PyTorch threads (default: PyTorch's)")
     p.add_argument("--json", help="also write the results to this file")
     args = p.parse_args()
 
+    phases = args.phases.split(",")
+    if all(phase == "api" or phase.startswith("core") for phase in phases):
+        return run_headless(args, phases)
     display = None
     if not os.environ.get("DISPLAY"):
         from pyvirtualdisplay import Display
@@ -211,6 +280,43 @@ def main() -> None:
     viewer.close()
     if display is not None:
         display.stop()
+
+
+def run_headless(args, phases) -> None:
+    """The api and core phases alone: no napari, no Qt (e.g. on a GPU machine)."""
+    import torch
+
+    from napari_unet._sample_data import nuclei_annotated
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    (image, _, _), (annotation, _, _) = nuclei_annotated()
+    results = {}
+    for phase in phases:
+        if phase == "api":
+            r = run_api(image, annotation, args.model, args.seconds, args.device)
+        else:
+            r = run_core(
+                image, annotation, args.model, args.seconds, phase == "core-on", args.device
+            )
+        results[phase] = r
+        print(phase, json.dumps(r), flush=True)
+    device = torch.cuda.get_device_name() if args.device == "cuda" else cpu_name()
+    print(f"machine: {device} ({args.device}), {os.cpu_count()} cores, torch {torch.__version__}")
+    if "core-on" in results:
+        r = results["core-on"]
+        print(
+            f"preview (no Qt): Start -> first preview {r['start_to_first_preview_s']:.1f} s, "
+            f"{r['refreshes_per_minute']:.0f} refreshes/min of the whole {image.shape} field"
+        )
+        if "core-off" in results:
+            print(
+                "throughput with the preview / without: "
+                f"{r['it_per_s'] / results['core-off']['it_per_s']:.2f}"
+            )
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"results": results, "device": device}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,11 @@ from napari_unet.images import (
 )
 from napari_unet.network import UNet
 
+#: Seconds between two network snapshots while training with the preview on. On a
+#: 2-core CPU, training kept 0.74-0.82 of its speed with a snapshot every 3 s and
+#: 0.82-0.85 every 5 s (the prediction, and the canvas redraw; docs/benchmarks.md).
+SNAPSHOT_INTERVAL_S = 5.0
+
 
 @dataclass(frozen=True)
 class ViewRegion:

@@ -17,15 +17,13 @@ from magicgui.widgets import CheckBox, Container
 from napari.utils.notifications import show_error
 from qtpy.QtCore import QTimer
 
+from napari_unet.preview import SNAPSHOT_INTERVAL_S  # noqa: F401 (read by _train)
+
 from ._common import ROLE_KEY, message_label, placement, same_layer, spatial_shape
 from ._lifetime import WidgetLifetime
 
 #: Quiet time (ms) after the last pan, zoom or plane change before the view is predicted.
 DEBOUNCE_MS = 250
-#: Seconds between two network snapshots while training with the preview on. On a
-#: 2-core CPU, training kept 0.74-0.82 of its speed with a snapshot every 3 s and
-#: 0.82-0.85 every 5 s (the prediction, and the canvas redraw; docs/benchmarks.md).
-SNAPSHOT_INTERVAL_S = 5.0
 
 
 class LivePreview(Container):
