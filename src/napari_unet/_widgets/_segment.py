@@ -87,7 +87,7 @@ class SegmentWidget(Container):
         self.model = ComboBox(
             label="model", choices=[(text, key) for key, text in MODEL_CHOICES.items()]
         )
-        self.model_file = FileEdit(label="model file", mode="r", filter="*.safetensors")
+        self.model_file = FileEdit(label="model file", mode="r", filter="*.safetensors *.zip")
         self.auto_tile = CheckBox(text="automatic tile size (from free memory)", value=True)
         self.tile_size = SpinBox(label="tile (px)", value=572, min=32, max=4096, step=4)
         self.tile_size.tooltip = "Largest input tile; rounded up to a valid size for the network"

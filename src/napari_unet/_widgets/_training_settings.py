@@ -38,7 +38,7 @@ class TrainingSettings(Container):
         self.start_from = ComboBox(
             label="start from", choices=[(text, key) for key, text in START_FROM.items()]
         )
-        self.model_file = FileEdit(label="model file", mode="r", filter="*.safetensors")
+        self.model_file = FileEdit(label="model file", mode="r", filter="*.safetensors *.zip")
         self.depth = SpinBox(label="depth", value=SCRATCH_CONFIG.depth, min=2, max=6)
         self.depth.tooltip = "Resolution levels of a new network (the paper: 5)"
         self.base_channels = ComboBox(
