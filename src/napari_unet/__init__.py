@@ -20,7 +20,10 @@ probabilities_to_labels
 segment
     Image in, label image out, with the shipped default model.
 load_model, save_model
-    Self-describing safetensors model files.
+    Self-describing safetensors model files (``load_model`` also reads the
+    bioimage.io packages ``export_bioimageio`` writes).
+export_bioimageio
+    A model as a bioimage.io model package (needs the ``bioimageio`` extra).
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ _LAZY = {
     "iter_segment": "napari_unet.segmentation",
     "load_model": "napari_unet.model_io",
     "save_model": "napari_unet.model_io",
+    "export_bioimageio": "napari_unet.bioimageio",
     "available_devices": "napari_unet.devices",
     "resolve_device": "napari_unet.devices",
     "resolve_precision": "napari_unet.devices",
@@ -59,6 +63,7 @@ __all__ = ["__version__", *sorted(_LAZY)]
 if TYPE_CHECKING:  # pragma: no cover
     # ruff: noqa: F401
     from napari_unet.annotation import annotation_to_target, validate_annotation
+    from napari_unet.bioimageio import export_bioimageio
     from napari_unet.devices import available_devices, resolve_device, resolve_precision
     from napari_unet.instances import probabilities_to_labels
     from napari_unet.model_io import load_model, save_model

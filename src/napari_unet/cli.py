@@ -1,4 +1,4 @@
-"""Command line: ``napari-unet segment | train | weight-map``."""
+"""Command line: ``napari-unet segment | train | weight-map | export-bioimageio``."""
 
 from __future__ import annotations
 
@@ -174,6 +174,28 @@ def _weight_map(args) -> int:
     return 0
 
 
+def _export_bioimageio(args) -> int:
+    from napari_unet.file_checks import check_output_path
+    from napari_unet.model_io import load_model, resolve_model_path
+
+    check_output_path(args.output, [resolve_model_path(args.model)])
+    try:
+        from napari_unet.bioimageio import export_bioimageio
+
+        written = export_bioimageio(
+            load_model(args.model),
+            args.output,
+            name=args.name,
+            authors=args.author,
+            license=args.license,
+        )
+    except ImportError as error:  # the optional extra is missing: say how to install it
+        print(f"napari-unet export-bioimageio: error: {error}", file=sys.stderr)
+        return 2
+    print(f"bioimage.io model package -> {written} (check it: bioimageio test {written})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``napari-unet`` argument parser; its defaults are those of the core."""
     from napari_unet.training import TrainingConfig
@@ -320,6 +342,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     wm.add_argument("--dense", action="store_true", help="annotation is dense: 0 = background")
     wm.set_defaults(func=_weight_map)
+
+    from napari_unet.bioimageio import DEFAULT_LICENSE
+
+    bx = sub.add_parser(
+        "export-bioimageio",
+        help="write a model as a bioimage.io model package (zip)",
+        description="Write a model as a bioimage.io model package (format 0.5): for ilastik, "
+        "deepImageJ/Fiji, QuPath and bioimageio.core. Needs the bioimageio extra: "
+        'pip install "napari-unet-cells[bioimageio]".',
+    )
+    bx.add_argument("model", help="shipped model name (default) or a model file")
+    bx.add_argument("-o", "--output", type=Path, required=True, help="zip file to write")
+    bx.add_argument("--name", default=None, help="package name (default: from the model)")
+    bx.add_argument(
+        "--author",
+        action="append",
+        default=None,
+        help="who trained the model; repeat for several (default: the project for the "
+        "shipped model, else a placeholder)",
+    )
+    bx.add_argument("--license", default=DEFAULT_LICENSE, help="SPDX licence id; " + _DEFAULT)
+    bx.set_defaults(func=_export_bioimageio)
     return parser
 
 

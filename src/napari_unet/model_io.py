@@ -34,7 +34,9 @@ FORMAT_VERSION = "1"
 DEFAULT_MODEL_NAME = "default"
 SUFFIX = ".safetensors"
 #: Suffixes of the model files :func:`load_model` reads (the widgets' file filters).
-READABLE_SUFFIXES = (SUFFIX,)
+#: A bioimage.io model package (zip), as :func:`napari_unet.export_bioimageio` writes.
+PACKAGE_SUFFIX = ".zip"
+READABLE_SUFFIXES = (SUFFIX, PACKAGE_SUFFIX)
 
 
 #: Largest architecture a model file may declare (the paper's network: depth 5, 64
@@ -138,7 +140,8 @@ def load_model(path_or_name: str | os.PathLike = DEFAULT_MODEL_NAME) -> UNet:
     Parameters
     ----------
     path_or_name : str or os.PathLike
-        A file written by :func:`save_model`, or the name of a shipped model
+        A file written by :func:`save_model`, a bioimage.io package (zip) written by
+        :func:`napari_unet.bioimageio.export_bioimageio`, or the name of a shipped model
         (``"default"``: the nuclei model trained on BBBC039 + DSB2018). A ``str`` with
         no path separator and no suffix is a shipped name first; ``"./default"`` or a
         :class:`pathlib.Path` always means a file (:func:`is_model_name`).
@@ -159,11 +162,16 @@ def load_model(path_or_name: str | os.PathLike = DEFAULT_MODEL_NAME) -> UNet:
         arbitrary code), its declared architecture exceeds
         :data:`ARCHITECTURE_LIMITS` or does not fit its weights (checked before the
         network is built), or a weight or batch-norm statistic is NaN or infinite
-        (:func:`check_state`).
+        (:func:`check_state`); or a bioimage.io package was not exported by napari-unet
+        (:func:`napari_unet._bioimageio_load.load_package`).
     """
     from safetensors import SafetensorError, safe_open
 
     path = resolve_model_path(path_or_name)
+    from napari_unet import _bioimageio_load as bioimageio
+
+    if path.suffix.lower() == PACKAGE_SUFFIX or bioimageio.is_package(path):
+        return bioimageio.load_package(path)
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             header = f.metadata() or {}

@@ -129,6 +129,10 @@ class UNet(nn.Module):
     file records beside the weights: normalisation and training settings.
     """
 
+    # Shape helpers, not part of ``forward``: torch.jit.script (the bioimage.io
+    # torchscript weights) compiles properties unless they are listed here.
+    __jit_unused_properties__ = ["halo", "pooling_factor"]
+
     def __init__(
         self,
         in_channels: int = 1,

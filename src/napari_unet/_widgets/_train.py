@@ -60,6 +60,18 @@ def _load_and_train(model, images, annotations, **options):
     return (yield from training.train(images, annotations, model=model, **options))
 
 
+def _export_bioimageio(model, path):
+    """:func:`napari_unet.bioimageio.export_bioimageio` as a generator for a worker.
+
+    The export (TorchScript, test tensors, validation) takes a few seconds: off the GUI
+    thread. Nothing to report on the way.
+    """
+    from napari_unet.bioimageio import export_bioimageio
+
+    yield
+    return export_bioimageio(model, path)
+
+
 # -- worker signals -> session state. No widget involved: these also run when the widget
 #    is gone, so the state machine always ends in a finished state. -------------------
 class _Run:
@@ -126,6 +138,11 @@ class TrainWidget(Container):
             napari_viewer, self._annotation_layer, self._lifetime, self._predicted_box
         )
         self.save_button = PushButton(text="Save model…")
+        self.export_button = PushButton(text="Export to bioimage.io…")
+        self._model_buttons = Container(
+            widgets=[self.save_button, self.export_button], layout="horizontal", labels=False
+        )
+        self._model_buttons.margins = (0, 0, 0, 0)
         self.extend(
             [
                 self.data,
@@ -136,7 +153,7 @@ class TrainWidget(Container):
                 self.status,
                 self.preview,
                 self.accept,
-                self.save_button,
+                self._model_buttons,
             ]
         )
         self._ui_timer = QTimer(self.native)
@@ -146,11 +163,12 @@ class TrainWidget(Container):
         theme = get_theme(napari_viewer.theme)
         self.loss_plot = LossPlot(theme.text.as_hex(), theme.canvas.as_hex())
         layout = self.native.layout()
-        layout.insertWidget(layout.indexOf(self.save_button.native), self.loss_plot.canvas)
+        layout.insertWidget(layout.indexOf(self._model_buttons.native), self.loss_plot.canvas)
 
         guard = self._lifetime.guard
         self.start_button.changed.connect(guard(self._on_start_clicked))
         self.save_button.changed.connect(guard(self._on_save_clicked))
+        self.export_button.changed.connect(guard(self._on_export_clicked))
         self._lifetime.connect(self._session.training_state_changed, self._on_state_changed)
         self._lifetime.connect(self._session.model_changed, self._on_model_changed)
         self.reset_choices()
@@ -249,6 +267,7 @@ class TrainWidget(Container):
         self.start_button.enabled = state is not TrainingState.STOPPING
         self.data.enabled = self.settings.enabled = not running
         self.save_button.enabled = not running and self._session.model is not None
+        self.export_button.enabled = self.save_button.enabled
         if state is TrainingState.DONE:
             self.status.value = f"Done: {self._session.model_description}."
         elif state is TrainingState.STOPPED:
@@ -317,9 +336,48 @@ class TrainWidget(Container):
             return
         show_info(f"Model saved to {written}")
 
+    def export_bioimageio(self, path):
+        """Export the session's model as a bioimage.io package in a worker.
+
+        Returns the worker (already started), or ``None`` when there is no model or a
+        worker of this widget runs. Success and failure are shown as notifications.
+        """
+        if self._session.model is None or self._lifetime.running:
+            return None
+        self.export_button.enabled = self.start_button.enabled = False
+        return self._lifetime.run(
+            _export_bioimageio,
+            self._session.model,
+            path,
+            returned=lambda written: show_info(f"bioimage.io package written to {written}"),
+            errored=lambda error: show_error(f"Could not export the model: {error}"),
+            finished=self._on_export_finished,
+        )
+
+    def _on_export_clicked(self, *_):
+        from qtpy.QtWidgets import QFileDialog
+
+        try:
+            from napari_unet.bioimageio import require_bioimageio
+
+            require_bioimageio()
+        except ImportError as error:
+            show_error(str(error))
+            return
+        path, _filter = QFileDialog.getSaveFileName(
+            self.native, "Export to bioimage.io", "unet.bioimageio.zip", "bioimage.io model (*.zip)"
+        )
+        if path:
+            self.export_bioimageio(path)
+
+    def _on_export_finished(self) -> None:
+        self.start_button.enabled = True
+        self.export_button.enabled = self.save_button.enabled
+
     def _on_model_changed(self, model) -> None:
         self.settings.update_start_from_choices(session_has_model=model is not None)
         self.save_button.enabled = not self._session.training_state.running and model is not None
+        self.export_button.enabled = self.save_button.enabled
         if model is not None:
             # the next round continues from this model (and its optimiser state) ...
             self.settings.start_from.value = "session"
