@@ -283,7 +283,10 @@ def normalize(plane, low: float, high: float) -> np.ndarray:
     """
     plane = np.asarray(plane)
     work = np.float64 if plane.dtype.itemsize > 4 else np.float32
-    result = ((plane.astype(work) - work(low)) / work(high - low)).astype(np.float32)
+    result = plane.astype(work)  # a copy, normalised in place
+    result -= work(low)
+    result /= work(high - low)
+    result = result.astype(np.float32, copy=False)
     if not np.isfinite(result).all():
         raise ValueError(
             "image contains NaN or infinite values, or values too far from the rest to be "
