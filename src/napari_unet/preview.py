@@ -25,6 +25,7 @@ from napari_unet.images import (
     iter_planes,
     percentile_normalization,
 )
+from napari_unet.instances import count_cells
 from napari_unet.network import UNet
 
 #: Seconds between two network snapshots while training with the preview on. On a
@@ -135,11 +136,14 @@ class PreviewResult:
         int32 ``region.shape``: 0 = background, 1..N = cells.
     seconds : float
         Wall time of the prediction.
+    n_cells : int
+        Cells in the region (counted in the worker, not on the GUI thread).
     """
 
     region: ViewRegion
     labels: np.ndarray
     seconds: float
+    n_cells: int = 0
 
 
 def plane_of(image, region: ViewRegion, rgb: bool | None = None) -> np.ndarray:
@@ -218,4 +222,5 @@ def iter_preview(
     inner = result.labels[
         region.top - top : region.bottom - top, region.left - left : region.right - left
     ]
-    return PreviewResult(region, np.ascontiguousarray(inner), time.perf_counter() - started)
+    inner = np.ascontiguousarray(inner)
+    return PreviewResult(region, inner, time.perf_counter() - started, count_cells(inner))

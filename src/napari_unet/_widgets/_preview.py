@@ -210,7 +210,7 @@ class LivePreview(Container):
         layer.refresh()
         self._region = result.region
         self.n_refreshes += 1
-        n_cells = len(np.unique(result.labels)) - int((result.labels == 0).any())
+        n_cells = result.n_cells
         source = f" · {self._source_label}" if self._source_label else ""
         self.status.value = (
             f"preview: {n_cells} cell{'s' if n_cells != 1 else ''} in view{source} "
