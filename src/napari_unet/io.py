@@ -248,6 +248,22 @@ def image_files(paths, *, skip_written: bool = False) -> list[Path]:
     return files
 
 
+# -- segmentation results -----------------------------------------------------------------
+
+#: Names of the results of segmenting ``<stem>.<suffix>``: label image and probability.
+MASKS_SUFFIX = "_masks.tif"
+PROBABILITIES_SUFFIX = "_probabilities.tif"
+
+
+def segmentation_outputs(
+    path: str | os.PathLike, output_dir: str | os.PathLike, probabilities: bool = False
+) -> list[Path]:
+    """Result files of segmenting ``path`` into ``output_dir``: masks (and probabilities)."""
+    stem, folder = Path(path).stem, Path(output_dir)
+    names = [stem + MASKS_SUFFIX] + [stem + PROBABILITIES_SUFFIX] * bool(probabilities)
+    return [folder / name for name in names]
+
+
 # -- label images --------------------------------------------------------------------------
 
 
