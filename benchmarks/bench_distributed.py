@@ -88,6 +88,7 @@ def run_cluster(image_path: str, out: str, n_workers: int, threads: int, block: 
     return {
         "workers": n_workers,
         "seconds": seconds,
+        "mp_per_s": result.plan.image_shape[0] * result.plan.image_shape[1] / seconds / 1e6,
         "segment_stage_s": blocks_done,
         "stitch_stage_s": seconds - blocks_done,
         "n_blocks": result.plan.n_blocks,
@@ -160,6 +161,9 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1, help="PyTorch threads per process")
     p.add_argument("--precision", default="float32")
     p.add_argument("--no-baseline", action="store_true")
+    p.add_argument(
+        "--baseline-threads", type=int, nargs="+", default=[1], help="segment() with these"
+    )
     p.add_argument("--measure-gpu-block", action="store_true")
     p.add_argument("--json", default=None)
     args = p.parse_args()
@@ -177,19 +181,26 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         image = tiled_image(f"{tmp}/image.zarr", args.size)
         reference = None
-        if not args.no_baseline:
+        report["baselines"] = []
+        for threads in [] if args.no_baseline else args.baseline_threads:
+            torch.set_num_threads(threads)
             model = load_model("default")
             t0 = time.perf_counter()
-            reference = segment(image, model, precision=args.precision)
+            labels = segment(image, model, precision=args.precision)
             seconds = time.perf_counter() - t0
-            report["baseline"] = {
-                "seconds": seconds,
-                "n_cells": int(reference.max()),
-                "peak_rss_mib": peak_rss_mib(),
-            }
-            print(
-                f"segment(): {seconds:.1f} s, {args.size**2 / seconds / 1e6:.2f} MP/s", flush=True
+            reference = labels if reference is None else reference
+            del labels
+            report["baselines"].append(
+                {
+                    "threads": threads,
+                    "seconds": seconds,
+                    "mp_per_s": args.size**2 / seconds / 1e6,
+                    "n_cells": int(reference.max()),
+                    "peak_rss_mib": peak_rss_mib(),
+                }
             )
+            print(json.dumps(report["baselines"][-1]), flush=True)
+        torch.set_num_threads(args.threads)
         report["runs"] = []
         for n in args.workers:
             out = f"{tmp}/labels-{n}.zarr"

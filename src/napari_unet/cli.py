@@ -9,6 +9,7 @@ from pathlib import Path
 from napari_unet.annotation import DEFAULT_N_CLASSES, TARGET_CLASSES
 from napari_unet.cli_distributed import add_cluster_options
 from napari_unet.devices import DEVICE_CHOICES, PRECISION_CHOICES
+from napari_unet.io import FILE_ERRORS
 
 _DEFAULT = "default: %(default)s"
 
@@ -23,7 +24,7 @@ def _tile(value: str) -> tuple[int, int]:
 
 
 #: Errors reported as one line naming the file (anything else is a bug: a traceback).
-_REPORTED_ERRORS = (ValueError, OSError, OverflowError, FloatingPointError, MemoryError)
+_REPORTED_ERRORS = FILE_ERRORS
 
 
 def _segment_outputs(path: Path, args) -> list[Path]:

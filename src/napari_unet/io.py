@@ -26,6 +26,10 @@ SOFTWARE = "napari-unet"
 #: Number of axes a label image file may have: ``(Y, X)`` or a stack ``(Z|T, Y, X)``.
 LABEL_NDIMS = (2, 3)
 
+#: Errors that fail one file of a batch: reported on one line naming the file, while the
+#: other files go on (anything else is a bug and stops the batch).
+FILE_ERRORS = (ValueError, OSError, OverflowError, FloatingPointError, MemoryError)
+
 # Temporary files: ".<name>.napari-unet-<pid>.<random>.tmp" beside the destination.
 TEMP_TAG = "napari-unet"
 _TEMP_RE = re.compile(rf"^\..+\.{TEMP_TAG}-(\d+)\.[A-Za-z0-9_]+\.tmp$")

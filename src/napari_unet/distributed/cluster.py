@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -102,4 +103,5 @@ def model_on_cluster(client, model):
     The model travels pickled inside the task; each worker that needs it fetches it
     once from another worker.
     """
-    return client.submit(pickle.loads, _pickled(model), pure=False, key=f"unet-model-{id(model)}")
+    key = f"unet-model-{uuid.uuid4().hex}"
+    return client.submit(pickle.loads, _pickled(model), pure=False, key=key)

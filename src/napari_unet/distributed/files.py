@@ -12,9 +12,7 @@ import numpy as np
 
 from napari_unet.distributed.cluster import DEFAULT_RETRIES, ClusterProgress, model_on_cluster
 from napari_unet.generators import run_to_completion
-
-#: Errors that fail one file of a batch (reported; the others go on), as on the CLI.
-FILE_ERRORS = (ValueError, OSError, OverflowError, FloatingPointError, MemoryError)
+from napari_unet.io import FILE_ERRORS
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from collections.abc import Generator
 from dataclasses import dataclass
 
@@ -228,6 +229,7 @@ def iter_segment_zarr(
     )
     target = zarr_io.create_labels(store, path, shape, plan.block_shape, fmt)
     seams = plan.seams()
+    job = uuid.uuid4().hex
     model_future = model_on_cluster(client, net)
     reads_directly = not isinstance(plane.array, (np.ndarray, da.Array))
     task = dask.delayed(_block_task, pure=False)
@@ -247,7 +249,7 @@ def iter_segment_zarr(
                 instances,
                 provisional,
                 options,
-                dask_key_name=f"unet-block-{block.index}-{id(plan)}",
+                dask_key_name=f"unet-block-{block.index}-{job}",
             )
         )
     counts = [dask.delayed(_cells_of, pure=True)(r) for r in results]
@@ -259,20 +261,16 @@ def iter_segment_zarr(
     ]
     futures = client.compute([*counts, *matches], retries=retries)
     count_futures, match_futures = futures[: plan.n_blocks], futures[plan.n_blocks :]
-    relabelled = []
     try:
         yield ClusterProgress("segment", 0, plan.n_blocks, time.perf_counter() - started)
-        done = 0
-        for _ in as_completed(count_futures):
-            done += 1
+        for done, _ in enumerate(as_completed(count_futures), start=1):
             yield ClusterProgress("segment", done, plan.n_blocks, time.perf_counter() - started)
         cells = client.gather(count_futures)
-        matched = dict(
-            zip(((s.first, s.second) for s in seams), client.gather(match_futures), strict=True)
-        )
-        del futures, count_futures, match_futures, results  # the strips leave the workers
+        keys = [(s.first, s.second) for s in seams]
+        matched = dict(zip(keys, client.gather(match_futures), strict=True))
+        client.cancel(futures)  # done: their results (and the strips) leave the workers
         tables, n_cells = global_ids(cells, matched)
-        relabelled = client.map(
+        futures = client.map(
             _relabel_task,
             [provisional] * plan.n_blocks,
             [target] * plan.n_blocks,
@@ -281,16 +279,16 @@ def iter_segment_zarr(
             retries=retries,
             pure=False,
         )
-        for done, _ in enumerate(as_completed(relabelled), start=1):
+        for done, _ in enumerate(as_completed(futures), start=1):
             yield ClusterProgress("stitch", done, plan.n_blocks, time.perf_counter() - started)
-        client.gather(relabelled)
+        client.gather(futures)
         if ome is not None and output is None:
             yield from _write_pyramid(client, target, plan, started)
             factors = zarr_io.pyramid_factors(plan.image_shape)
             zarr_io.write_ome_label_metadata(ome, name, factors)
         zarr_io.mark_complete(target, n_cells)
-    finally:
-        client.cancel([model_future, *relabelled])
+    finally:  # also when the caller stops early: nothing keeps running or lying around
+        client.cancel([model_future, *futures])
         _remove(provisional)
     return ZarrSegmentResult(store, path, n_cells, plan, time.perf_counter() - started)
 

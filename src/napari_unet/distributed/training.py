@@ -23,6 +23,8 @@ from napari_unet.generators import run_to_completion
 SEND_INTERVAL = 0.25
 #: Seconds the session waits for a message before it checks on the worker again.
 POLL_INTERVAL = 0.25
+#: Seconds between two checks that the worker is still there.
+ALIVE_CHECK_INTERVAL = 1.0
 #: Default seconds between snapshots the worker sends back (a few MB each).
 DEFAULT_SNAPSHOT_INTERVAL = 30.0
 
@@ -143,7 +145,7 @@ def iter_train_remote(
     ValueError, FloatingPointError
         As :func:`~napari_unet.training.train`, raised on the worker.
     """
-    from distributed import Event, Queue
+    from distributed import Event, KilledWorker, Queue
 
     run = f"napari-unet-train-{uuid.uuid4().hex}"
     messages, stop_event = Queue(f"{run}-progress", client=client), Event(f"{run}-stop", client)
@@ -177,7 +179,7 @@ def iter_train_remote(
         )
         return RemoteTrainingError(f"remote training {why}{at}; {kept}", snapshot, history)
 
-    finished = False
+    finished, checked = False, time.monotonic()
     try:
         while True:
             if stop is not None and stop.is_set() and not stop_event.is_set():
@@ -196,15 +198,31 @@ def iter_train_remote(
                         yield progress
             if done:
                 break
-            if address is not None and address not in client.scheduler_info()["workers"]:
-                raise died(f"stopped: its worker {address} died")
-        result = future.result()  # or the worker's error, raised here
+            if address is not None and time.monotonic() - checked >= ALIVE_CHECK_INTERVAL:
+                checked = time.monotonic()
+                if address not in _worker_addresses(client):
+                    raise died(f"stopped: its worker {address} died")
+        if future.cancelled():  # the scheduler forgot it: its worker (and data) died
+            raise died(f"stopped: its worker {address} died and dask lost the task")
+        try:
+            result = future.result()  # or the worker's error, raised here
+        except KilledWorker as error:  # dask gave up after workers died running it
+            raise died(f"stopped: the workers running it died ({error})") from error
         finished = True
         return result
     finally:
         if not finished:
             stop_event.set()  # a rerun dask may have started ends at once
         client.cancel([future, data])
+
+
+def _worker_addresses(client) -> set:
+    """Addresses of the cluster's workers, all of them."""
+    try:
+        info = client.scheduler_info(n_workers=-1)
+    except TypeError:  # distributed before 2025: every worker, and no such argument
+        info = client.scheduler_info()
+    return set(info["workers"])
 
 
 def _received(messages, wait: bool) -> list:
