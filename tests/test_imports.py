@@ -7,6 +7,7 @@ def test_core_imports_without_qt_or_napari():
         "import sys, napari_unet\n"
         "from napari_unet import segment, train, separation_border_weight_map, load_model, predict_tiled\n"
         "import napari_unet.cli, napari_unet.segmentation, napari_unet.training, napari_unet._writer\n"
+        "import napari_unet.distributed, napari_unet.large_images, napari_unet.cli_distributed\n"
         "bad = [m for m in sys.modules if m == 'napari' or m.startswith(('napari.', 'PyQt', 'PySide', 'qtpy', 'magicgui'))]\n"
         "assert not bad, bad\n"
     )

@@ -7,7 +7,9 @@ import sys
 from pathlib import Path
 
 from napari_unet.annotation import DEFAULT_N_CLASSES, TARGET_CLASSES
+from napari_unet.cli_distributed import add_cluster_options
 from napari_unet.devices import DEVICE_CHOICES, PRECISION_CHOICES
+from napari_unet.io import FILE_ERRORS
 
 _DEFAULT = "default: %(default)s"
 
@@ -22,12 +24,13 @@ def _tile(value: str) -> tuple[int, int]:
 
 
 #: Errors reported as one line naming the file (anything else is a bug: a traceback).
-_REPORTED_ERRORS = (ValueError, OSError, OverflowError, FloatingPointError, MemoryError)
+_REPORTED_ERRORS = FILE_ERRORS
 
 
 def _segment_outputs(path: Path, args) -> list[Path]:
-    names = [f"{path.stem}_masks.tif"] + ([f"{path.stem}_probabilities.tif"] * args.probabilities)
-    return [args.output / name for name in names]
+    from napari_unet.io import segmentation_outputs
+
+    return segmentation_outputs(path, args.output, args.probabilities)
 
 
 def _segment(args) -> int:
@@ -35,6 +38,10 @@ def _segment(args) -> int:
     from napari_unet.io import image_files, written_by_this_package
     from napari_unet.model_io import load_model
 
+    if args.dask_scheduler:  # on a cluster (also zarr images, block by block)
+        from napari_unet.cli_distributed import segment_on_cluster
+
+        return segment_on_cluster(args)
     # every check on names and folders comes before the first image is read
     files = image_files(args.inputs, skip_written=True)
     outputs = {path: _segment_outputs(path, args) for path in files}
@@ -127,6 +134,10 @@ def _train(args) -> int:
         n_classes=args.n_classes,
         object_size=args.object_size,
     )
+    if args.dask_scheduler:  # the same generator, run on a dask worker
+        from napari_unet.cli_distributed import train_on_cluster
+
+        train = train_on_cluster(args.dask_scheduler)
     generator = train(
         [read_image(p) for p in images],
         [read_image(p) for p in annotations],
@@ -245,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument(
         "--probabilities", action="store_true", help="also write <name>_probabilities.tif"
     )
+    add_cluster_options(seg, blocks=True)
     seg.set_defaults(func=_segment)
 
     tr = sub.add_parser("train", help="train or fine-tune a model on image/annotation pairs")
@@ -318,6 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tr.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     tr.add_argument("--seed", type=int, default=None)
+    add_cluster_options(tr)
     tr.set_defaults(func=_train)
 
     wm = sub.add_parser(

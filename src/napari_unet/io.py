@@ -26,6 +26,10 @@ SOFTWARE = "napari-unet"
 #: Number of axes a label image file may have: ``(Y, X)`` or a stack ``(Z|T, Y, X)``.
 LABEL_NDIMS = (2, 3)
 
+#: Errors that fail one file of a batch: reported on one line naming the file, while the
+#: other files go on (anything else is a bug and stops the batch).
+FILE_ERRORS = (ValueError, OSError, OverflowError, FloatingPointError, MemoryError)
+
 # Temporary files: ".<name>.napari-unet-<pid>.<random>.tmp" beside the destination.
 TEMP_TAG = "napari-unet"
 _TEMP_RE = re.compile(rf"^\..+\.{TEMP_TAG}-(\d+)\.[A-Za-z0-9_]+\.tmp$")
@@ -246,6 +250,22 @@ def image_files(paths, *, skip_written: bool = False) -> list[Path]:
         else:
             raise FileNotFoundError(f"no such file or folder: {p}")
     return files
+
+
+# -- segmentation results -----------------------------------------------------------------
+
+#: Names of the results of segmenting ``<stem>.<suffix>``: label image and probability.
+MASKS_SUFFIX = "_masks.tif"
+PROBABILITIES_SUFFIX = "_probabilities.tif"
+
+
+def segmentation_outputs(
+    path: str | os.PathLike, output_dir: str | os.PathLike, probabilities: bool = False
+) -> list[Path]:
+    """Result files of segmenting ``path`` into ``output_dir``: masks (and probabilities)."""
+    stem, folder = Path(path).stem, Path(output_dir)
+    names = [stem + MASKS_SUFFIX] + [stem + PROBABILITIES_SUFFIX] * bool(probabilities)
+    return [folder / name for name in names]
 
 
 # -- label images --------------------------------------------------------------------------

@@ -94,6 +94,91 @@ def _resolve_model(model) -> UNet:
     return load_model(model)
 
 
+@dataclass(frozen=True)
+class InstanceSettings:
+    """How a model's probabilities become cells: its instance step and thresholds.
+
+    Attributes
+    ----------
+    three_class : bool
+        Seeded watershed (:func:`~napari_unet.instances.boundary_watershed`) for a
+        three-class model; threshold and connected components
+        (:func:`~napari_unet.instances.probabilities_to_labels`) for two classes.
+    threshold : float
+        Foreground probability threshold.
+    min_size : int
+        Smallest cell, pixels.
+    seed_threshold : float
+        Interior probability that seeds a cell (three classes).
+    grow : int
+        Pixels a two-class model's cells are grown back over separation gaps (the
+        whole gap: twice the model's ``gap``).
+    """
+
+    three_class: bool
+    threshold: float
+    min_size: int
+    seed_threshold: float
+    grow: int
+
+    @classmethod
+    def for_model(
+        cls,
+        model: UNet,
+        threshold: float | None = None,
+        min_size: int | None = None,
+        object_size: float | None = None,
+    ) -> InstanceSettings:
+        """The settings stored in ``model``, overridden by the arguments given.
+
+        Raises
+        ------
+        ValueError
+            If ``object_size`` is not a finite number >= 1.
+        """
+        metadata = model.metadata or {}
+        post = metadata.get("postprocessing", {})
+        threshold = float(post.get("threshold", 0.5) if threshold is None else threshold)
+        if min_size is None:
+            if object_size is not None:
+                min_size = min_size_for(check_object_size(object_size))
+            else:
+                min_size = int(post.get("min_size", 16))
+        # Cells lost ``gap`` px per side to the separation border: grow back across 2 * gap.
+        grow = 2 * int(metadata.get("gap", 1))
+        seed_threshold = float(post.get("seed_threshold", 0.5))
+        return cls(model.config.n_classes == 3, threshold, int(min_size), seed_threshold, grow)
+
+    @property
+    def output_classes(self) -> tuple[int, ...]:
+        """Classes the instance step needs (background and interior, or the cell class)."""
+        return (0, 1) if self.three_class else (1,)
+
+    def labels(self, predicted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Cells and foreground probability of one plane.
+
+        Parameters
+        ----------
+        predicted : np.ndarray
+            float32 ``(len(output_classes), Y, X)`` probabilities of
+            :attr:`output_classes`.
+
+        Returns
+        -------
+        labels, foreground : np.ndarray
+            int32 ``(Y, X)`` labels (0 = background) and float32 foreground probability.
+        """
+        if self.three_class:
+            labels = boundary_watershed(
+                predicted[0], predicted[1], self.threshold, self.min_size, self.seed_threshold
+            )
+            return labels, 1.0 - predicted[0]
+        foreground = predicted[0]
+        return probabilities_to_labels(
+            foreground, self.threshold, self.min_size, self.grow
+        ), foreground
+
+
 def iter_segment(
     image,
     model: UNet | str | None = None,
@@ -174,19 +259,8 @@ def iter_segment(
     started = time.perf_counter()
     layout = image_layout(image, rgb)
     net = _resolve_model(model)
-    metadata = net.metadata or {}
     percentiles = model_percentiles(net)
-    post = metadata.get("postprocessing", {})
-    threshold = float(post.get("threshold", 0.5) if threshold is None else threshold)
-    if min_size is None:
-        if object_size is not None:
-            min_size = min_size_for(check_object_size(object_size))
-        else:
-            min_size = int(post.get("min_size", 16))
-    three_class = net.config.n_classes == 3
-    seed_threshold = float(post.get("seed_threshold", 0.5))
-    # Cells lost ``gap`` px per side to the separation border: grow back across 2 * gap.
-    grow = 2 * int(metadata.get("gap", 1))
+    instances = InstanceSettings.for_model(net, threshold, min_size, object_size)
     if layout.leading_shape:  # a stack: planes are written into these
         labels = np.zeros(layout.labels_shape, np.int32)
         probabilities = np.zeros(layout.labels_shape, np.float32)
@@ -204,7 +278,7 @@ def iter_segment(
             batch_size=batch_size,
             device=device,
             precision=precision,
-            output_classes=(0, 1) if three_class else (1,),
+            output_classes=instances.output_classes,
         )
 
         def record(tile, plane_number=plane_number) -> SegmentProgress:
@@ -220,14 +294,7 @@ def iter_segment(
             )
 
         predicted = yield from map_progress(tiles, record)
-        if three_class:
-            plane_labels = boundary_watershed(
-                predicted[0], predicted[1], threshold, min_size, seed_threshold
-            )
-            foreground = 1.0 - predicted[0]
-        else:
-            foreground = predicted[0]
-            plane_labels = probabilities_to_labels(foreground, threshold, min_size, grow)
+        plane_labels, foreground = instances.labels(predicted)
         del predicted
         if layout.leading_shape:
             probabilities[index], labels[index] = foreground, plane_labels

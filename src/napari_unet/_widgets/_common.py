@@ -27,14 +27,21 @@ def same_layer(a, b) -> bool:
     return a is not None and getattr(a, "__wrapped__", a) is getattr(b, "__wrapped__", b)
 
 
-def layer_data(layer) -> np.ndarray:
-    """Copy a layer's data to numpy (the full-resolution level of a multiscale layer).
+def is_lazy(layer) -> bool:
+    """Whether a layer's data is read on demand: multiscale, or not a numpy array (dask, zarr)."""
+    return bool(getattr(layer, "multiscale", False)) or not isinstance(layer.data, np.ndarray)
 
-    Work in a thread must never read a layer the user can still edit, so every worker
-    gets its own copy.
+
+def layer_data(layer):
+    """A layer's data for a worker (the full-resolution level of a multiscale layer).
+
+    Work in a thread must never read a layer the user can still edit, so in-memory
+    data is copied to numpy. Lazy data (dask or zarr arrays, multiscale pyramids) cannot
+    be painted and may not fit in memory: its backing array is returned as it is, and
+    the core reads it tile by tile.
     """
     data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
-    return np.array(data, copy=True)
+    return data if is_lazy(layer) else np.array(data, copy=True)
 
 
 def spatial_shape(image_layer: Image) -> tuple[int, ...]:

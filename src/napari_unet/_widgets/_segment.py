@@ -7,6 +7,8 @@ record per tile) in a napari thread worker; the result comes back as a Labels la
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 from magicgui.widgets import (
@@ -26,10 +28,12 @@ from ._common import (
     ROLE_KEY,
     ActivityReport,
     device_combo,
+    is_lazy,
     layer_choices,
     layer_data,
     message_label,
     placement,
+    spatial_shape,
 )
 from ._lifetime import WidgetLifetime
 from ._model_choice import ModelChoice
@@ -43,6 +47,15 @@ PRECISION_LABELS = {
 }
 #: Resolution of the progress bar (it shows the fraction of tiles done).
 PROGRESS_STEPS = 1000
+
+
+def _labels_go_to_zarr(image: Image) -> bool:
+    """Whether a lazy 2D image's labels are too large for memory (then written to zarr)."""
+    from napari_unet.large_images import labels_fit_in_memory
+
+    shape = spatial_shape(image)
+    plane = not image.rgb and all(s == 1 for s in shape[:-2])
+    return is_lazy(image) and plane and not labels_fit_in_memory(shape)
 
 
 class SegmentWidget(Container):
@@ -136,19 +149,34 @@ class SegmentWidget(Container):
             return None
         tile = None if self.auto_tile.value else (int(self.tile_size.value),) * 2
         self._source_image = image
+        job, arguments, options = iter_segment, (layer_data(image), model), {"rgb": bool(image.rgb)}
+        if _labels_go_to_zarr(image):  # read tile by tile, written block by block to disk
+            from napari_unet.large_images import iter_segment_to_zarr
+
+            try:
+                import zarr  # noqa: F401
+            except ImportError:
+                show_error(
+                    f"The labels of {image.name} do not fit in memory; to write them to disk, "
+                    "install zarr: pip install 'napari-unet-cells[distributed]'"
+                )
+                return None
+
+            folder = tempfile.mkdtemp(prefix="napari-unet-labels-")
+            job, options = iter_segment_to_zarr, {}
+            arguments = (arguments[0], os.path.join(folder, "labels.zarr"), model)
         self.progress.value = 0
         self.info.value = "Segmenting…"
         self._answered = False
         self._set_running(True)
         self._activity = ActivityReport(f"U-Net segmentation of {image.name}")
         return self._lifetime.run(
-            iter_segment,
-            layer_data(image),
-            model,
+            job,
+            *arguments,
             tile_shape=tile,
             device=self.device.value,
             precision=self.precision.value,
-            rgb=bool(image.rgb),
+            **options,
             yielded=self._on_progress,
             returned=self._on_returned,
             errored=self._on_errored,
@@ -197,17 +225,20 @@ class SegmentWidget(Container):
         image = self._source_image
         kwargs = placement(image) if image is not None else {}
         name = image.name if image is not None else "image"
+        on_disk = getattr(result, "store", None)  # labels too large for memory, in zarr
+        pyramid = result.pyramid if on_disk else [result.labels]
         self.last_labels = self._viewer.add_labels(
-            result.labels,
+            pyramid if len(pyramid) > 1 else pyramid[0],
             name=f"{name} segmentation",
             metadata={
                 ROLE_KEY: "segmentation",
                 "device": result.device,
                 "precision": result.precision,
+                **({"store": on_disk} if on_disk else {}),
             },
             **kwargs,
         )
-        if self.add_probabilities.value:
+        if self.add_probabilities.value and result.probabilities is not None:
             self._viewer.add_image(
                 result.probabilities,
                 name=f"{name} foreground probability",
@@ -219,10 +250,10 @@ class SegmentWidget(Container):
                 **kwargs,
             )
         self.progress.value = PROGRESS_STEPS
-        n = count_cells(result.labels)
+        n = result.n_cells if on_disk else count_cells(result.labels)
         self.info.value = (
             f"{n} cell{'s' if n != 1 else ''} · ran on {result.device} in {result.precision}"
-            f" · {result.seconds:.1f} s"
+            f" · {result.seconds:.1f} s" + (f" · labels on disk: {on_disk}" if on_disk else "")
         )
 
     def _on_errored(self, error: Exception) -> None:
