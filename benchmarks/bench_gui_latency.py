@@ -120,6 +120,19 @@ def run_core(
     return result
 
 
+class _NoActivity:
+    """Stands in for the widget's ActivityReport: nothing in napari's activity dock."""
+
+    def __init__(self, description: str, *args):
+        pass
+
+    def set_fraction(self, fraction: float, description: str | None = None) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def run_widget(widget, seconds: float, preview: bool) -> dict:
     """Train in the widget for ``seconds`` (then Stop), ticking a 10 ms GUI timer."""
     from qtpy.QtCore import QEventLoop, QTimer
@@ -196,7 +209,8 @@ def main() -> None:
     p.add_argument(
         "--phases",
         default="api,off,on,api",
-        help="comma-separated: api, off, on (the widget), core-off, core-on (its loop without Qt)",
+        help="comma-separated: api, off, on, off-noactivity (the widget), core-off, core-on "
+        "(its loop without Qt)",
     )
     p.add_argument("--device", default="cpu", help="device of the api and core phases")
     p.add_argument("--model", default="default", help="model to fine-tune ('default' or a file)")
@@ -243,7 +257,13 @@ def main() -> None:
         else:
             if widget.settings.start_from.value == "session":  # each run from the same model
                 widget.settings.start_from.value = "file" if args.model != "default" else "default"
-            results.append((phase, run_widget(widget, args.seconds, preview=phase == "on")))
+            if phase == "off-noactivity":  # the same, without the line in the activity dock
+                from unittest import mock
+
+                with mock.patch("napari_unet._widgets._train.ActivityReport", _NoActivity):
+                    results.append((phase, run_widget(widget, args.seconds, preview=False)))
+            else:
+                results.append((phase, run_widget(widget, args.seconds, preview=phase == "on")))
         print(phase, json.dumps(results[-1][1]), flush=True)
 
     print(
@@ -253,7 +273,7 @@ def main() -> None:
     api = [r["it_per_s"] for name, r in results if name == "api"]
     api_mean = float(np.mean(api)) if api else float("nan")
     by_phase = dict(results)  # the last run of each phase
-    for name in ("off", "on"):
+    for name in ("off", "on", "off-noactivity"):
         if name in by_phase:
             r = by_phase[name]
             print(

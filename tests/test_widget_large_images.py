@@ -23,6 +23,9 @@ def test_segment_a_dask_layer_in_bounded_memory(make_napari_viewer, qtbot, tmp_p
     # a 3072 x 3072 slide made lazily of the 384 px sample; labels "too large for memory"
     cells = np.array(_sample("cells.tif"))
     slide = da.block([[da.from_array(cells, chunks=192)] * 8] * 8)
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the widget's labels folder
     monkeypatch.setattr(large_images, "IN_MEMORY_SHARE", 1e-9)
     monkeypatch.setattr(blocks, "DEFAULT_BLOCK_SIDE", 512)  # 36 blocks
     monkeypatch.setattr("napari_unet.zarr_io.PYRAMID_MIN_SIDE", 1024)  # levels of 1536, 768 px
@@ -60,6 +63,7 @@ def test_segment_a_dask_layer_in_bounded_memory(make_napari_viewer, qtbot, tmp_p
     ]
     assert all(isinstance(d, da.Array) for d in labels.data)  # lazy, from zarr on disk
     store = labels.metadata["store"]
+    assert str(store).startswith(str(tmp_path))
     assert zarr.open_array(store=store, path="0", mode="r").chunks == (512, 512)
     assert "labels on disk" in segment.info.value and tuple(labels.scale) == (0.5, 0.5)
     assert len(viewer.layers) == 2  # no probability layer

@@ -147,6 +147,22 @@ def device_combo(label: str = "device") -> ComboBox:
     return combo
 
 
+#: Speed (percent of normal) of napari's busy indicator while training runs. The indicator
+#: is an animated GIF in the status bar; each of its frames repaints the window, which
+#: under software OpenGL (Xvfb, remote desktops, VMs) halved training throughput on a
+#: 2-core CPU, and at 10 % costs a few percent (docs/benchmarks.md).
+TRAINING_INDICATOR_SPEED = 10
+
+
+def _busy_indicators(window) -> list:
+    """The animations (``QMovie``) of labels in ``window``: napari's busy indicator."""
+    from qtpy.QtWidgets import QLabel
+
+    if window is None:
+        return []
+    return [label.movie() for label in window.findChildren(QLabel) if label.movie() is not None]
+
+
 class ActivityReport:
     """One line in napari's activity dock (``napari.utils.progress``) for a long job.
 
@@ -154,15 +170,22 @@ class ActivityReport:
     ----------
     description : str
         What runs, e.g. ``"U-Net training"``.
+    window : QWidget, optional
+        The napari window (``widget.native.window()``), to slow down its busy indicator.
+    indicator_speed : int
+        Speed of that indicator while this line is open, percent (100: napari's own).
     """
 
     #: Resolution of the bar.
     STEPS = 1000
 
-    def __init__(self, description: str):
+    def __init__(self, description: str, window=None, indicator_speed: int = 100):
         from napari.utils import progress
 
         self.bar = progress(total=self.STEPS, desc=description)
+        self._slowed = _busy_indicators(window) if indicator_speed != 100 else []
+        for movie in self._slowed:
+            movie.setSpeed(indicator_speed)
 
     def set_fraction(self, fraction: float, description: str | None = None) -> None:
         """Move the bar to ``fraction`` (0..1) of the job; optionally re-describe it."""
@@ -173,5 +196,11 @@ class ActivityReport:
             self.bar.set_description(description)
 
     def close(self) -> None:
-        """Take the line off the activity dock."""
+        """Take the line off the activity dock (and give the indicator its speed back)."""
         self.bar.close()
+        for movie in self._slowed:
+            try:
+                movie.setSpeed(100)
+            except RuntimeError:  # deleted with its window
+                pass
+        self._slowed = []

@@ -31,7 +31,7 @@ from qtpy.QtCore import QTimer
 from napari_unet.threads import ThreadShare
 
 from ._accept import AcceptCells
-from ._common import ActivityReport, message_label, same_layer
+from ._common import TRAINING_INDICATOR_SPEED, ActivityReport, message_label, same_layer
 from ._lifetime import WidgetLifetime
 from ._loss_fields import LossFields
 from ._loss_plot import LossPlot
@@ -283,7 +283,9 @@ class TrainWidget(Container):
         elif state is TrainingState.TRAINING:
             self.status.value = "Preparing the training data…"
             if self._activity is None:
-                self._activity = ActivityReport("U-Net training")
+                self._activity = ActivityReport(
+                    "U-Net training", self.native.window(), TRAINING_INDICATOR_SPEED
+                )
         if not running:
             self._ui_timer.stop()
             self._show_progress()  # the last record
