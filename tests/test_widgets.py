@@ -161,6 +161,11 @@ def test_train_stop_segment_export(make_napari_viewer, qtbot, tmp_path):
         return [p for p in napari_progress._all_instances if "U-Net training" in (p.desc or "")]
 
     qtbot.waitUntil(lambda: any(bar.n > 0 for bar in training_bars()), timeout=5000)
+    # ... with napari's busy indicator slowed down (its animation costs training speed)
+    from napari_unet._widgets._common import TRAINING_INDICATOR_SPEED, _busy_indicators
+
+    indicators = _busy_indicators(train.native.window())
+    assert indicators and all(m.speed() == TRAINING_INDICATOR_SPEED for m in indicators)
     with qtbot.waitSignal(worker.returned, timeout=5000) as returned:
         started = time.monotonic()
         train.start_button.native.click()
@@ -168,6 +173,7 @@ def test_train_stop_segment_export(make_napari_viewer, qtbot, tmp_path):
     qtbot.waitUntil(lambda: train.state is TrainingState.STOPPED, timeout=1000)
     assert time.monotonic() - started < 1.5
     assert not training_bars()  # taken off the activity dock
+    assert all(m.speed() == 100 for m in indicators)  # given its speed back
     assert returned.args[0].stopped and returned.args[0].model is session.model
     assert session.model is not first_model
     assert train.start_button.text == "Start training"
