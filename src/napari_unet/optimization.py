@@ -165,3 +165,38 @@ def optimizer_state_on_cpu(optimizer) -> dict:
         },
         "param_groups": copy.deepcopy(state["param_groups"]),
     }
+
+
+def optimization_step(model, optimizer, scaler, batch, device, dtype) -> float:
+    """One optimisation step on a batch; returns its loss (eq. 1).
+
+    Parameters
+    ----------
+    model : UNet
+        In train mode, on ``device`` (channels-last except on MPS).
+    optimizer : torch.optim.Optimizer
+        From :func:`make_optimizer`.
+    scaler : torch.amp.GradScaler
+        Loss scaling (enabled for float16 only).
+    batch : (np.ndarray, np.ndarray, np.ndarray)
+        float32 images ``(N, C, H, W)``, class targets ``(N, h, w)`` and weights
+        ``(N, h, w)`` (the output's shape).
+    device : torch.device
+        Where the step runs.
+    dtype : torch.dtype
+        Autocast precision of the forward pass (float32: none).
+    """
+    x, t, w = batch
+    inputs = torch.from_numpy(x).to(device)
+    if device.type != "mps":
+        inputs = inputs.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+        logits = model(inputs)
+    loss = weighted_cross_entropy(
+        logits, torch.from_numpy(t).long().to(device), torch.from_numpy(w).to(device)
+    )
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return float(loss.detach())

@@ -37,6 +37,7 @@ from napari_unet.optimization import (
     TimeBudget,
     cosine_learning_rate,
     make_optimizer,
+    optimization_step,
     optimizer_state_on_cpu,
     weighted_cross_entropy,
 )
@@ -319,24 +320,6 @@ class _BestWeights:
         return self.iteration
 
 
-def _step(model, optimizer, scaler, batch, device, dtype) -> float:
-    """One optimisation step on ``batch`` = (images, targets, weights); the loss."""
-    x, t, w = batch
-    inputs = torch.from_numpy(x).to(device)
-    if device.type != "mps":
-        inputs = inputs.contiguous(memory_format=torch.channels_last)
-    with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-        logits = model(inputs)
-    loss = weighted_cross_entropy(
-        logits, torch.from_numpy(t).long().to(device), torch.from_numpy(w).to(device)
-    )
-    optimizer.zero_grad(set_to_none=True)
-    scaler.scale(loss).backward()
-    scaler.step(optimizer)
-    scaler.update()
-    return float(loss.detach())
-
-
 def _loop(
     model: UNet,
     metadata: dict,
@@ -372,7 +355,7 @@ def _loop(
         started = budget.elapsed()
         for group in optimizer.param_groups:
             group["lr"] = cosine_learning_rate(config.learning_rate, fraction)
-        loss = _step(model, optimizer, scaler, batches.next(), device, dtype)
+        loss = optimization_step(model, optimizer, scaler, batches.next(), device, dtype)
         if not math.isfinite(loss):
             raise FloatingPointError(
                 f"training diverged at iteration {iteration} (loss {loss}); lower the learning rate"
