@@ -55,6 +55,7 @@ def run_cluster(image_path: str, out: str, n_workers: int, threads: int, block: 
     from distributed import Client, LocalCluster
 
     from napari_unet.distributed import iter_segment_zarr
+    from napari_unet.generators import run_to_completion
 
     paths = [os.environ.get("PYTHONPATH", ""), os.path.dirname(os.path.abspath(__file__))]
     env = {"OMP_NUM_THREADS": str(threads), "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
@@ -75,13 +76,9 @@ def run_cluster(image_path: str, out: str, n_workers: int, threads: int, block: 
         generator = iter_segment_zarr(
             client, image_path, out, model="default", block_shape=block, precision=precision
         )
-        while True:
-            try:
-                progress = next(generator)
-            except StopIteration as done:
-                result = done.value
-                break
-            stages[progress.stage] = progress.seconds
+        result = run_to_completion(
+            generator, lambda progress: stages.__setitem__(progress.stage, progress.seconds)
+        )
         seconds = time.perf_counter() - t0
         peaks = client.run(peak_rss_mib)
     blocks_done = stages.get("segment", seconds)
