@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 #: What to install for ``--dask-scheduler``.
-EXTRA_HINT = "pip install 'napari-unet-cells[distributed]'"
 
 
 def add_cluster_options(parser: argparse.ArgumentParser, *, blocks: bool = False) -> None:
@@ -32,13 +31,12 @@ def add_cluster_options(parser: argparse.ArgumentParser, *, blocks: bool = False
 
 
 def _check_installed() -> None:
+    from napari_unet.distributed.cluster import require_distributed
+
     try:
-        import distributed  # noqa: F401
-        import zarr  # noqa: F401
+        require_distributed("--dask-scheduler")
     except ImportError as error:
-        raise ValueError(
-            f"--dask-scheduler needs dask.distributed and zarr: {EXTRA_HINT}"
-        ) from error
+        raise ValueError(str(error)) from error
 
 
 def is_zarr(path: str | Path) -> bool:

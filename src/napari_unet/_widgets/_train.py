@@ -46,10 +46,13 @@ UI_INTERVAL_MS = 1000
 PROGRESS_STEPS = 1000
 
 
-def _load_and_train(model, images, annotations, **options):
+def _load_and_train(model, images, annotations, scheduler: str | None = None, **options):
     """:func:`napari_unet.training.train`, loading ``model`` first if it is a file or name.
 
-    A generator run by the worker: the model file is read there, not on the GUI thread.
+    A generator run by the worker: the model file is read there, not on the GUI thread
+    (and here, not on a remote worker that may not see the file). With ``scheduler``,
+    training runs on a worker of that dask cluster and its progress streams back
+    (:func:`napari_unet.distributed.train_on_scheduler`).
     """
     from napari_unet import training
     from napari_unet.model_io import load_model
@@ -57,7 +60,13 @@ def _load_and_train(model, images, annotations, **options):
 
     if model is not None and not isinstance(model, UNet):
         model = load_model(model)
-    return (yield from training.train(images, annotations, model=model, **options))
+    if scheduler:
+        from napari_unet.distributed import train_on_scheduler
+
+        job = train_on_scheduler(scheduler, images, annotations, model=model, **options)
+    else:
+        job = training.train(images, annotations, model=model, **options)
+    return (yield from job)
 
 
 def _export_bioimageio(model, path):
@@ -95,6 +104,14 @@ class _Run:
 
     def errored(self, error: Exception) -> None:
         self.error = error
+        snapshot = getattr(error.__cause__, "snapshot", None)  # a remote worker died
+        if snapshot is not None:
+            iteration = error.__cause__.history[-1].iteration if error.__cause__.history else 0
+            self.session.set_model(
+                snapshot,
+                f"the last snapshot (iteration {iteration}) of a remote run from "
+                f"{self.source}, whose worker died",
+            )
         show_error(f"Training failed: {error}")
 
     def finished(self) -> None:
@@ -204,17 +221,21 @@ class TrainWidget(Container):
             images, annotations = self.data.copy_data(dense=dense)
             model, model_config, source = settings.starting_model(session)
             config = settings.config(session)
-        except (ValueError, FileNotFoundError) as error:
+            scheduler = settings.scheduler_address()
+        except (ValueError, FileNotFoundError, ImportError) as error:
             show_error(f"Cannot start training: {error}")
             return None
         from_session = settings.start_from.value == "session"
         optimizer_state = session.optimizer_state if from_session else None
         self._stop_event = threading.Event()
+        if scheduler:
+            source = f"{source}, on the dask cluster {scheduler}"
         run = _Run(session, source)
         training = _load_and_train(
             model,
             images,
             annotations,
+            scheduler=scheduler,
             config=config,
             device=settings.device.value,
             dense=dense,

@@ -37,6 +37,19 @@ class ClusterProgress:
     outcome: object | None = None
 
 
+#: How to install what the scale-out needs.
+EXTRA_HINT = "pip install 'napari-unet-cells[distributed]'"
+
+
+def require_distributed(what: str = "running on a dask cluster") -> None:
+    """Raise ``ImportError`` naming the extra to install if dask.distributed or zarr is missing."""
+    try:
+        import distributed  # noqa: F401
+        import zarr  # noqa: F401
+    except ImportError as error:
+        raise ImportError(f"{what} needs dask.distributed and zarr: {EXTRA_HINT}") from error
+
+
 def parse_scheduler(address: str) -> int | None:
     """Workers of a ``"local:N"`` address (N >= 1), or ``None`` for a scheduler address.
 
