@@ -55,3 +55,33 @@ def test_a_bad_scheduler_is_refused_before_anything_starts(make_napari_viewer):
     train.settings.scheduler.value = "local:zero"
     assert train.start() is None
     assert train.state is TrainingState.IDLE
+
+
+def test_segment_widget_sends_the_job_to_a_scheduler(
+    make_napari_viewer, qtbot, cluster, tmp_path, monkeypatch
+):
+    import tempfile
+
+    from napari_unet.metrics import partition_agreement
+    from napari_unet.segmentation import segment
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the widget's labels folder
+    viewer = make_napari_viewer()
+    image = open_sample(viewer)
+    widget = dock(viewer, "Segment")
+    widget.image_layer.value = image
+    widget.model.value = "default"
+    widget.device.value = "cpu"
+    widget.precision.value = "float32"
+    widget.scheduler.value = cluster.scheduler_address
+    assert widget.run() is not None
+    qtbot.waitUntil(lambda: not widget.running, timeout=120000)
+    layer = widget.last_labels
+    assert layer is not None, widget.info.value
+    assert str(layer.metadata["store"]).startswith(str(tmp_path))
+    labels = np.asarray(layer.data)
+    reference = segment(np.asarray(image.data), "default", device="cpu", precision="float32")
+    assert labels.shape == reference.shape
+    assert partition_agreement(labels, reference) >= 0.999
+    assert labels.max() == reference.max()  # the same number of cells
+    np.testing.assert_allclose(layer.scale, image.scale)

@@ -204,3 +204,36 @@ class ActivityReport:
             except RuntimeError:  # deleted with its window
                 pass
         self._slowed = []
+
+
+def scheduler_field(what: str):
+    """A text field for a dask scheduler address (empty: run here)."""
+    from magicgui.widgets import LineEdit
+
+    field = LineEdit(label="dask scheduler", value="")
+    field.tooltip = (
+        f"Empty: {what} here. A dask scheduler address (tcp://host:8786) or local:N: {what} "
+        "on that cluster (e.g. a worker with a GPU; device auto takes it); needs "
+        "napari-unet-cells[distributed]"
+    )
+    return field
+
+
+def scheduler_address(field, what: str) -> str | None:
+    """The address in a :func:`scheduler_field` (``None`` when empty).
+
+    Raises
+    ------
+    ValueError
+        For a malformed ``local:N``.
+    ImportError
+        If the ``[distributed]`` extra is not installed.
+    """
+    address = str(field.value).strip()
+    if not address:
+        return None
+    from napari_unet.distributed.cluster import parse_scheduler, require_distributed
+
+    parse_scheduler(address)
+    require_distributed(what)
+    return address

@@ -33,6 +33,8 @@ from ._common import (
     layer_data,
     message_label,
     placement,
+    scheduler_address,
+    scheduler_field,
     spatial_shape,
 )
 from ._lifetime import WidgetLifetime
@@ -49,13 +51,26 @@ PRECISION_LABELS = {
 PROGRESS_STEPS = 1000
 
 
+def _lazy_zarr(store: str, path: str):
+    """The labels array ``path`` of the zarr ``store`` as a lazy dask array."""
+    import dask.array as da
+    import zarr
+
+    return da.from_zarr(zarr.open_array(store=store, path=path, mode="r"))
+
+
+def _one_gray_plane(image: Image) -> bool:
+    """Whether ``image`` is one 2D grayscale plane (leading axes of length 1 allowed)."""
+    return not image.rgb and all(s == 1 for s in spatial_shape(image)[:-2])
+
+
 def _labels_go_to_zarr(image: Image) -> bool:
     """Whether a lazy 2D image's labels are too large for memory (then written to zarr)."""
     from napari_unet.large_images import labels_fit_in_memory
 
-    shape = spatial_shape(image)
-    plane = not image.rgb and all(s == 1 for s in shape[:-2])
-    return is_lazy(image) and plane and not labels_fit_in_memory(shape)
+    return (
+        is_lazy(image) and _one_gray_plane(image) and not labels_fit_in_memory(spatial_shape(image))
+    )
 
 
 class SegmentWidget(Container):
@@ -90,6 +105,7 @@ class SegmentWidget(Container):
         )
         self.device = device_combo()
         self.add_probabilities = CheckBox(text="also add the foreground probability", value=False)
+        self.scheduler = scheduler_field("segment")
         self.run_button = PushButton(text="Segment")
         self.progress = ProgressBar(value=0, min=0, max=PROGRESS_STEPS)
         self.info = message_label()
@@ -105,6 +121,7 @@ class SegmentWidget(Container):
             self.precision,
             self.device,
             self.add_probabilities,
+            self.scheduler,
         )
         self.extend([*self._inputs, self.run_button, self.progress, self.info, self.export_button])
         self._update_model_choices(select_best=True)
@@ -144,13 +161,22 @@ class SegmentWidget(Container):
             return None
         try:
             model = self._model_argument()
-        except (ValueError, FileNotFoundError) as error:
+            scheduler = scheduler_address(self.scheduler, "segmenting on a dask cluster")
+            if scheduler and not _one_gray_plane(image):
+                raise ValueError("on a dask cluster, one 2D grayscale plane is segmented")
+        except (ValueError, FileNotFoundError, ImportError) as error:
             show_error(f"Cannot segment: {error}")
             return None
         tile = None if self.auto_tile.value else (int(self.tile_size.value),) * 2
         self._source_image = image
         job, arguments, options = iter_segment, (layer_data(image), model), {"rgb": bool(image.rgb)}
-        if _labels_go_to_zarr(image):  # read tile by tile, written block by block to disk
+        if scheduler:  # block by block on the cluster, into zarr on disk here
+            from napari_unet.distributed import segment_on_scheduler
+
+            folder = tempfile.mkdtemp(prefix="napari-unet-labels-")
+            job, options = segment_on_scheduler, {"model": model}
+            arguments = (scheduler, arguments[0], os.path.join(folder, "labels.zarr"))
+        elif _labels_go_to_zarr(image):  # read tile by tile, written block by block to disk
             from napari_unet.large_images import iter_segment_to_zarr
 
             try:
@@ -215,6 +241,9 @@ class SegmentWidget(Container):
         self.progress.value = round(progress.fraction * PROGRESS_STEPS)
         if self._activity is not None:
             self._activity.set_fraction(progress.fraction)
+        if hasattr(progress, "stage"):  # a job on a dask cluster
+            self.info.value = f"on the cluster: {progress.stage} {progress.done}/{progress.total}"
+            return
         self.info.value = (
             f"plane {progress.plane_index}/{progress.n_planes} · tile "
             f"{progress.tile_index}/{progress.n_tiles} · {progress.device}, {progress.precision}"
@@ -226,19 +255,24 @@ class SegmentWidget(Container):
         kwargs = placement(image) if image is not None else {}
         name = image.name if image is not None else "image"
         on_disk = getattr(result, "store", None)  # labels too large for memory, in zarr
-        pyramid = result.pyramid if on_disk else [result.labels]
+        if hasattr(result, "plan"):  # from a dask cluster: one level, read lazily
+            pyramid = [_lazy_zarr(result.store, result.path)]
+        else:
+            pyramid = result.pyramid if on_disk else [result.labels]
+        device = getattr(result, "device", "a dask cluster")
+        precision = getattr(result, "precision", "auto")
         self.last_labels = self._viewer.add_labels(
             pyramid if len(pyramid) > 1 else pyramid[0],
             name=f"{name} segmentation",
             metadata={
                 ROLE_KEY: "segmentation",
-                "device": result.device,
-                "precision": result.precision,
+                "device": device,
+                "precision": precision,
                 **({"store": on_disk} if on_disk else {}),
             },
             **kwargs,
         )
-        if self.add_probabilities.value and result.probabilities is not None:
+        if self.add_probabilities.value and getattr(result, "probabilities", None) is not None:
             self._viewer.add_image(
                 result.probabilities,
                 name=f"{name} foreground probability",
@@ -252,7 +286,7 @@ class SegmentWidget(Container):
         self.progress.value = PROGRESS_STEPS
         n = result.n_cells if on_disk else count_cells(result.labels)
         self.info.value = (
-            f"{n} cell{'s' if n != 1 else ''} · ran on {result.device} in {result.precision}"
+            f"{n} cell{'s' if n != 1 else ''} · ran on {device} in {precision}"
             f" · {result.seconds:.1f} s" + (f" · labels on disk: {on_disk}" if on_disk else "")
         )
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, LineEdit, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, SpinBox
 
-from ._common import device_combo
+from ._common import device_combo, scheduler_address, scheduler_field
 from ._lifetime import WidgetLifetime
 from ._model_choice import ModelChoice
 
@@ -67,12 +67,7 @@ class TrainingSettings(Container):
         self.seed = SpinBox(label="seed (0: random)", value=0, min=0, max=2**31 - 1)
         self.seed.tooltip = "Seed of tile sampling, augmentation and initialisation"
         self.device = device_combo()
-        self.scheduler = LineEdit(label="dask scheduler", value="")
-        self.scheduler.tooltip = (
-            "Empty: train here. A dask scheduler address (tcp://host:8786) or local:N: "
-            "train on a worker of that cluster, e.g. one with a GPU (device auto takes it); "
-            "needs napari-unet-cells[distributed]"
-        )
+        self.scheduler = scheduler_field("train")
         self.extend(
             [
                 self.start_from,
@@ -151,23 +146,8 @@ class TrainingSettings(Container):
         )
 
     def scheduler_address(self) -> str | None:
-        """The dask scheduler to train on (``None``: here).
-
-        Raises
-        ------
-        ValueError
-            For a malformed ``local:N``.
-        ImportError
-            If the ``[distributed]`` extra is not installed.
-        """
-        address = str(self.scheduler.value).strip()
-        if not address:
-            return None
-        from napari_unet.distributed.cluster import parse_scheduler, require_distributed
-
-        parse_scheduler(address)
-        require_distributed("training on a dask cluster")
-        return address
+        """The dask scheduler to train on (``None``: here); see :func:`scheduler_address`."""
+        return scheduler_address(self.scheduler, "training on a dask cluster")
 
     def _on_start_from_changed(self, *_) -> None:
         choice = self.start_from.value

@@ -29,7 +29,12 @@ from napari_unet.distributed.files import (
     outputs_complete,
     segment_files,
 )
-from napari_unet.distributed.huge_image import ZarrSegmentResult, iter_segment_zarr, segment_zarr
+from napari_unet.distributed.huge_image import (
+    ZarrSegmentResult,
+    iter_segment_zarr,
+    segment_on_scheduler,
+    segment_zarr,
+)
 from napari_unet.distributed.training import (
     RemoteTrainingError,
     iter_train_remote,
@@ -52,6 +57,7 @@ __all__ = [
     "outputs_complete",
     "parse_scheduler",
     "segment_files",
+    "segment_on_scheduler",
     "segment_zarr",
     "train_on_scheduler",
     "train_remote",

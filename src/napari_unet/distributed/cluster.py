@@ -36,6 +36,11 @@ class ClusterProgress:
     seconds: float
     outcome: object | None = None
 
+    @property
+    def fraction(self) -> float:
+        """Share of this stage done, in [0, 1]."""
+        return self.done / max(self.total, 1)
+
 
 #: How to install what the scale-out needs.
 EXTRA_HINT = "pip install 'napari-unet-cells[distributed]'"

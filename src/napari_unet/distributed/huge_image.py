@@ -337,3 +337,15 @@ def segment_zarr(client, image, output=None, **options) -> ZarrSegmentResult:
     ZarrSegmentResult
     """
     return run_to_completion(iter_segment_zarr(client, image, output, **options))
+
+
+def segment_on_scheduler(address: str, image, output, **options) -> Generator:
+    """:func:`iter_segment_zarr` on a scheduler address or ``"local:N"`` (connected here).
+
+    A generator of :class:`~napari_unet.distributed.ClusterProgress` that returns a
+    :class:`ZarrSegmentResult`; the connection (or local cluster) ends with it.
+    """
+    from napari_unet.distributed.cluster import connect
+
+    with connect(address) as client:
+        return (yield from iter_segment_zarr(client, image, output, **options))
