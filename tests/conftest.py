@@ -8,6 +8,20 @@ import pytest
 import tifffile
 
 
+def local_cluster(n_workers: int):
+    """A dask ``LocalCluster`` of worker processes on loopback, one thread each."""
+    import distributed
+
+    return distributed.LocalCluster(
+        n_workers=n_workers,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+        env={"OMP_NUM_THREADS": "1"},
+    )
+
+
 @cache
 def _sample(name: str) -> np.ndarray:
     with as_file(files("napari_unet") / "data" / name) as path:

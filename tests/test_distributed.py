@@ -66,14 +66,9 @@ def cells():
 
 @pytest.fixture(scope="module")
 def cluster():
-    with distributed.LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=None,
-        env={"OMP_NUM_THREADS": "1"},
-    ) as cluster:
+    from conftest import local_cluster
+
+    with local_cluster(2) as cluster:
         yield cluster
 
 

@@ -10,14 +10,9 @@ distributed = pytest.importorskip("distributed")
 
 @pytest.fixture(scope="module")
 def cluster():
-    with distributed.LocalCluster(
-        n_workers=1,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=None,
-        env={"OMP_NUM_THREADS": "1"},
-    ) as cluster:
+    from conftest import local_cluster
+
+    with local_cluster(1) as cluster:
         yield cluster
 
 
