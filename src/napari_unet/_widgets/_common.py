@@ -32,6 +32,11 @@ def is_lazy(layer) -> bool:
     return bool(getattr(layer, "multiscale", False)) or not isinstance(layer.data, np.ndarray)
 
 
+def full_resolution(layer):
+    """A layer's data, or the full-resolution level of a multiscale layer (not copied)."""
+    return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+
+
 def layer_data(layer):
     """A layer's data for a worker (the full-resolution level of a multiscale layer).
 
@@ -40,15 +45,13 @@ def layer_data(layer):
     be painted and may not fit in memory: its backing array is returned as it is, and
     the core reads it tile by tile.
     """
-    data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+    data = full_resolution(layer)
     return data if is_lazy(layer) else np.array(data, copy=True)
 
 
 def spatial_shape(image_layer: Image) -> tuple[int, ...]:
     """Shape of the label image that goes with ``image_layer`` (its shape without RGB)."""
-    shape = tuple(int(s) for s in image_layer.data.shape)
-    if getattr(image_layer, "multiscale", False):
-        shape = tuple(int(s) for s in image_layer.data[0].shape)
+    shape = tuple(int(s) for s in full_resolution(image_layer).shape)
     return shape[:-1] if image_layer.rgb else shape
 
 

@@ -19,7 +19,14 @@ from qtpy.QtCore import QTimer
 
 from napari_unet.preview import SNAPSHOT_INTERVAL_S  # noqa: F401 (read by _train)
 
-from ._common import ROLE_KEY, message_label, placement, same_layer, spatial_shape
+from ._common import (
+    ROLE_KEY,
+    full_resolution,
+    message_label,
+    placement,
+    same_layer,
+    spatial_shape,
+)
 from ._lifetime import WidgetLifetime
 
 #: Quiet time (ms) after the last pan, zoom or plane change before the view is predicted.
@@ -192,7 +199,7 @@ class LivePreview(Container):
         cached = self._plane_cache
         if cached is not None and same_layer(cached[0], image) and cached[1] == region.plane:
             return cached[2]
-        data = image.data[0] if getattr(image, "multiscale", False) else image.data
+        data = full_resolution(image)
         if region.plane:  # read only this plane of the stack
             data = data[region.plane]
         plane = np.array(plane_of(data, replace(region, plane=()), rgb=bool(image.rgb)), copy=True)

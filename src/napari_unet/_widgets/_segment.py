@@ -51,12 +51,9 @@ PRECISION_LABELS = {
 PROGRESS_STEPS = 1000
 
 
-def _lazy_zarr(store: str, path: str):
-    """The labels array ``path`` of the zarr ``store`` as a lazy dask array."""
-    import dask.array as da
-    import zarr
-
-    return da.from_zarr(zarr.open_array(store=store, path=path, mode="r"))
+def _temporary_labels_store() -> str:
+    """A new zarr store in a new temporary folder, for labels kept on disk."""
+    return os.path.join(tempfile.mkdtemp(prefix="napari-unet-labels-"), "labels.zarr")
 
 
 def _one_gray_plane(image: Image) -> bool:
@@ -173,9 +170,8 @@ class SegmentWidget(Container):
         if scheduler:  # block by block on the cluster, into zarr on disk here
             from napari_unet.distributed import segment_on_scheduler
 
-            folder = tempfile.mkdtemp(prefix="napari-unet-labels-")
             job, options = segment_on_scheduler, {"model": model}
-            arguments = (scheduler, arguments[0], os.path.join(folder, "labels.zarr"))
+            arguments = (scheduler, arguments[0], _temporary_labels_store())
         elif _labels_go_to_zarr(image):  # read tile by tile, written block by block to disk
             from napari_unet.large_images import iter_segment_to_zarr
 
@@ -188,9 +184,8 @@ class SegmentWidget(Container):
                 )
                 return None
 
-            folder = tempfile.mkdtemp(prefix="napari-unet-labels-")
             job, options = iter_segment_to_zarr, {}
-            arguments = (arguments[0], os.path.join(folder, "labels.zarr"), model)
+            arguments = (arguments[0], _temporary_labels_store(), model)
         self.progress.value = 0
         self.info.value = "Segmenting…"
         self._answered = False
@@ -255,10 +250,8 @@ class SegmentWidget(Container):
         kwargs = placement(image) if image is not None else {}
         name = image.name if image is not None else "image"
         on_disk = getattr(result, "store", None)  # labels too large for memory, in zarr
-        if hasattr(result, "plan"):  # from a dask cluster: one level, read lazily
-            pyramid = [_lazy_zarr(result.store, result.path)]
-        else:
-            pyramid = result.pyramid if on_disk else [result.labels]
+        # a pyramid of levels on disk, or the labels (in memory, or lazily from zarr)
+        pyramid = getattr(result, "pyramid", None) or [result.labels]
         device = getattr(result, "device", "a dask cluster")
         precision = getattr(result, "precision", "auto")
         self.last_labels = self._viewer.add_labels(

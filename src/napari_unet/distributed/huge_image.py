@@ -53,6 +53,13 @@ class ZarrSegmentResult:
     plan: BlockPlan
     seconds: float
 
+    @property
+    def labels(self):
+        """The full-resolution labels as a lazy dask array (read chunk by chunk)."""
+        import dask.array as da
+
+        return da.from_zarr(zarr_io.LabelsTarget(self.store, self.path, 0).open("r"))
+
 
 def _block_task(
     source,
