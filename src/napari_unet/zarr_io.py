@@ -292,11 +292,6 @@ def written_by_napari_unet(store: str, path: str = "") -> bool:
     return _status(store, path) is not None
 
 
-def is_complete(store: str, path: str = "") -> bool:
-    """Whether a labels array this package wrote there is complete (False if none)."""
-    return bool((_status(store, path) or {}).get("complete"))
-
-
 def remove(store: str) -> None:
     """Delete a local zarr store (a folder); URLs are left alone."""
     if not is_url(store):
