@@ -202,6 +202,23 @@ def resolve_precision(precision: str = "auto", device: str | torch.device = "cpu
     return dtype
 
 
+def precision_name(dtype: torch.dtype) -> str:
+    """How results and model files name a precision: ``"float32"`` for ``torch.float32``."""
+    return str(dtype).removeprefix("torch.")
+
+
+def resolved_names(device: str | torch.device = "auto", precision: str = "auto") -> tuple[str, str]:
+    """Names of the device and precision that ``device`` and ``precision`` resolve to.
+
+    Raises
+    ------
+    ValueError
+        As :func:`resolve_device` and :func:`resolve_precision`.
+    """
+    torch_device = resolve_device(device)
+    return str(torch_device), precision_name(resolve_precision(precision, torch_device))
+
+
 def available_memory(device: str | torch.device = "cpu") -> int:
     """Free memory on a device, in bytes.
 

@@ -146,7 +146,7 @@ def iter_segment_to_zarr(
         For an image that is not one 2D plane, a store napari-unet did not write, or
         invalid settings.
     """
-    from napari_unet.devices import resolve_device, resolve_precision
+    from napari_unet.devices import resolved_names
     from napari_unet.images import percentile_normalization
     from napari_unet.model_io import as_model
     from napari_unet.segmentation import InstanceSettings, model_percentiles
@@ -156,9 +156,7 @@ def iter_segment_to_zarr(
     net = as_model("default" if model is None else model)
     instances = InstanceSettings.for_model(net, threshold, min_size, object_size)
     plan = plan_blocks(plane.shape, net, block_shape, overlap)
-    torch_device = resolve_device(device)
-    device_name = str(torch_device)
-    precision_name = str(resolve_precision(precision, torch_device)).removeprefix("torch.")
+    device_name, precision_label = resolved_names(device, precision)
     if normalization is None:
         normalization = percentile_normalization(plane, model_percentiles(net))
     store = zarr_io.store_path(store)
@@ -173,7 +171,7 @@ def iter_segment_to_zarr(
 
     def progress(step: int) -> SegmentProgress:
         elapsed = time.perf_counter() - started
-        return SegmentProgress(1, 1, step, n_steps, elapsed, device_name, precision_name)
+        return SegmentProgress(1, 1, step, n_steps, elapsed, device_name, precision_label)
 
     cells, strips, matches = [], {}, {}
     for block, pixels in iter_block_reads(plane, plan):
@@ -202,4 +200,4 @@ def iter_segment_to_zarr(
         yield progress(2 * plan.n_blocks + number)
     zarr_io.mark_complete(target, n_cells)
     seconds = time.perf_counter() - started
-    return ZarrLabels(store, 1 + len(factors), n_cells, device_name, precision_name, seconds)
+    return ZarrLabels(store, 1 + len(factors), n_cells, device_name, precision_label, seconds)

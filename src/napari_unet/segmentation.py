@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from napari_unet.devices import resolve_device, resolve_precision
+from napari_unet.devices import resolved_names
 from napari_unet.generators import map_progress, run_to_completion
 from napari_unet.images import (
     DEFAULT_PERCENTILES,
@@ -264,8 +264,7 @@ def iter_segment(
     if layout.leading_shape:  # a stack: planes are written into these
         labels = np.zeros(layout.labels_shape, np.int32)
         probabilities = np.zeros(layout.labels_shape, np.float32)
-    used_device = str(resolve_device(device))
-    used_precision = str(resolve_precision(precision, used_device)).removeprefix("torch.")
+    used_device, used_precision = resolved_names(device, precision)
     for plane_number, (index, plane) in enumerate(
         iter_planes(image, layout, invert_bright_background), start=1
     ):

@@ -29,6 +29,7 @@ import torch
 from napari_unet.devices import (
     auto_batch_size,
     auto_tile_shape,
+    precision_name,
     resolve_device,
     resolve_precision,
 )
@@ -331,7 +332,7 @@ def iter_predict_tiled(
     (tile_y, tile_x), (step_y, step_x), halo = plan.tile_shape, plan.step, plan.halo
     size_y, size_x = image_shape
     device_name = str(torch_device)
-    precision_name = str(dtype).removeprefix("torch.")
+    dtype_name = precision_name(dtype)
     for start in range(0, plan.n_tiles, batch_size):
         origins = plan.origins[start : start + batch_size]
         tiles = np.stack(
@@ -364,7 +365,7 @@ def iter_predict_tiled(
             plan.n_tiles,
             time.perf_counter() - started,
             device_name,
-            precision_name,
+            dtype_name,
         )
     return probabilities
 

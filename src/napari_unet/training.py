@@ -28,7 +28,7 @@ import torch
 import torch._dynamo  # noqa: F401
 
 from napari_unet._checks import check_training_memory
-from napari_unet.devices import resolve_device, resolve_precision
+from napari_unet.devices import precision_name, resolve_device, resolve_precision
 from napari_unet.instances import FINE_TUNED_SEED_THRESHOLD, FINE_TUNED_THRESHOLD, min_size_for
 from napari_unet.model_io import as_model
 from napari_unet.network import UNet, UNetConfig, with_boundary_class
@@ -384,7 +384,7 @@ def _loop(
         "best_validation_score": None if best.score == -math.inf else best.score,
         "stopped": stopped,
         "device": str(device),
-        "precision": str(dtype).removeprefix("torch."),
+        "precision": precision_name(dtype),
         "tile_shape": list(tile_shape),
         "seconds": budget.elapsed(),
         "torch": torch.__version__,
