@@ -356,14 +356,14 @@ def build_parser() -> argparse.ArgumentParser:
     wm.add_argument("--dense", action="store_true", help="annotation is dense: 0 = background")
     wm.set_defaults(func=_weight_map)
 
-    from napari_unet.bioimageio import DEFAULT_LICENSE
+    from napari_unet.bioimageio import DEFAULT_LICENSE, INSTALL_HINT
 
     bx = sub.add_parser(
         "export-bioimageio",
         help="write a model as a bioimage.io model package (zip)",
         description="Write a model as a bioimage.io model package (format 0.5): for ilastik, "
-        "deepImageJ/Fiji, QuPath and bioimageio.core. Needs the bioimageio extra: "
-        'pip install "napari-unet-cells[bioimageio]".',
+        f"deepImageJ/Fiji, QuPath and bioimageio.core. Needs the bioimageio extra: "
+        f"{INSTALL_HINT}.",
     )
     bx.add_argument("model", help="shipped model name (default) or a model file")
     bx.add_argument("-o", "--output", type=Path, required=True, help="zip file to write")

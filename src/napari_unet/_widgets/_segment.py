@@ -173,6 +173,7 @@ class SegmentWidget(Container):
             job, options = segment_on_scheduler, {"model": model}
             arguments = (scheduler, arguments[0], _temporary_labels_store())
         elif _labels_go_to_zarr(image):  # read tile by tile, written block by block to disk
+            from napari_unet.distributed.cluster import EXTRA_HINT
             from napari_unet.large_images import iter_segment_to_zarr
 
             try:
@@ -180,7 +181,7 @@ class SegmentWidget(Container):
             except ImportError:
                 show_error(
                     f"The labels of {image.name} do not fit in memory; to write them to disk, "
-                    "install zarr: pip install 'napari-unet-cells[distributed]'"
+                    f"install zarr: {EXTRA_HINT}"
                 )
                 return None
 
