@@ -337,12 +337,21 @@ class LayerWatch:
     lifetime : WidgetLifetime
         Lifetime of the watching widget: the connections end with it.
     callback : callable
-        Slot of the layer's ``paint`` and ``data`` events (guarded).
+        Slot of the layer's events (guarded).
+    events : tuple of str
+        The layer's events that count as edits: ``paint`` and ``data`` for a Labels
+        layer; ``("data",)`` for an Image layer, which is not painted.
     """
 
-    def __init__(self, lifetime: WidgetLifetime, callback: Callable):
+    def __init__(
+        self,
+        lifetime: WidgetLifetime,
+        callback: Callable,
+        events: tuple[str, ...] = ("paint", "data"),
+    ):
         self._lifetime = lifetime
         self._callback = callback
+        self._events = events
         self._slots: list[tuple[object, Callable]] = []
         self.layer = None
 
@@ -357,6 +366,6 @@ class LayerWatch:
         if layer is not None:
             self._slots = [
                 (emitter, self._lifetime.connect(emitter, self._callback))
-                for emitter in (layer.events.paint, layer.events.data)
+                for emitter in (getattr(layer.events, name) for name in self._events)
             ]
         return True

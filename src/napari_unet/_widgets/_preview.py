@@ -27,7 +27,7 @@ from ._common import (
     same_layer,
     spatial_shape,
 )
-from ._lifetime import WidgetLifetime
+from ._lifetime import LayerWatch, WidgetLifetime
 
 #: Quiet time (ms) after the last pan, zoom or plane change before the view is predicted.
 DEBOUNCE_MS = 250
@@ -58,7 +58,7 @@ class LivePreview(Container):
         self._region = None  # the ViewRegion shown in the layer
         self._pending = False  # a request arrived while a prediction ran
         self._plane_cache: tuple | None = None  # (image layer, plane index, plane copy)
-        self._image_slot = None  # connection to the image's data event
+        self._image_watch = LayerWatch(self._lifetime, self._forget_plane, events=("data",))
         #: Number of predictions written into the preview layer.
         self.n_refreshes = 0
 
@@ -125,7 +125,7 @@ class LivePreview(Container):
             # another image: the old preview layer stays as it is, a new one comes
             self._layer, self._region, self._model = None, None, None
             self._plane_cache = None
-            self._watch_image(image_layer)
+            self._image_watch.watch(image_layer)
         self._image = image_layer
         self._device = str(resolve_device(device))
         if self.on.value:
@@ -253,14 +253,6 @@ class LivePreview(Container):
             if refresh:
                 layer.refresh()
 
-    def _watch_image(self, image_layer) -> None:
-        if self._image_slot is not None:
-            self._lifetime.disconnect(*self._image_slot)
-            self._image_slot = None
-        if image_layer is not None:
-            emitter = image_layer.events.data
-            self._image_slot = (emitter, self._lifetime.connect(emitter, self._forget_plane))
-
     def _forget_plane(self, *_) -> None:
         self._plane_cache = None
 
@@ -298,5 +290,5 @@ class LivePreview(Container):
             self._timer.stop()
             self._pending = False
             self._lifetime.stop(wait=False)
-            self._watch_image(None)
+            self._image_watch.watch(None)
             self._image, self._model, self._plane_cache = None, None, None
