@@ -333,3 +333,22 @@ def test_the_preview_follows_a_change_of_plane(make_napari_viewer, qtbot, fast_s
     assert not layer.data[0].any()  # the other plane's preview is cleared
     train.stop()
     qtbot.waitUntil(lambda: not train.state.running, timeout=10000)
+
+
+def test_the_preview_reads_the_image_again_after_its_data_changed(make_napari_viewer, qtbot):
+    from napari_unet.model_io import load_model
+
+    viewer = make_napari_viewer()
+    image = open_sample(viewer)
+    train = dock(viewer, "Train")
+    preview = train.preview
+    preview.attach(image, "cpu")
+    preview.show_model(load_model("default"), "default")
+    qtbot.waitUntil(lambda: preview.n_refreshes >= 1 and not preview.predicting, timeout=30000)
+    first = preview.layer.data.copy()
+    assert first.max() > 10
+    # the user replaces the image's pixels: the next prediction reads the new ones
+    image.data = np.zeros_like(image.data)
+    preview.refresh()
+    qtbot.waitUntil(lambda: preview.n_refreshes >= 2 and not preview.predicting, timeout=30000)
+    assert preview.layer.data.max() == 0  # no cells in a blank image
