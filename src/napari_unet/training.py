@@ -29,10 +29,12 @@ import torch._dynamo  # noqa: F401
 
 from napari_unet._checks import check_training_memory
 from napari_unet.devices import precision_name, resolve_device, resolve_precision
-from napari_unet.instances import FINE_TUNED_SEED_THRESHOLD, FINE_TUNED_THRESHOLD, min_size_for
+from napari_unet.instance_fit import fit_instance_step
+from napari_unet.instances import min_size_for
 from napari_unet.model_io import as_model
 from napari_unet.network import UNet, UNetConfig, with_boundary_class
 from napari_unet.object_size import check_object_size, estimate_object_size
+from napari_unet.painted_score import HeldOutCells, hold_out_cells
 from napari_unet.optimization import (
     TimeBudget,
     cosine_learning_rate,
@@ -47,10 +49,12 @@ from napari_unet.sampling import (
     prepare_validation,
     validation_score,
 )
+from napari_unet.segmentation import InstanceSettings
 from napari_unet.training_config import (
     DEFAULT_TRAINING_MINUTES,
     LOSS_SMOOTHING,
     MAX_TILE_OUTPUT,
+    PaintedCellReport,
     MIN_TILE_OUTPUT,
     SCRATCH_CONFIG,
     TrainingConfig,
@@ -118,23 +122,23 @@ def _tile_shape(model: UNet, config: TrainingConfig, object_size: float) -> tupl
 _NOT_INHERITED = ("name", "description", "validation", "data", "script")
 
 
-def _run_metadata(
-    base_metadata: dict, config: TrainingConfig, n_classes: int, object_size: float
-) -> dict:
-    """Metadata the trained model carries (training results are added at the end).
+def _start_settings(model: UNet, object_size: float) -> InstanceSettings:
+    """The starting model's instance step, its smallest cell following the object size.
 
-    Post-processing: a three-class model gets the fine-tuned defaults of
-    :mod:`napari_unet.instances`, a two-class one keeps its starting model's threshold;
-    the smallest cell follows the object size.
+    A two-class model widened to three classes has no seed threshold of its own: it
+    gets the default one. The instance step is fitted to the held-out painted cells
+    at the end of training (:func:`napari_unet.instance_fit.fit_instance_step`).
     """
+    return replace(
+        InstanceSettings.for_model(model), min_size=min_size_for(round(object_size, 2))
+    )
+
+
+def _run_metadata(
+    base_metadata: dict, config: TrainingConfig, n_classes: int, object_size: float, post: dict
+) -> dict:
+    """Metadata the trained model carries (training results are added at the end)."""
     object_size = round(object_size, 2)  # as stored, so min_size follows from the file
-    if n_classes == 3:
-        post = {"threshold": FINE_TUNED_THRESHOLD, "seed_threshold": FINE_TUNED_SEED_THRESHOLD}
-    else:
-        same_output = base_metadata.get("n_classes", 2) == n_classes
-        base_post = base_metadata.get("postprocessing", {}) if same_output else {}
-        post = {"threshold": base_post.get("threshold", 0.5)}
-    post["min_size"] = min_size_for(object_size)
     # What described the starting model (its data, scores, text) does not describe this one.
     inherited = {k: v for k, v in base_metadata.items() if k not in _NOT_INHERITED}
     metadata = {
@@ -143,7 +147,7 @@ def _run_metadata(
         "gap": config.gap,
         "n_classes": n_classes,
         "object_size": object_size,
-        "postprocessing": post,
+        "postprocessing": dict(post),
     }
     if n_classes == 3:
         metadata["boundary_width"] = config.boundary_width
@@ -240,10 +244,27 @@ def train(
         torch.manual_seed(seed)
     model, base_metadata = _starting_model(model, model_config, config)
     n_classes = model.config.n_classes
+    object_size = _object_size(config, annotations, dense, base_metadata)
+    held_out = None
+    if config.hold_out > 0 and len(images) == len(annotations):
+        kept, held_out = hold_out_cells(
+            images,
+            annotations,
+            dense=dense,
+            object_size=object_size,
+            percentiles=config.percentiles,
+            rng=rng,
+            share=config.hold_out,
+        )
+        if held_out is not None:
+            annotations, dense = kept, False
     samples = prepare_samples(images, annotations, config, dense, n_classes)
     validation_data = prepare_validation(validation or [], config, dense, n_classes)
-    object_size = _object_size(config, annotations, dense, base_metadata)
-    metadata = _run_metadata(base_metadata, config, n_classes, object_size)
+    start_settings = _start_settings(model, object_size)
+    metadata = _run_metadata(
+        base_metadata, config, n_classes, object_size, start_settings.postprocessing()
+    )
+    start = _StartScore(model, held_out, start_settings, object_size, device)
     tile_shape = _tile_shape(model, config, object_size)
     augmentation = config.augmentation if config.augment else None
     # Worker processes (if any) are forked before the model goes to the device.
@@ -259,12 +280,15 @@ def train(
             batches,
             tile_shape,
             validation_data=validation_data if validation else None,
+            start=start,
             stop=stop,
             snapshot_interval=snapshot_interval,
             optimizer_state=optimizer_state,
         )
     finally:
         batches.close()
+    if held_out is not None:
+        result = start.verdict(result)
     result.model.metadata["training"].update(
         fine_tuned_from=base_metadata.get("name"),
         n_images=len(images),
@@ -275,42 +299,106 @@ def train(
     return result
 
 
+class _StartScore:
+    """The starting model on the held-out painted cells, and the never-worse verdict.
+
+    Scores the starting model with its own instance step and with one fitted to the
+    held-out cells; scores the network being trained with the fitted one; and at the
+    end keeps the trained network only if, with its own fitted instance step, it beats
+    the starting model (:mod:`napari_unet.painted_score`).
+    """
+
+    def __init__(
+        self,
+        model: UNet,
+        held_out: HeldOutCells | None,
+        settings: InstanceSettings,
+        object_size: float,
+        device,
+    ):
+        self.held_out, self.device, self.object_size = held_out, device, object_size
+        self.settings = settings
+        if held_out is None:
+            return
+        self.state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        probabilities = held_out.predict(model, device, output_classes=settings.output_classes)
+        self.score = held_out.score(probabilities, settings)
+        self.fitted_settings, self.fitted = fit_instance_step(
+            held_out, probabilities, settings, object_size
+        )
+
+    def evaluate(self, model: UNet):
+        """The painted-cell score of ``model`` with the start's fitted instance step."""
+        return self.held_out.evaluate(model, self.fitted_settings, self.device)
+
+    def verdict(self, result: TrainingResult) -> TrainingResult:
+        """Keep the better of the trained and the starting model, with its fitted step."""
+        model = result.model
+        probabilities = self.held_out.predict(
+            model, self.device, output_classes=self.settings.output_classes
+        )
+        settings, trained = fit_instance_step(
+            self.held_out, probabilities, self.fitted_settings, self.object_size
+        )
+        if trained.better_than(self.fitted):
+            kept = "trained"
+        else:
+            kept, settings = "start", self.fitted_settings
+            model.load_state_dict(self.state)
+            result.best_iteration = 0
+        record = model.metadata["training"]
+        report = PaintedCellReport(self.score, self.fitted, trained, kept, record["seconds"])
+        model.metadata["postprocessing"] = settings.postprocessing()
+        record["best_iteration"] = result.best_iteration
+        record["painted_cells"] = report.to_dict()
+        result.painted = report
+        return result
+
+
 class _BestWeights:
     """The best weights of a run, kept as a CPU copy.
 
-    By validation score when there is validation data, else by smoothed training loss
+    By validation score when there is validation data, else by the SEG on the
+    held-out painted cells when cells were held out, else by smoothed training loss
     (from iteration 10 on, so that one lucky batch does not win).
     """
 
-    def __init__(self, model: UNet, validation_data: list | None):
+    def __init__(self, model: UNet, validation_data: list | None, start: _StartScore):
         self.model = model
         self.validation_data = validation_data
+        self.start = start if start.held_out is not None else None
         self.state, self.iteration = self._copy(), 0
         self.score = -math.inf
+        self.painted = None
         self.smoothed = self.loss = math.inf
 
     def _copy(self) -> dict:
         return {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
 
     def update(self, iteration: int, loss: float, validate: bool, planned: int, device):
-        """Smooth ``loss``, score validation if asked; return the score or ``None``."""
+        """Smooth ``loss``, score if asked; return the score and the painted-cell score."""
         smoothed = self.smoothed
         self.smoothed = (
             loss if not math.isfinite(smoothed) else smoothed + LOSS_SMOOTHING * (loss - smoothed)
         )
-        score = None
+        score = painted = None
         if self.validation_data and validate:
             self.model.eval()
             score = validation_score(self.model, self.validation_data, device)
             self.model.train()
             if score > self.score:
                 self.score, self.state, self.iteration = score, self._copy(), iteration
+        elif self.start is not None and validate:
+            painted = self.start.evaluate(self.model)
+            score = painted.seg
+            if painted.better_than(self.painted):
+                self.painted, self.state, self.iteration = painted, self._copy(), iteration
         elif (
             not self.validation_data and self.smoothed < self.loss and iteration >= min(10, planned)
         ):
             self.state, self.iteration = self._copy(), iteration
         self.loss = min(self.loss, self.smoothed)
-        return score
+        return score, painted
 
     def restore(self, last_iteration: int) -> int:
         """Load the best weights into the model (the last ones if none was kept)."""
@@ -329,6 +417,7 @@ def _loop(
     tile_shape: tuple[int, int],
     *,
     validation_data: list | None,
+    start: _StartScore,
     stop: threading.Event | None,
     snapshot_interval: float | None,
     optimizer_state: dict | None,
@@ -342,7 +431,7 @@ def _loop(
     out_pixels = config.batch_size * math.prod(model.valid_output_shape(tile_shape))
     check_training_memory(model, tile_shape, config.batch_size, device)
     optimizer = make_optimizer(model, config, optimizer_state)
-    best = _BestWeights(model, validation_data)
+    best = _BestWeights(model, validation_data, start)
     budget = TimeBudget(config.n_iterations, config.max_seconds)
     history: list[TrainingProgress] = []
     last_snapshot, iteration, fraction = -math.inf, 0, 0.0
@@ -362,7 +451,7 @@ def _loop(
             )
         budget.update(iteration)
         validate = iteration % config.validation_interval == 0 or budget.done(iteration)
-        score = best.update(iteration, loss, validate, budget.planned, device)
+        score, painted = best.update(iteration, loss, validate, budget.planned, device)
         seconds = budget.elapsed()
         snapshot = None
         if snapshot_interval is not None and seconds - last_snapshot >= snapshot_interval:
@@ -371,7 +460,7 @@ def _loop(
         planned = max(budget.planned, iteration)
         speed = out_pixels / max(seconds - started, 1e-9)
         progress = TrainingProgress(
-            iteration, planned, loss, seconds, speed, score, best.loss, fraction, snapshot
+            iteration, planned, loss, seconds, speed, score, best.loss, fraction, snapshot, painted
         )
         history.append(progress)
         yield progress
