@@ -140,8 +140,11 @@ class HeldOutCells:
 
 
 def _match_one(crop: _Crop, labels: np.ndarray) -> tuple[float, int]:
-    """IoU of the held-out cell with the predicted cell covering > half of it (else 0),
-    and the number of other predicted cells lying mostly on the painted background."""
+    """Score one held-out cell against the predicted labels of its crop.
+
+    Returns the IoU with the predicted cell covering more than half of it (0 if none)
+    and the number of other predicted cells lying mostly on the painted background.
+    """
     truth = crop.truth
     area = int(truth.sum())
     ids, counts = np.unique(labels[truth], return_counts=True)
@@ -235,7 +238,8 @@ def hold_out_cells(
             plane_cache[key] = dict(iter_planes(images[n], layout))[index]
         plane = np.asarray(plane_cache[key], np.float32)
         cell_mask = plane_labels == cell
-        box = _grown_box(ndi.find_objects(cell_mask.astype(np.int8))[0], ring + context, plane.shape)
+        cell_box = ndi.find_objects(cell_mask.astype(np.int8))[0]
+        box = _grown_box(cell_box, ring + context, plane.shape)
         window_labels = plane_labels[box]
         truth = window_labels == cell
         around = ndi.binary_dilation(truth, iterations=ring)

@@ -34,7 +34,6 @@ from napari_unet.instances import min_size_for
 from napari_unet.model_io import as_model
 from napari_unet.network import UNet, UNetConfig, with_boundary_class
 from napari_unet.object_size import check_object_size, estimate_object_size
-from napari_unet.painted_score import HeldOutCells, hold_out_cells
 from napari_unet.optimization import (
     TimeBudget,
     cosine_learning_rate,
@@ -43,6 +42,7 @@ from napari_unet.optimization import (
     optimizer_state_on_cpu,
     weighted_cross_entropy,
 )
+from napari_unet.painted_score import HeldOutCells, hold_out_cells
 from napari_unet.sampling import (
     BatchSource,
     prepare_samples,
@@ -54,9 +54,9 @@ from napari_unet.training_config import (
     DEFAULT_TRAINING_MINUTES,
     LOSS_SMOOTHING,
     MAX_TILE_OUTPUT,
-    PaintedCellReport,
     MIN_TILE_OUTPUT,
     SCRATCH_CONFIG,
+    PaintedCellReport,
     TrainingConfig,
     TrainingProgress,
     TrainingResult,
