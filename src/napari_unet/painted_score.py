@@ -66,13 +66,41 @@ class PaintedScore:
 
 
 @dataclass(frozen=True)
-class _Crop:
-    """One held-out cell with context: the raw plane crop and its masks."""
+class PaintedProgress:
+    """The painted-cell score while training runs.
 
-    image: np.ndarray  # float32 (Y, X) crop of the plane, not normalised
-    normalization: tuple[float, float]  # the whole plane's (low, high)
-    truth: np.ndarray  # bool (Y, X): the held-out cell
-    background: np.ndarray  # bool (Y, X): painted background around it
+    Attributes
+    ----------
+    start : PaintedScore
+        The starting model (its own instance step).
+    current : PaintedScore
+        The network being trained now (the start's fitted instance step).
+    best : PaintedScore
+        The best so far in this run (the weights that would be kept now).
+    """
+
+    start: PaintedScore
+    current: PaintedScore
+    best: PaintedScore
+
+    @property
+    def message(self) -> str:
+        """One line for a status display."""
+        return (
+            f"painted-cell SEG: start {self.start.seg:.2f} · now {self.current.seg:.2f} · "
+            f"best {self.best.seg:.2f} ({self.current.n_cells} held-out cells)"
+        )
+
+
+@dataclass(frozen=True)
+class _Crop:
+    """One held-out cell: where it is, and its masks in that region."""
+
+    plane: np.ndarray  # the whole plane (Y, X), as given
+    normalization: tuple[float, float]  # the plane's (low, high)
+    box: tuple[slice, slice]  # the region scored: the cell and the ring around it
+    truth: np.ndarray  # bool, region-shaped: the held-out cell
+    background: np.ndarray  # bool, region-shaped: painted background around it
 
 
 class HeldOutCells:
@@ -95,19 +123,15 @@ class HeldOutCells:
         list of np.ndarray
             float32 ``(len(output_classes), Y, X)`` per crop.
         """
-        from napari_unet.tiling import predict_tiled
+        from napari_unet.tiling import predict_regions
 
-        return [
-            predict_tiled(
-                crop.image,
-                model,
-                normalization=crop.normalization,
-                device=device,
-                precision=precision,
-                output_classes=output_classes,
-            )
-            for crop in self.crops
-        ]
+        return predict_regions(
+            [(crop.plane, crop.normalization, crop.box) for crop in self.crops],
+            model,
+            device=device,
+            precision=precision,
+            output_classes=output_classes,
+        )
 
     def score(self, probabilities: list, settings) -> PaintedScore:
         """Score predicted probabilities split into cells by ``settings``.
@@ -134,9 +158,7 @@ class HeldOutCells:
 
     def evaluate(self, model, settings, device="auto", precision="auto") -> PaintedScore:
         """Predict and score in one call."""
-        return self.score(
-            self.predict(model, device, precision, settings.output_classes), settings
-        )
+        return self.score(self.predict(model, device, precision, settings.output_classes), settings)
 
 
 def _match_one(crop: _Crop, labels: np.ndarray) -> tuple[float, int]:
@@ -191,7 +213,7 @@ def hold_out_cells(
         The annotations are dense ground truth (0 = background).
     object_size : float
         Typical cell diameter, pixels: sets the painted background held out around a
-        cell (a quarter of it, at least 3 px) and the context of its crop (half of it).
+        cell (a quarter of it, at least 3 px).
     percentiles : (float, float)
         Normalisation percentiles of the network.
     rng : np.random.Generator
@@ -226,7 +248,6 @@ def hold_out_cells(
     pool = inside if len(inside) >= n_held else candidates
     chosen = [pool[i] for i in sorted(rng.choice(len(pool), n_held, replace=False))]
     ring = max(3, round(object_size / 4))
-    context = max(8, round(object_size / 2))
     crops, held = [], []
     plane_cache: dict = {}
     for n, index, cell, _ in chosen:
@@ -235,22 +256,17 @@ def hold_out_cells(
         key = (n, index)
         if key not in plane_cache:
             layout = image_layout(images[n])
-            plane_cache[key] = dict(iter_planes(images[n], layout))[index]
-        plane = np.asarray(plane_cache[key], np.float32)
+            plane_cache[key] = np.asarray(dict(iter_planes(images[n], layout))[index])
+        plane = plane_cache[key]
         cell_mask = plane_labels == cell
         cell_box = ndi.find_objects(cell_mask.astype(np.int8))[0]
-        box = _grown_box(cell_box, ring + context, plane.shape)
+        box = _grown_box(cell_box, ring + 1, plane.shape)
         window_labels = plane_labels[box]
         truth = window_labels == cell
         around = ndi.binary_dilation(truth, iterations=ring)
         background = around & (window_labels == BACKGROUND)
         crops.append(
-            _Crop(
-                np.ascontiguousarray(plane[box]),
-                percentile_normalization(plane, percentiles),
-                truth,
-                background,
-            )
+            _Crop(plane, percentile_normalization(plane, percentiles), box, truth, background)
         )
         held.append((window_labels, truth | background))
     for window_labels, hidden in held:  # views into the training copies

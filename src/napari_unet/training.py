@@ -42,7 +42,7 @@ from napari_unet.optimization import (
     optimizer_state_on_cpu,
     weighted_cross_entropy,
 )
-from napari_unet.painted_score import HeldOutCells, hold_out_cells
+from napari_unet.painted_score import HeldOutCells, PaintedProgress, hold_out_cells
 from napari_unet.sampling import (
     BatchSource,
     prepare_samples,
@@ -389,10 +389,11 @@ class _BestWeights:
             if score > self.score:
                 self.score, self.state, self.iteration = score, self._copy(), iteration
         elif self.start is not None and validate:
-            painted = self.start.evaluate(self.model)
-            score = painted.seg
-            if painted.better_than(self.painted):
-                self.painted, self.state, self.iteration = painted, self._copy(), iteration
+            current = self.start.evaluate(self.model)
+            score = current.seg
+            if current.better_than(self.painted):
+                self.painted, self.state, self.iteration = current, self._copy(), iteration
+            painted = PaintedProgress(self.start.score, current, self.painted)
         elif (
             not self.validation_data and self.smoothed < self.loss and iteration >= min(10, planned)
         ):

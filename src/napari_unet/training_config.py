@@ -17,7 +17,7 @@ from napari_unet.augmentation import AugmentationConfig
 from napari_unet.images import DEFAULT_PERCENTILES
 from napari_unet.network import UNet, UNetConfig
 from napari_unet.object_size import check_object_size
-from napari_unet.painted_score import HELD_OUT_SHARE, PaintedScore
+from napari_unet.painted_score import HELD_OUT_SHARE, PaintedProgress, PaintedScore
 from napari_unet.weight_map import DEFAULT_SIGMA, DEFAULT_W0
 
 #: Architecture used when training starts from scratch: small enough to train on a
@@ -195,9 +195,10 @@ class TrainingProgress:
     fraction : float
         Share of the run done, in [0, 1] (of the iterations or of the time budget,
         whichever is nearer its end); the learning-rate schedule follows it.
-    painted_score : PaintedScore or None
-        SEG and AP@0.5 of the network being trained on the held-out painted cells,
-        when computed (every ``validation_interval`` iterations and at the end).
+    painted : PaintedProgress or None
+        SEG and AP@0.5 on the held-out painted cells of the starting model, of the
+        network being trained and of the best weights so far, when computed (every
+        ``validation_interval`` iterations and at the end).
     snapshot : UNet or None
         With ``train(snapshot_interval=...)``, every that many seconds: a copy of the
         current network (CPU, eval mode, with the model metadata), safe to predict
@@ -213,7 +214,7 @@ class TrainingProgress:
     best_loss: float
     fraction: float = 0.0
     snapshot: UNet | None = field(default=None, repr=False, compare=False)
-    painted_score: PaintedScore | None = None
+    painted: PaintedProgress | None = None
 
 
 @dataclass

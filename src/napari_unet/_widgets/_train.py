@@ -149,6 +149,14 @@ class TrainWidget(Container):
         self.start_button = PushButton(text="Start training")
         self.progress = ProgressBar(value=0, min=0, max=PROGRESS_STEPS)
         self.status = message_label()
+        #: The painted-cell score beside the loss curve: live, then the verdict.
+        self.painted_score = message_label()
+        self.painted_score.tooltip = (
+            "A quarter of your painted cells (at most 10) are held out of training. They "
+            "score the starting model and the model being trained (SEG: mean overlap of "
+            "each held-out cell with its predicted cell, 0 to 1); the better one is kept, "
+            "and the instance step is fitted to them. Paint 3 cells or more."
+        )
         self._threads = ThreadShare()  # the CPU's threads, for training and the preview
         self.preview = LivePreview(napari_viewer, self._threads)
         self.accept = AcceptCells(
@@ -180,7 +188,9 @@ class TrainWidget(Container):
         theme = get_theme(napari_viewer.theme)
         self.loss_plot = LossPlot(theme.text.as_hex(), theme.canvas.as_hex())
         layout = self.native.layout()
-        layout.insertWidget(layout.indexOf(self._model_buttons.native), self.loss_plot.canvas)
+        below = layout.indexOf(self._model_buttons.native)
+        layout.insertWidget(below, self.loss_plot.canvas)
+        layout.insertWidget(below, self.painted_score.native)
 
         guard = self._lifetime.guard
         self.start_button.changed.connect(guard(self._on_start_clicked))
@@ -247,9 +257,11 @@ class TrainWidget(Container):
         )
         self.loss_plot.clear()
         self.progress.value = 0
-        self._latest = None
+        self._latest = self._painted = None
+        self.painted_score.value = ""
         self.preview.attach(self.data.pairs()[0][0], settings.device.value)
         session.set_training_state(TrainingState.TRAINING)
+        verdict = self._lifetime.guard(self._show_verdict)
         return self._lifetime.run(
             self._threads.training,  # on the CPU threads the preview leaves free
             training,
@@ -257,11 +269,18 @@ class TrainWidget(Container):
             # lambdas, not bound methods: they settle the session's state even when the
             # widget is gone, and they keep ``run`` alive (PyQt holds bound methods'
             # objects only weakly).
-            returned=lambda result: run.returned(result),
+            returned=lambda result: (run.returned(result), verdict(result)),
             errored=lambda error: run.errored(error),
             finished=lambda: run.finished(),
             stop_event=self._stop_event,
         )
+
+    def _show_verdict(self, result) -> None:
+        """The never-worse rule's verdict, or why there is none."""
+        if result.painted is not None:
+            self.painted_score.value = result.painted.message
+        elif not result.history or result.history[-1].validation_score is None:
+            self.painted_score.value = "Paint 3 cells or more to get a painted-cell score."
 
     def stop(self):
         """Ask training to end after the current iteration (the best model is kept)."""
@@ -318,6 +337,9 @@ class TrainWidget(Container):
     def _on_progress(self, progress) -> None:
         """Per iteration: keep the record, hand a snapshot to the preview. Cheap."""
         self._latest = progress
+        if progress.painted is not None:
+            self._painted = progress.painted
+            self.loss_plot.score_label = "painted-cell SEG"
         self.loss_plot.add(progress.iteration, progress.loss, progress.validation_score)
         if progress.snapshot is not None:
             self.preview.show_model(progress.snapshot, f"iteration {progress.iteration}")
@@ -335,6 +357,8 @@ class TrainWidget(Container):
         )
         if self._session.training_state is TrainingState.TRAINING:
             self.status.value = text
+            if self._painted is not None:
+                self.painted_score.value = self._painted.message
         if self._activity is not None:  # at most once per UI_INTERVAL_MS, like the bar
             self._activity.set_fraction(progress.fraction, f"U-Net training: {text}")
 
