@@ -162,6 +162,8 @@ def _train(args) -> int:
             file=sys.stderr,
         )
         return 1
+    if result.painted is not None:  # the never-worse rule's verdict
+        tqdm.write(result.painted.message)
     tqdm.write(f"best iteration {result.best_iteration}; model written to {written}")
     return 0
 

@@ -30,6 +30,9 @@ HELD_OUT_SHARE = 0.25
 MAX_HELD_OUT = 10
 #: Fewest painted cells with which any is held out (two or more stay for training).
 MIN_PAINTED_TO_HOLD_OUT = 3
+#: SEG by which a fine-tuned model must beat its starting model on the held-out cells
+#: to be kept: a tie keeps the start, which has seen far more cells than were painted.
+MIN_SEG_GAIN = 0.01
 
 
 @dataclass(frozen=True)
@@ -79,15 +82,16 @@ class PaintedProgress:
         The best so far in this run (the weights that would be kept now).
     """
 
-    start: PaintedScore
+    start: PaintedScore | None
     current: PaintedScore
     best: PaintedScore
 
     @property
     def message(self) -> str:
         """One line for a status display."""
+        start = f"start {self.start.seg:.2f} · " if self.start is not None else ""
         return (
-            f"painted-cell SEG: start {self.start.seg:.2f} · now {self.current.seg:.2f} · "
+            f"painted-cell SEG: {start}now {self.current.seg:.2f} · "
             f"best {self.best.seg:.2f} ({self.current.n_cells} held-out cells)"
         )
 

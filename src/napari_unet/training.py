@@ -42,7 +42,7 @@ from napari_unet.optimization import (
     optimizer_state_on_cpu,
     weighted_cross_entropy,
 )
-from napari_unet.painted_score import HeldOutCells, PaintedProgress, hold_out_cells
+from napari_unet.painted_score import MIN_SEG_GAIN, HeldOutCells, PaintedProgress, hold_out_cells
 from napari_unet.sampling import (
     BatchSource,
     prepare_samples,
@@ -242,6 +242,7 @@ def train(
     rng = np.random.default_rng(seed)
     if seed is not None:
         torch.manual_seed(seed)
+    fine_tuning = model is not None
     model, base_metadata = _starting_model(model, model_config, config)
     n_classes = model.config.n_classes
     object_size = _object_size(config, annotations, dense, base_metadata)
@@ -264,7 +265,9 @@ def train(
     metadata = _run_metadata(
         base_metadata, config, n_classes, object_size, start_settings.postprocessing()
     )
-    start = _StartScore(model, held_out, start_settings, object_size, device)
+    start = _StartScore(
+        model, held_out, start_settings, object_size, device, compare=fine_tuning
+    )
     tile_shape = _tile_shape(model, config, object_size)
     augmentation = config.augmentation if config.augment else None
     # Worker processes (if any) are forked before the model goes to the device.
@@ -315,10 +318,12 @@ class _StartScore:
         settings: InstanceSettings,
         object_size: float,
         device,
+        compare: bool,
     ):
         self.held_out, self.device, self.object_size = held_out, device, object_size
-        self.settings = settings
-        if held_out is None:
+        self.settings = self.fitted_settings = settings
+        self.score = self.fitted = None
+        if held_out is None or not compare:  # from scratch: nothing to compare with
             return
         self.state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
         probabilities = held_out.predict(model, device, output_classes=settings.output_classes)
@@ -340,7 +345,7 @@ class _StartScore:
         settings, trained = fit_instance_step(
             self.held_out, probabilities, self.fitted_settings, self.object_size
         )
-        if trained.better_than(self.fitted):
+        if self.fitted is None or trained.better_than(self.fitted, MIN_SEG_GAIN):
             kept = "trained"
         else:
             kept, settings = "start", self.fitted_settings

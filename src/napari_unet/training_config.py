@@ -256,20 +256,22 @@ class PaintedCellReport:
 
     Attributes
     ----------
-    start : PaintedScore
-        The starting model with its own instance step: what the user had before.
-    start_fitted : PaintedScore
+    start : PaintedScore or None
+        The starting model with its own instance step: what the user had before;
+        ``None`` when training started from scratch.
+    start_fitted : PaintedScore or None
         The starting model with the instance step fitted to the held-out cells.
     trained : PaintedScore
         The trained model (its best weights) with its fitted instance step.
     kept : {"trained", "start"}
-        The model returned: the trained one only when it beats the start.
+        The model returned: the trained one only when its SEG beats the start's by
+        more than :data:`~napari_unet.painted_score.MIN_SEG_GAIN`.
     seconds : float
         Length of the run.
     """
 
-    start: PaintedScore
-    start_fitted: PaintedScore
+    start: PaintedScore | None
+    start_fitted: PaintedScore | None
     trained: PaintedScore
     kept: str
     seconds: float
@@ -278,6 +280,11 @@ class PaintedCellReport:
     def message(self) -> str:
         """The verdict in plain words, e.g. ``painted-cell SEG: start 0.61 → 0.72 after 2 min``."""
         duration = _duration(self.seconds)
+        if self.start is None:
+            return (
+                f"painted-cell SEG {self.trained.seg:.2f} after {duration} (AP@0.5 "
+                f"{self.trained.ap:.2f}, {self.trained.n_cells} held-out cells)"
+            )
         if self.kept == "trained":
             return (
                 f"painted-cell SEG: start {self.start.seg:.2f} → {self.trained.seg:.2f} after "
@@ -286,8 +293,8 @@ class PaintedCellReport:
             )
         text = (
             f"fine-tuning has not beaten the starting model yet (painted-cell SEG "
-            f"{self.trained.seg:.2f} against {self.start_fitted.seg:.2f} after {duration}); "
-            "keeping the starting model"
+            f"{self.trained.seg:.2f} against {self.start_fitted.seg:.2f} after {duration}, "
+            f"{self.trained.n_cells} held-out cells); keeping the starting model"
         )
         if self.start_fitted.seg > self.start.seg:
             text += (
