@@ -50,7 +50,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from nuclei_data import load, touching_cells  # noqa: E402
 
 from napari_unet.generators import run_to_completion  # noqa: E402
-from napari_unet.instances import min_size_for  # noqa: E402
 from napari_unet.metrics import average_precision, seg_score  # noqa: E402
 from napari_unet.model_io import load_model  # noqa: E402
 from napari_unet.segmentation import iter_segment  # noqa: E402
@@ -215,7 +214,6 @@ def main() -> None:
         save_model(model, args.save_model)
     fixed = copy.deepcopy(model)
     fixed.metadata["postprocessing"] = dict(base.metadata["postprocessing"])
-    fixed.metadata["postprocessing"]["min_size"] = min_size_for(model.metadata["object_size"])
     if args.score_on == "painted":
         scored = [train_items[i] for i in picks]
         for name, net in (("start", base), ("", model), ("fixed", fixed)):

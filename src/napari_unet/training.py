@@ -45,6 +45,7 @@ from napari_unet.optimization import (
 from napari_unet.painted_score import MIN_SEG_GAIN, HeldOutCells, PaintedProgress, hold_out_cells
 from napari_unet.sampling import (
     BatchSource,
+    check_pairs,
     prepare_samples,
     prepare_validation,
     validation_score,
@@ -123,15 +124,17 @@ _NOT_INHERITED = ("name", "description", "validation", "data", "script")
 
 
 def _start_settings(model: UNet, object_size: float) -> InstanceSettings:
-    """The starting model's instance step, its smallest cell following the object size.
+    """The starting model's own instance step.
 
-    A two-class model widened to three classes has no seed threshold of its own: it
-    gets the default one. The instance step is fitted to the held-out painted cells
-    at the end of training (:func:`napari_unet.instance_fit.fit_instance_step`).
+    A model without a stored smallest cell (from scratch) gets one from the object
+    size; a two-class model widened to three classes gets the default seed threshold.
+    The instance step is then fitted to the held-out painted cells
+    (:func:`napari_unet.instance_fit.fit_instance_step`).
     """
-    return replace(
-        InstanceSettings.for_model(model), min_size=min_size_for(round(object_size, 2))
-    )
+    settings = InstanceSettings.for_model(model)
+    if "min_size" not in (getattr(model, "metadata", None) or {}).get("postprocessing", {}):
+        settings = replace(settings, min_size=min_size_for(round(object_size, 2)))
+    return settings
 
 
 def _run_metadata(
@@ -245,9 +248,10 @@ def train(
     fine_tuning = model is not None
     model, base_metadata = _starting_model(model, model_config, config)
     n_classes = model.config.n_classes
+    check_pairs(images, annotations)
     object_size = _object_size(config, annotations, dense, base_metadata)
     held_out = None
-    if config.hold_out > 0 and len(images) == len(annotations):
+    if config.hold_out > 0:
         kept, held_out = hold_out_cells(
             images,
             annotations,
