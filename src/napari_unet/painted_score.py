@@ -28,6 +28,8 @@ from napari_unet.images import image_layout, iter_planes, percentile_normalizati
 HELD_OUT_SHARE = 0.25
 #: Most cells held out (scoring them costs time in every evaluation).
 MAX_HELD_OUT = 10
+#: Most painted cells a model not trained on them (the start) is scored on.
+MAX_SCORED = 40
 #: Fewest painted cells with which any is held out (two or more stay for training).
 MIN_PAINTED_TO_HOLD_OUT = 3
 #: SEG by which a fine-tuned model must beat its starting model on the held-out cells
@@ -119,6 +121,10 @@ class HeldOutCells:
     def __len__(self) -> int:
         return len(self.crops)
 
+    def first(self, n: int) -> HeldOutCells:
+        """The first ``n`` cells (those of ``painted`` that were held out)."""
+        return HeldOutCells(self.crops[:n])
+
     def predict(self, model, device="auto", precision="auto", output_classes=None) -> list:
         """Class probabilities of ``model`` on every held-out crop.
 
@@ -205,14 +211,15 @@ def hold_out_cells(
     percentiles: tuple[float, float],
     rng: np.random.Generator,
     share: float = HELD_OUT_SHARE,
-) -> tuple[list[np.ndarray], HeldOutCells | None]:
+) -> tuple[list[np.ndarray], HeldOutCells | None, HeldOutCells | None]:
     """Hold a share of the painted cells out of training.
 
     Parameters
     ----------
     images, annotations : sequence of array-like
         As for :func:`napari_unet.training.train` (2D, RGB, or stacks whose painted
-        planes count); the annotations are not modified.
+        planes count), already checked (:func:`napari_unet.sampling.check_pairs`);
+        the annotations are not modified.
     dense : bool
         The annotations are dense ground truth (0 = background).
     object_size : float
@@ -231,49 +238,51 @@ def hold_out_cells(
         int32 copies in the partial convention, without the held-out cells and the
         painted background around them (0 there).
     held_out : HeldOutCells or None
-        ``None`` when fewer than :data:`MIN_PAINTED_TO_HOLD_OUT` cells are painted or
-        ``share`` is 0.
+        The held-out cells; ``None`` when fewer than :data:`MIN_PAINTED_TO_HOLD_OUT`
+        cells are painted or ``share`` is 0.
+    painted : HeldOutCells or None
+        The held-out cells and other painted cells, :data:`MAX_SCORED` at most: a
+        model that has not been trained on them (the starting model) is scored and
+        its instance step fitted on these; ``None`` with ``held_out``.
     """
     partial = [as_partial(a, dense) for a in annotations]
     candidates = []  # (image, plane index, cell id, cut by the edge)
     for n, (image, annotation) in enumerate(zip(images, partial, strict=True)):
-        layout = image_layout(image)
-        for index, _ in iter_planes(image, layout):
+        for index, _ in iter_planes(image, image_layout(image)):
             plane = annotation[index] if index else annotation
             ids = np.unique(plane[plane >= FIRST_CELL])
             edge = np.unique(np.concatenate([plane[0], plane[-1], plane[:, 0], plane[:, -1]]))
             candidates.extend((n, index, int(i), bool(np.isin(i, edge))) for i in ids)
     n_held = min(MAX_HELD_OUT, max(1, round(share * len(candidates)))) if share > 0 else 0
     if len(candidates) < MIN_PAINTED_TO_HOLD_OUT or n_held == 0:
-        return partial, None
+        return partial, None, None
     inside = [c for c in candidates if not c[3]]
     pool = inside if len(inside) >= n_held else candidates
-    chosen = [pool[i] for i in sorted(rng.choice(len(pool), n_held, replace=False))]
+    order = rng.permutation(len(pool))
+    held = [pool[i] for i in sorted(order[:n_held])]
+    others = [pool[i] for i in sorted(order[n_held:MAX_SCORED])]
     ring = max(3, round(object_size / 4))
-    crops, held = [], []
-    plane_cache: dict = {}
-    for n, index, cell, _ in chosen:
-        annotation = partial[n]
-        plane_labels = annotation[index] if index else annotation
-        key = (n, index)
-        if key not in plane_cache:
-            layout = image_layout(images[n])
-            plane_cache[key] = np.asarray(dict(iter_planes(images[n], layout))[index])
-        plane = plane_cache[key]
-        cell_mask = plane_labels == cell
-        cell_box = ndi.find_objects(cell_mask.astype(np.int8))[0]
-        box = _grown_box(cell_box, ring + 1, plane.shape)
-        window_labels = plane_labels[box]
-        truth = window_labels == cell
+    planes: dict = {}
+
+    def crop(n, index, cell) -> _Crop:
+        if (n, index) not in planes:
+            plane = dict(iter_planes(images[n], image_layout(images[n])))[index]
+            planes[n, index] = np.asarray(plane)
+        plane = planes[n, index]
+        labels = partial[n][index] if index else partial[n]  # not yet hidden: read first
+        box = ndi.find_objects((labels == cell).astype(np.int8))[0]
+        box = _grown_box(box, ring + 1, plane.shape)
+        truth = labels[box] == cell
         around = ndi.binary_dilation(truth, iterations=ring)
-        background = around & (window_labels == BACKGROUND)
-        crops.append(
-            _Crop(plane, percentile_normalization(plane, percentiles), box, truth, background)
-        )
-        held.append((window_labels, truth | background))
-    for window_labels, hidden in held:  # views into the training copies
-        window_labels[hidden] = 0
-    return partial, HeldOutCells(crops)
+        background = around & (labels[box] == BACKGROUND)
+        return _Crop(plane, percentile_normalization(plane, percentiles), box, truth, background)
+
+    held_crops = [crop(n, index, cell) for n, index, cell, _ in held]
+    other_crops = [crop(n, index, cell) for n, index, cell, _ in others]
+    for (n, index, _, _), c in zip(held, held_crops, strict=True):
+        plane_labels = partial[n][index] if index else partial[n]
+        plane_labels[c.box][c.truth | c.background] = 0  # hidden from training
+    return partial, HeldOutCells(held_crops), HeldOutCells(held_crops + other_crops)
 
 
 def _grown_box(box: tuple, margin: int, shape: tuple[int, int]) -> tuple[slice, slice]:

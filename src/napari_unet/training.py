@@ -250,9 +250,9 @@ def train(
     n_classes = model.config.n_classes
     check_pairs(images, annotations)
     object_size = _object_size(config, annotations, dense, base_metadata)
-    held_out = None
+    held_out = painted = None
     if config.hold_out > 0:
-        kept, held_out = hold_out_cells(
+        kept, held_out, painted = hold_out_cells(
             images,
             annotations,
             dense=dense,
@@ -270,7 +270,7 @@ def train(
         base_metadata, config, n_classes, object_size, start_settings.postprocessing()
     )
     start = _StartScore(
-        model, held_out, start_settings, object_size, device, compare=fine_tuning
+        model, held_out, painted, start_settings, object_size, device, compare=fine_tuning
     )
     tile_shape = _tile_shape(model, config, object_size)
     augmentation = config.augmentation if config.augment else None
@@ -307,18 +307,21 @@ def train(
 
 
 class _StartScore:
-    """The starting model on the held-out painted cells, and the never-worse verdict.
+    """The starting model on the painted cells, and the never-worse verdict.
 
-    Scores the starting model with its own instance step and with one fitted to the
-    held-out cells; scores the network being trained with the fitted one; and at the
-    end keeps the trained network only if, with its own fitted instance step, it beats
-    the starting model (:mod:`napari_unet.painted_score`).
+    The starting model has not been trained on any painted cell: it is scored, and
+    its instance step fitted, on up to :data:`~napari_unet.painted_score.MAX_SCORED`
+    of them. The network being trained is scored on the held-out cells only (with the
+    start's fitted instance step). At the end the trained network, with an instance
+    step fitted on the held-out cells, is kept only if it beats the starting model on
+    them (:mod:`napari_unet.painted_score`).
     """
 
     def __init__(
         self,
         model: UNet,
         held_out: HeldOutCells | None,
+        painted: HeldOutCells | None,
         settings: InstanceSettings,
         object_size: float,
         device,
@@ -330,11 +333,11 @@ class _StartScore:
         if held_out is None or not compare:  # from scratch: nothing to compare with
             return
         self.state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-        probabilities = held_out.predict(model, device, output_classes=settings.output_classes)
-        self.score = held_out.score(probabilities, settings)
-        self.fitted_settings, self.fitted = fit_instance_step(
-            held_out, probabilities, settings, object_size
-        )
+        probabilities = painted.predict(model, device, output_classes=settings.output_classes)
+        self.fitted_settings, _ = fit_instance_step(painted, probabilities, settings, object_size)
+        on_held_out = probabilities[: len(held_out)]
+        self.score = held_out.score(on_held_out, settings)
+        self.fitted = held_out.score(on_held_out, self.fitted_settings)
 
     def evaluate(self, model: UNet):
         """The painted-cell score of ``model`` with the start's fitted instance step."""
