@@ -137,6 +137,7 @@ def main() -> None:
     p.add_argument("--learning-rate", type=float, default=None)
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--hold-out", type=float, default=None, help="TrainingConfig.hold_out")
+    p.add_argument("--trained-layers", default=None, help="TrainingConfig.trained_layers")
     p.add_argument("--tile", type=int, default=None, help="input tile side")
     p.add_argument("--model", default="default", help="starting model")
     p.add_argument("--seed", type=int, default=0)
@@ -183,6 +184,7 @@ def main() -> None:
             "learning_rate": args.learning_rate,
             "batch_size": args.batch_size,
             "hold_out": args.hold_out,
+            "trained_layers": args.trained_layers,
             "tile_shape": (args.tile, args.tile) if args.tile else None,
             "precision": args.precision,
         }.items()

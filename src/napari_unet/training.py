@@ -443,6 +443,8 @@ def _loop(
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     out_pixels = config.batch_size * math.prod(model.valid_output_shape(tile_shape))
     check_training_memory(model, tile_shape, config.batch_size, device)
+    if config.trained_layers == "expansive":  # the contracting path keeps its weights
+        model.contracting_path.requires_grad_(False)
     optimizer = make_optimizer(model, config, optimizer_state)
     best = _BestWeights(model, validation_data, start)
     budget = TimeBudget(config.n_iterations, config.max_seconds)
@@ -478,7 +480,7 @@ def _loop(
         history.append(progress)
         yield progress
     best_iteration = best.restore(iteration)
-    model = model.to("cpu", memory_format=torch.contiguous_format).eval()
+    model = model.to("cpu", memory_format=torch.contiguous_format).eval().requires_grad_(True)
     record = {
         "config": config.to_dict(),
         "iterations_done": len(history),

@@ -35,6 +35,8 @@ DEFAULT_TRAINING_MINUTES = 3.0
 MIN_TILE_OUTPUT = 100
 #: Largest automatic output tile side (pixels), whatever the object size.
 MAX_TILE_OUTPUT = 256
+#: Which weights a run trains (:attr:`TrainingConfig.trained_layers`).
+TRAINED_LAYERS = ("all", "expansive")
 #: Weight of the newest loss in the smoothed training loss (exponential average).
 LOSS_SMOOTHING = 0.1
 
@@ -106,6 +108,11 @@ class TrainingConfig:
         Processes that prepare augmented batches ahead of the training step
         (:class:`napari_unet.sampling.BatchSource`); worth it on a GPU, where
         augmentation on one core is the bottleneck. 0: in the training thread.
+    trained_layers : {"all", "expansive"}
+        Which weights fine-tuning changes: all of them, or only the expansive path
+        and the head, the contracting path staying as the starting model learned it
+        (its batch-norm statistics still follow the new images). With ``"expansive"``
+        the backward pass stops at the expansive path, so a step costs less.
     hold_out : float
         Share of the painted cells held out of training to score it
         (:mod:`napari_unet.painted_score`): the starting model and the model being
@@ -134,6 +141,7 @@ class TrainingConfig:
     validation_interval: int = 50
     precision: str = "auto"
     data_workers: int = 0
+    trained_layers: str = "all"
     hold_out: float = HELD_OUT_SHARE
 
     def __post_init__(self):
@@ -157,6 +165,10 @@ class TrainingConfig:
             raise ValueError(f"n_classes must be 2, 3 or None, got {self.n_classes!r}")
         if self.object_size is not None:
             check_object_size(self.object_size)
+        if self.trained_layers not in TRAINED_LAYERS:
+            raise ValueError(
+                f"trained_layers must be one of {TRAINED_LAYERS}, got {self.trained_layers!r}"
+            )
         if not (isinstance(self.hold_out, int | float) and 0 <= self.hold_out < 1):
             raise ValueError(f"hold_out must be a share in [0, 1), got {self.hold_out!r}")
         if int(self.data_workers) < 0:
