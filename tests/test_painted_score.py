@@ -12,7 +12,7 @@ from napari_unet.generators import run_to_completion
 from napari_unet.instance_fit import fit_instance_step
 from napari_unet.metrics import seg_score
 from napari_unet.model_io import load_model
-from napari_unet.painted_score import HELD_OUT_SHARE, MAX_HELD_OUT, hold_out_cells
+from napari_unet.painted_score import HELD_OUT_SHARE, MAX_HELD_OUT, hold_out_cells, min_gain
 from napari_unet.segmentation import InstanceSettings, segment
 from napari_unet.training import TrainingConfig, train
 
@@ -189,7 +189,7 @@ def test_painting_phase_contrast_cells_beats_the_default_model(cells, one_torch_
     # the default model splits these large phase-contrast cells poorly; 30 steps on 6
     # painted cells fix that on the 2 held out, and the model is kept and says so
     assert report.kept == "trained"
-    assert report.trained.seg > report.start_fitted.seg + 0.01
+    assert report.trained.seg > report.start_fitted.seg + min_gain(report.trained.n_cells)
     assert report.message.startswith(f"painted-cell SEG: start {report.start.seg:.2f} →")
     # and on the cells nobody painted, the whole image segments better than before
     unpainted = np.where(np.isin(masks, np.unique(masks[annotation >= 2])), 0, masks)

@@ -8,17 +8,17 @@ step is repeated, so a fit takes a second or two.
 
 The search is a coordinate search from the model's own settings: thresholds jointly on
 a grid, then smoothing, hole filling and the smallest cell, one at a time. A change is
-kept only when it raises the score by more than :data:`MIN_GAIN` divided by the square
-root of the number of cells, so a few held-out cells do not move the settings on noise.
+kept only when it raises the score (SEG + AP@0.5 / 10) by more than
+:func:`~napari_unet.painted_score.min_gain`, so a few cells do not move the settings on
+noise.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 
 from napari_unet.instances import min_size_for
-from napari_unet.painted_score import HeldOutCells, PaintedScore
+from napari_unet.painted_score import HeldOutCells, PaintedScore, min_gain
 
 #: Foreground probability thresholds tried.
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
@@ -28,10 +28,6 @@ SEED_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
 SMOOTHING_SHARES = (0.0, 0.03, 0.06)
 #: Smallest cell tried, as a multiple of :func:`~napari_unet.instances.min_size_for`.
 MIN_SIZE_FACTORS = (0.25, 0.5, 1.0)
-#: Least rise in the objective (SEG + AP@0.5 / 10) for a setting to change, for one
-#: cell; divided by the square root of the number of cells scored (a standard error):
-#: 0.035 on 2 held-out cells, 0.008 on 40 painted cells.
-MIN_GAIN = 0.05
 
 
 def _objective(score: PaintedScore) -> float:
@@ -63,14 +59,14 @@ def fit_instance_step(
     """
     best, best_score = start, held_out.score(probabilities, start)
     cache = {start: best_score}
-    min_gain = MIN_GAIN / math.sqrt(max(len(held_out), 1))
+    least = min_gain(len(held_out))
 
     def consider(candidates):
         nonlocal best, best_score
         for candidate in candidates:
             if candidate not in cache:
                 cache[candidate] = held_out.score(probabilities, candidate)
-            if _objective(cache[candidate]) > _objective(best_score) + min_gain:
+            if _objective(cache[candidate]) > _objective(best_score) + least:
                 best, best_score = candidate, cache[candidate]
 
     if start.three_class:

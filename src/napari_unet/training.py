@@ -42,7 +42,7 @@ from napari_unet.optimization import (
     optimizer_state_on_cpu,
     weighted_cross_entropy,
 )
-from napari_unet.painted_score import MIN_SEG_GAIN, HeldOutCells, PaintedProgress, hold_out_cells
+from napari_unet.painted_score import HeldOutCells, PaintedProgress, hold_out_cells, min_gain
 from napari_unet.sampling import (
     BatchSource,
     check_pairs,
@@ -352,7 +352,7 @@ class _StartScore:
         settings, trained = fit_instance_step(
             self.held_out, probabilities, self.fitted_settings, self.object_size
         )
-        if self.fitted is None or trained.better_than(self.fitted, MIN_SEG_GAIN):
+        if self.fitted is None or trained.better_than(self.fitted, min_gain(trained.n_cells)):
             kept = "trained"
         else:
             kept, settings = "start", self.fitted_settings

@@ -277,7 +277,7 @@ class PaintedCellReport:
         The trained model (its best weights) with its fitted instance step.
     kept : {"trained", "start"}
         The model returned: the trained one only when its SEG beats the start's by
-        more than :data:`~napari_unet.painted_score.MIN_SEG_GAIN`.
+        more than :func:`~napari_unet.painted_score.min_gain` of the held-out cells.
     seconds : float
         Length of the run.
     """
