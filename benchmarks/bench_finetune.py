@@ -17,10 +17,12 @@ Simulated painting, from the ground-truth masks of the ``train`` split (../share
 painted image itself, on the cells that were not painted (what a user who paints a few
 cells of the open image sees on the rest of it).
 
-Every run reports the starting model, the fine-tuned model as returned (with the instance
-step fitted to the held-out painted cells, or the starting model when fine-tuning did not
-beat it: ``kept``), and the fine-tuned weights with the starting model's instance step
-(``fixed``), beside the load average.
+Every run reports the starting model (``start``), the model as returned (no suffix: the
+fine-tuned one with the instance step fitted to the held-out painted cells, or the starting
+model with its step fitted to the painted cells when fine-tuning did not beat it: ``kept``),
+the fine-tuned weights with their fitted step whichever was kept (``trained``), and the
+fine-tuned weights with the starting model's own instance step (``fixed``), beside the load
+average.
 
 The default model is fine-tuned with ``TrainingConfig(max_seconds=...)`` (every other
 setting at its default unless given) and scored on the ``--split`` images (``val`` to
@@ -214,11 +216,12 @@ def main() -> None:
         from napari_unet.model_io import save_model
 
         save_model(model, args.save_model)
-    fixed = copy.deepcopy(model)
+    trained_net = trained.set_aside or model  # the trained weights, kept or not
+    fixed = copy.deepcopy(trained_net)
     fixed.metadata["postprocessing"] = dict(base.metadata["postprocessing"])
     if args.score_on == "painted":
         scored = [train_items[i] for i in picks]
-        for name, net in (("start", base), ("", model), ("fixed", fixed)):
+        for name, net in (("start", base), ("", model), ("trained", trained_net), ("fixed", fixed)):
             segs, aps = [], []
             for item, annotation in zip(scored, annotations, strict=True):
                 truth, labels = unpainted_only(item.masks, annotation, unet(item, net))
@@ -230,7 +233,7 @@ def main() -> None:
     else:
         scored = items_for(args.dataset, args.split)[: args.limit]
         result["n_scored"] = len(scored)
-        for name, net in (("start", base), ("", model), ("fixed", fixed)):
+        for name, net in (("start", base), ("", model), ("trained", trained_net), ("fixed", fixed)):
             key = f"_{name}" if name else ""
             result[f"seg{key}"], result[f"ap50{key}"] = score(scored, lambda i, n=net: unet(i, n))
     emit(result, args.json)

@@ -355,7 +355,10 @@ class _StartScore:
         if self.fitted is None or trained.better_than(self.fitted, min_gain(trained.n_cells)):
             kept = "trained"
         else:
-            kept, settings = "start", self.fitted_settings
+            kept = "start"
+            result.set_aside = copy.deepcopy(model)
+            result.set_aside.metadata["postprocessing"] = settings.postprocessing()
+            settings = self.fitted_settings
             model.load_state_dict(self.state)
             result.best_iteration = 0
         record = model.metadata["training"]

@@ -252,6 +252,10 @@ class TrainingResult:
         The starting and the trained model on the held-out painted cells and which
         one was kept (:attr:`PaintedCellReport.message` says it in words); ``None``
         when no cell was held out.
+    set_aside : UNet or None
+        The trained network when the never-worse rule kept the starting model instead
+        (its best weights, with its own fitted instance step): to compare, or to use
+        anyway. ``None`` when the trained network was kept.
     """
 
     model: UNet
@@ -260,6 +264,7 @@ class TrainingResult:
     stopped: bool
     optimizer_state: dict = field(default_factory=dict, repr=False)
     painted: PaintedCellReport | None = None
+    set_aside: UNet | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
