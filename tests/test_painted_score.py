@@ -169,6 +169,9 @@ def test_a_fine_tune_that_cannot_help_keeps_the_starting_model(cells, one_torch_
     kept = result.model.state_dict()
     for name, value in start.state_dict().items():
         torch.testing.assert_close(kept[name], value)
+    # the wrecked network is set aside, not lost
+    wrecked = result.set_aside.state_dict()
+    assert any(not torch.equal(wrecked[k], v) for k, v in start.state_dict().items())
     record = result.model.metadata["training"]["painted_cells"]
     assert record["kept"] == "start" and record["message"] == report.message
     # the instance step was fitted for the starting model, and it is what is stored
@@ -188,7 +191,7 @@ def test_painting_phase_contrast_cells_beats_the_default_model(cells, one_torch_
     report = result.painted
     # the default model splits these large phase-contrast cells poorly; 30 steps on 6
     # painted cells fix that on the 2 held out, and the model is kept and says so
-    assert report.kept == "trained"
+    assert report.kept == "trained" and result.set_aside is None
     assert report.trained.seg > report.start_fitted.seg + min_gain(report.trained.n_cells)
     assert report.message.startswith(f"painted-cell SEG: start {report.start.seg:.2f} →")
     # and on the cells nobody painted, the whole image segments better than before

@@ -149,9 +149,9 @@ def test_train_stop_segment_export(make_napari_viewer, qtbot, tmp_path):
     # the painted-cell score beside the loss curve: 8 of the 31 painted nuclei were held
     # out and scored at the last iteration (from scratch: no start to compare with)
     report = session.model.metadata["training"]["painted_cells"]
-    assert train.painted_score.value == report["message"]
-    assert train.painted_score.value.startswith("painted-cell SEG ")
-    assert "8 held-out cells" in train.painted_score.value
+    shown, step = train.painted_score.value.split("\n")
+    assert shown == report["message"] and step.startswith("instance step fitted: foreground >")
+    assert shown.startswith("painted-cell SEG ") and "8 held-out cells" in shown
     assert [i for i, _ in train.loss_plot.scores] == [5]
     assert train.loss_plot.score_label == "painted-cell SEG"
     first_model = session.model
@@ -185,7 +185,7 @@ def test_train_stop_segment_export(make_napari_viewer, qtbot, tmp_path):
     assert returned.args[0].stopped and returned.args[0].model is session.model
     # fine-tuning the session's model: the verdict compares it with its start
     verdict = returned.args[0].painted.message
-    assert train.painted_score.value == verdict
+    assert train.painted_score.value.split("\n")[0] == verdict
     assert verdict.startswith("painted-cell SEG: start") or "keeping the starting model" in verdict
     assert session.model is not first_model
     assert train.start_button.text == "Start training"

@@ -164,6 +164,20 @@ class InstanceSettings:
             bool(post.get("fill_holes", False)),
         )
 
+    def describe(self) -> str:
+        """These settings in one line of plain words."""
+        if not self.three_class:
+            return f"foreground > {self.threshold:g} · smallest cell {self.min_size} px"
+        text = (
+            f"foreground > {self.threshold:g} · seeds > {self.seed_threshold:g} · "
+            f"smallest cell {self.min_size} px"
+        )
+        if self.smoothing:
+            text += f" · outlines smoothed {self.smoothing:g} px"
+        if self.fill_holes:
+            text += " · holes filled"
+        return text
+
     def postprocessing(self) -> dict:
         """These settings as a model's ``postprocessing`` metadata."""
         post = {"threshold": self.threshold, "min_size": self.min_size}

@@ -278,7 +278,10 @@ class TrainWidget(Container):
     def _show_verdict(self, result) -> None:
         """The never-worse rule's verdict, or why there is none."""
         if result.painted is not None:
-            self.painted_score.value = result.painted.message
+            from napari_unet.segmentation import InstanceSettings
+
+            step = InstanceSettings.for_model(result.model).describe()
+            self.painted_score.value = f"{result.painted.message}\ninstance step fitted: {step}"
         elif not result.history or result.history[-1].validation_score is None:
             self.painted_score.value = "Paint 3 cells or more to get a painted-cell score."
 
