@@ -42,6 +42,18 @@ def _probabilities(masks, foreground=1.0, interior=1.0):
     return np.stack([background, inside])
 
 
+def _hold_out(image, annotation, rng, dense=False, **options):
+    return hold_out_cells(
+        [image],
+        [annotation],
+        dense=dense,
+        object_size=20,
+        percentiles=(1, 99.8),
+        rng=rng,
+        **options,
+    )
+
+
 def _crops(held, probabilities):
     return [probabilities[(slice(None), *crop.box)] for crop in held.crops]
 
@@ -51,14 +63,7 @@ def test_held_out_cells_leave_training_and_the_users_annotation_alone(
 ):
     rng = np.random.default_rng(0)
     n_cells = len(np.unique(sample_annotation[sample_annotation >= 2]))
-    kept, held, _ = hold_out_cells(
-        [sample_image],
-        [sample_annotation],
-        dense=False,
-        object_size=20,
-        percentiles=(1, 99.8),
-        rng=rng,
-    )
+    kept, held, _ = _hold_out(sample_image, sample_annotation, rng)
     assert len(held) == min(MAX_HELD_OUT, round(HELD_OUT_SHARE * n_cells))
     (training,) = kept
     assert training.dtype == np.int32 and training is not sample_annotation
@@ -79,9 +84,7 @@ def test_held_out_cells_leave_training_and_the_users_annotation_alone(
 
 def test_dense_annotations_and_too_few_cells(sample_image, sample_masks):
     rng = np.random.default_rng(1)
-    kept, held, _ = hold_out_cells(
-        [sample_image], [sample_masks], dense=True, object_size=20, percentiles=(1, 99.8), rng=rng
-    )
+    kept, held, _ = _hold_out(sample_image, sample_masks, rng, dense=True)
     assert len(held) == MAX_HELD_OUT
     # converted to the partial convention: cells + 1, background 1, held-out parts 0
     shown = kept[0] > 0
@@ -90,36 +93,13 @@ def test_dense_annotations_and_too_few_cells(sample_image, sample_masks):
     ).all()
     assert (kept[0][shown & (sample_masks == 0)] == 1).all()
     two = _painted(sample_masks, 2)
-    assert (
-        hold_out_cells(
-            [sample_image], [two], dense=False, object_size=20, percentiles=(1, 99.8), rng=rng
-        )[1]
-        is None
-    )
-    assert (
-        hold_out_cells(
-            [sample_image],
-            [sample_masks],
-            dense=True,
-            object_size=20,
-            percentiles=(1, 99.8),
-            rng=rng,
-            share=0,
-        )[1]
-        is None
-    )
+    assert _hold_out(sample_image, two, rng)[1] is None
+    assert _hold_out(sample_image, sample_masks, rng, dense=True, share=0)[1] is None
 
 
 def test_score_and_fitted_instance_step_on_ideal_probabilities(sample_image, sample_masks):
     annotation = _painted(sample_masks, 20)
-    _, held, _ = hold_out_cells(
-        [sample_image],
-        [annotation],
-        dense=False,
-        object_size=20,
-        percentiles=(1, 99.8),
-        rng=np.random.default_rng(2),
-    )
+    _, held, _ = _hold_out(sample_image, annotation, np.random.default_rng(2))
     ideal = _probabilities(sample_masks)
     perfect = held.score(_crops(held, ideal), THREE_CLASS)
     assert perfect.n_cells == 5 and perfect.seg > 0.9 and perfect.ap == 1.0
