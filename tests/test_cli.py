@@ -5,15 +5,15 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_unet.cli import main
-from napari_unet.model_io import load_model, save_model
-from napari_unet.network import UNet
+from napari_unet.cli.commands import main
+from napari_unet.method.network import UNet
+from napari_unet.models.files import load_model, save_model
 
 
 @pytest.mark.parametrize("command", [[], ["segment"], ["train"], ["weight-map"]])
 def test_help_of_every_subcommand(command):
     out = subprocess.run(
-        [sys.executable, "-m", "napari_unet.cli", *command, "--help"],
+        [sys.executable, "-m", "napari_unet.cli.commands", *command, "--help"],
         capture_output=True,
         text=True,
     )
@@ -113,9 +113,9 @@ def test_errors_are_reported_not_raised(tmp_path, capsys):
 
 def test_cli_defaults_are_the_cores():
     """One home per default: the CLI reads TrainingConfig and the weight-map constants."""
-    from napari_unet.annotation import DEFAULT_N_CLASSES
-    from napari_unet.cli import build_parser
-    from napari_unet.training import TrainingConfig
+    from napari_unet.cli.commands import build_parser
+    from napari_unet.method.annotation import DEFAULT_N_CLASSES
+    from napari_unet.training.loop import TrainingConfig
 
     config = TrainingConfig()
     parser = build_parser()

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 from synthetic import voronoi_cells
 
-from napari_unet.annotation import BACKGROUND, annotation_to_target
-from napari_unet.generators import run_to_completion
-from napari_unet.reference import weight_map_reference
-from napari_unet.weight_map import (
+from napari_unet.method.annotation import BACKGROUND, annotation_to_target
+from napari_unet.method.weight_map import (
     class_balance_weights,
     separation_border_weight_map,
 )
+from napari_unet.runtime.progress import run_to_completion
+from napari_unet.testing import weight_map_reference
 
 TOLERANCE = 1e-3
 
@@ -241,9 +241,9 @@ def test_numpy_scalars_are_accepted():
 
 def test_the_map_shown_is_the_map_trained_with(sample_image, sample_annotation):
     """The Weight-map widget's stack map and training's samples share one conversion."""
-    from napari_unet.sampling import prepare_samples
-    from napari_unet.training import TrainingConfig
-    from napari_unet.weight_map import iter_weight_map
+    from napari_unet.method.weight_map import iter_weight_map
+    from napari_unet.training.loop import TrainingConfig
+    from napari_unet.training.samples import prepare_samples
 
     config = TrainingConfig(w0=12.0, sigma=4.0)
     stack = np.stack([np.zeros_like(sample_annotation), sample_annotation])
