@@ -259,7 +259,7 @@ def _write_files(model: UNet, folder: Path, name: str, test_image) -> dict[str, 
         # bioimage.io consumers (deepImageJ, Fiji) run
         warnings.filterwarnings("ignore", r".*torch\.jit", DeprecationWarning)
         torch.jit.save(torch.jit.script(model), str(files["torchscript"]))
-    source = resources.files("napari_unet") / ARCHITECTURE_FILE
+    source = resources.files("napari_unet.method") / ARCHITECTURE_FILE
     files["architecture"].write_bytes(source.read_bytes())
     test_input = _test_crop(model, test_image)
     test_output = _predict(model, test_input)
