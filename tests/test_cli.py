@@ -151,3 +151,15 @@ def test_train_for_a_time_budget_from_the_default_model(tmp_path, sample_image, 
     assert training["config"]["max_seconds"] == pytest.approx(6.0)
     assert training["iterations_done"] >= 1 and training["seconds"] < 6.0 + 30
     assert main([*args, "-o", str(tmp_path / "bad.safetensors"), "--object-size", "0"]) == 2
+
+
+def test_weight_map_api_and_cli_give_the_same_map(tmp_path, sample_annotation):
+    """One default per rule: ``napari-unet weight-map`` equals the API's default call."""
+    from napari_unet import separation_border_weight_map
+
+    annotation = sample_annotation[:128, :160]
+    tifffile.imwrite(tmp_path / "ann.tif", annotation)
+    assert main(["weight-map", str(tmp_path / "ann.tif"), "-o", str(tmp_path / "w.tif")]) == 0
+    np.testing.assert_array_equal(
+        tifffile.imread(tmp_path / "w.tif"), separation_border_weight_map(annotation)
+    )

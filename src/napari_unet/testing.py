@@ -21,17 +21,18 @@ import numpy as np
 import torch
 from scipy import ndimage as ndi
 
-from napari_unet.method.annotation import annotation_to_target
+from napari_unet.method.annotation import DEFAULT_N_CLASSES, annotation_to_target
 from napari_unet.method.images import check_normalization, to_float32
 from napari_unet.method.network import UNet
 from napari_unet.method.tiling import _check_classes, _check_network_input, mirror_index
 from napari_unet.method.weight_map import (
+    DEFAULT_CLASS_WEIGHTS,
     DEFAULT_SIGMA,
     DEFAULT_W0,
     _assemble,
-    _check_w0_sigma,
     _class_weight_tuple,
 )
+from napari_unet.runtime.checks import check_w0_sigma
 from napari_unet.runtime.devices import resolve_device
 
 __all__ = ["predict_whole", "weight_map_reference"]
@@ -98,10 +99,10 @@ def weight_map_reference(
     labels,
     w0: float = DEFAULT_W0,
     sigma: float = DEFAULT_SIGMA,
-    class_weights=None,
+    class_weights=DEFAULT_CLASS_WEIGHTS,
     dense: bool = False,
     gap: int = 1,
-    n_classes: int = 2,
+    n_classes: int = DEFAULT_N_CLASSES,
 ) -> np.ndarray:
     """Slow, obviously correct eq. 2 weight map: one full-image distance map per cell.
 
@@ -126,7 +127,7 @@ def weight_map_reference(
         Interpret ``labels`` as dense ground truth.
     gap : int, default 1
         Separation gap carved from each touching cell (pixels).
-    n_classes : {2, 3}, default 2
+    n_classes : {2, 3}, default 3
         Target the weights are for.
 
     Returns
@@ -139,7 +140,7 @@ def weight_map_reference(
     ValueError
         As :func:`~napari_unet.method.weight_map.separation_border_weight_map`.
     """
-    w0, sigma = _check_w0_sigma(w0, sigma)
+    w0, sigma = check_w0_sigma(w0, sigma)
     parts = annotation_to_target(labels, dense=dense, gap=gap, n_classes=n_classes)
     class_weight_tuple = _class_weight_tuple(class_weights, parts)
     d1 = np.full(parts.instances.shape, np.inf)

@@ -209,9 +209,10 @@ def iter_segment_zarr(
     import dask.array as da
     from distributed import as_completed
 
-    from napari_unet.inference.segment import InstanceSettings, model_percentiles
+    from napari_unet.inference.segment import InstanceSettings
     from napari_unet.method.images import percentile_normalization
     from napari_unet.models.files import as_model
+    from napari_unet.models.metadata import model_percentiles
 
     started = time.perf_counter()
     source_path = zarr_io.store_path(image) if isinstance(image, (str, os.PathLike)) else None

@@ -10,7 +10,6 @@ import numpy as np
 import torch
 
 from napari_unet.method.images import (
-    DEFAULT_PERCENTILES,
     image_layout,
     iter_planes,
     percentile_normalization,
@@ -19,6 +18,7 @@ from napari_unet.method.instances import boundary_watershed, min_size_for, proba
 from napari_unet.method.network import UNet
 from napari_unet.method.object_size import check_object_size
 from napari_unet.models.files import load_model
+from napari_unet.models.metadata import model_percentiles
 from napari_unet.runtime.devices import resolved_names
 from napari_unet.runtime.progress import map_progress, run_to_completion
 
@@ -78,12 +78,6 @@ class SegmentResult:
     device: str
     precision: str
     seconds: float
-
-
-def model_percentiles(model: UNet) -> tuple[float, float]:
-    """Normalisation percentiles stored in a model (the defaults when it has none)."""
-    metadata = getattr(model, "metadata", None) or {}
-    return tuple(metadata.get("normalization", {}).get("percentiles", DEFAULT_PERCENTILES))
 
 
 def _resolve_model(model) -> UNet:

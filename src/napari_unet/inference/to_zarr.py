@@ -146,9 +146,10 @@ def iter_segment_to_zarr(
         For an image that is not one 2D plane, a store napari-unet did not write, or
         invalid settings.
     """
-    from napari_unet.inference.segment import InstanceSettings, model_percentiles
+    from napari_unet.inference.segment import InstanceSettings
     from napari_unet.method.images import percentile_normalization
     from napari_unet.models.files import as_model
+    from napari_unet.models.metadata import model_percentiles
     from napari_unet.runtime.devices import resolved_names
 
     started = time.perf_counter()

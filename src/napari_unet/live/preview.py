@@ -200,7 +200,8 @@ def iter_preview(
     ValueError
         If ``plane`` is not 2D or the region lies outside it.
     """
-    from napari_unet.inference.segment import iter_segment, model_percentiles
+    from napari_unet.inference.segment import iter_segment
+    from napari_unet.models.metadata import model_percentiles
 
     started = time.perf_counter()
     plane = np.asarray(plane)

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Generator
-from numbers import Real
 
 import numpy as np
 from scipy import ndimage as ndi
 
 from napari_unet.method.annotation import DEFAULT_N_CLASSES, Target, annotation_to_target
+from napari_unet.runtime.checks import check_w0_sigma
 
 __all__ = [
     "class_balance_weights",
@@ -37,9 +37,8 @@ DEFAULT_W0 = 10.0
 """Default amplitude ``w0`` of the separation-border term (weight units), paper eq. 2."""
 DEFAULT_SIGMA = 5.0
 """Default width ``sigma`` of the separation-border term (pixels), paper eq. 2."""
-
-_MAX_W0_SIGMA = {"w0": 1e6, "sigma": 1e4}
-"""Largest ``w0`` (weight units; the paper uses 10) and ``sigma`` (pixels; the paper uses 5)."""
+DEFAULT_CLASS_WEIGHTS = "balanced"
+"""Default ``w_c`` of eq. 2: inverse class frequency (the API, the CLI and training)."""
 
 _BORDER_TOLERANCE = 1e-5
 """Largest border term dropped by the fast map (weight units); far below 1e-3."""
@@ -98,11 +97,11 @@ def separation_border_weight_map(
     labels,
     w0: float = DEFAULT_W0,
     sigma: float = DEFAULT_SIGMA,
-    class_weights=None,
+    class_weights=DEFAULT_CLASS_WEIGHTS,
     *,
     dense: bool = False,
     gap: int = 1,
-    n_classes: int = 2,
+    n_classes: int = DEFAULT_N_CLASSES,
 ) -> np.ndarray:
     """Pixel-wise loss weight of eq. 2 of the U-Net paper for a (partial) annotation.
 
@@ -133,7 +132,7 @@ def separation_border_weight_map(
         Amplitude of the border term (weight units), positive.
     sigma : float, default 5.0
         Width of the border term (pixels), positive.
-    class_weights : None, "balanced" or tuple of float, optional
+    class_weights : None, "balanced" or tuple of float, default "balanced"
         ``w_c``. ``None``: 1 for every class. ``"balanced"``: inverse class frequency
         over annotated pixels with mean 1 (:func:`class_balance_weights`). A tuple of
         ``n_classes`` positive numbers (``(w_background, w_cell)``): used as given.
@@ -142,8 +141,9 @@ def separation_border_weight_map(
     gap : int, default 1
         Separation gap carved from each touching cell (pixels), see
         :func:`napari_unet.annotation_to_target`.
-    n_classes : {2, 3}, default 2
-        Target the weights are for (:data:`napari_unet.method.annotation.TARGET_CLASSES`).
+    n_classes : {2, 3}, default 3
+        Target the weights are for (:data:`napari_unet.method.annotation.TARGET_CLASSES`);
+        ``DEFAULT_N_CLASSES``, as in the CLI and in training.
 
     Returns
     -------
@@ -201,7 +201,7 @@ def weight_map_from_target(
     ValueError
         For invalid ``w0``, ``sigma`` or ``class_weights``.
     """
-    w0, sigma = _check_w0_sigma(w0, sigma)
+    w0, sigma = check_w0_sigma(w0, sigma)
     class_weight_tuple = _class_weight_tuple(class_weights, parts)
     d1, d2 = _two_nearest_cell_distances(parts.instances, _border_reach(w0, sigma))
     return _assemble(parts, d1, d2, w0, sigma, class_weight_tuple)
@@ -292,23 +292,6 @@ def iter_weight_map(
             weights[index] = training_weight_map(plane, config, dense, n_classes)[1]
         yield 1
     return weights
-
-
-def _check_w0_sigma(w0, sigma) -> tuple[float, float]:
-    """Return ``(w0, sigma)`` as floats or raise ``ValueError`` naming the bad one."""
-    for name, value, unit in (("w0", w0, "weight units"), ("sigma", sigma, "pixels")):
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, Real)
-            or not math.isfinite(value)
-            or value <= 0
-        ):
-            raise ValueError(f"{name} must be a positive finite number ({unit}), got {value!r}")
-        if value > _MAX_W0_SIGMA[name]:  # the float32 map (w0) or the reach (sigma) overflows
-            raise ValueError(
-                f"{name} must be at most {_MAX_W0_SIGMA[name]:g} ({unit}), got {value!r}"
-            )
-    return float(w0), float(sigma)
 
 
 def _border_reach(w0: float, sigma: float) -> float:

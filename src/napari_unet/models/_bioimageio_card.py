@@ -1,9 +1,7 @@
 """What a bioimage.io package says about its model: card, cover, training data, citations.
 
-Everything is written from the model's architecture and metadata (see
-:mod:`napari_unet.training.loop` for what a trained model records), so a package describes
-the model it holds and nothing else. Used by
-:func:`napari_unet.models.bioimageio.export_bioimageio`.
+Written from the model's architecture and metadata only (:mod:`napari_unet.training.loop`
+records them), for :func:`napari_unet.models.bioimageio.export_bioimageio`.
 """
 
 from __future__ import annotations
@@ -13,6 +11,13 @@ from pathlib import Path
 import numpy as np
 
 from napari_unet.method.network import UNet
+from napari_unet.models._bioimageio_format import (
+    PROJECT_CITATION,
+    RONNEBERGER_2015,
+    class_names,
+    input_size_rule,
+)
+from napari_unet.models.metadata import fine_tuned_from_shipped, model_percentiles
 
 #: Search tags of every package.
 TAGS = [
@@ -55,15 +60,11 @@ def _training(model: UNet) -> dict:
 
 
 def _class_list(model: UNet) -> str:
-    from napari_unet.models.bioimageio import class_names
-
     return ", ".join(n.replace("_", " ") for n in class_names(model.config.n_classes))
 
 
 def summary(model: UNet) -> str:
     """One paragraph: what the model is and how it was trained."""
-    from napari_unet.models.bioimageio import fine_tuned_from_shipped
-
     metadata = model.metadata or {}
     if metadata.get("description"):
         return str(metadata["description"])
@@ -277,13 +278,6 @@ def model_card(model: UNet, name: str) -> str:
     import torch
 
     from napari_unet import __version__
-    from napari_unet.inference.segment import model_percentiles
-    from napari_unet.models.bioimageio import (
-        PROJECT_CITATION,
-        RONNEBERGER_2015,
-        fine_tuned_from_shipped,
-        input_size_rule,
-    )
 
     smallest, step = input_size_rule(model)
     low, high = model_percentiles(model)

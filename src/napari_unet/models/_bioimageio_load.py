@@ -20,7 +20,7 @@ import zipfile
 import torch
 
 from napari_unet.method.network import UNet, UNetConfig
-from napari_unet.models.bioimageio import (
+from napari_unet.models._bioimageio_format import (
     ARCHITECTURE_CALLABLE,
     CONFIG_KEY,
     DESCRIPTION_FILES,

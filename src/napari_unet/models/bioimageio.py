@@ -38,49 +38,31 @@ import numpy as np
 import torch
 
 from napari_unet.method.network import UNet
+from napari_unet.models._bioimageio_format import (  # noqa: F401 (re-exported)
+    ARCHITECTURE_CALLABLE,
+    ARCHITECTURE_FILE,
+    CONFIG_KEY,
+    DEFAULT_LICENSE,
+    DESCRIPTION_FILES,
+    INPUT_ID,
+    INSTALL_HINT,
+    OUTPUT_ID,
+    PROJECT_CITATION,
+    RONNEBERGER_2015,
+    SHIPPED_AUTHOR,
+    SHIPPED_MODEL_ID,
+    TEST_IMAGE,
+    TEST_OUTPUT_SIZE,
+    UNKNOWN_AUTHOR,
+    class_names,
+    input_size_rule,
+)
 from napari_unet.models.files import (
-    DEFAULT_MODEL_NAME,
     FORMAT_NAME,
     FORMAT_VERSION,
     as_model,
 )
-
-INSTALL_HINT = 'pip install "napari-unet-cells[bioimageio]"'
-#: Key under the package's ``config`` holding what napari-unet needs to load it back.
-CONFIG_KEY = "napari_unet"
-#: Names of the description file inside a package (current, legacy).
-DESCRIPTION_FILES = ("bioimageio.yaml", "rdf.yaml")
-ARCHITECTURE_CALLABLE = "UNet"
-ARCHITECTURE_FILE = "network.py"
-INPUT_ID = "image"
-OUTPUT_ID = "probabilities"
-#: Spatial side (pixels) the test output covers at least; the test input is the
-#: smallest valid crop of :data:`TEST_IMAGE` around its centre that gives it.
-TEST_OUTPUT_SIZE = 96
-#: Shipped sample (``napari_unet/data``, CC0) cropped for the test tensors.
-TEST_IMAGE = "nuclei.tif"
-#: Licence of an exported package unless another is given: the package's own, under
-#: which the shipped default model's weights are distributed.
-DEFAULT_LICENSE = "BSD-3-Clause"
-#: Author of an export of the shipped model; others need ``authors`` (or get this
-#: placeholder, to be edited before sharing).
-SHIPPED_AUTHOR = "napari-unet developers"
-UNKNOWN_AUTHOR = "napari-unet user"
-#: bioimage.io ``id`` given to the shipped default model's package, and the ``parent``
-#: of every model fine-tuned from it.
-SHIPPED_MODEL_ID = "napari-unet-default"
-RONNEBERGER_2015 = {
-    "text": "Ronneberger O., Fischer P., Brox T. U-Net: Convolutional Networks for "
-    "Biomedical Image Segmentation. MICCAI 2015, LNCS 9351, pp. 234-241.",
-    "doi": "10.1007/978-3-319-24574-4_28",
-}
-#: How to cite this project (no DOI yet: the spec accepts only a DOI or a URL, and any
-#: URL is fetched when a package is validated, so it is cited in the model card).
-PROJECT_CITATION = (
-    "napari-unet (distribution napari-unet-cells): the U-Net of Ronneberger et al. 2015 "
-    "as a napari plugin, with partial annotation, the separation-border weight map, "
-    "background training and overlap-tile prediction."
-)
+from napari_unet.models.metadata import fine_tuned_from_shipped, is_shipped, model_percentiles  # noqa: F401
 
 
 def require_bioimageio() -> None:
@@ -169,17 +151,6 @@ def _cpu_copy(model: UNet) -> UNet:
     return net.eval()
 
 
-def input_size_rule(model: UNet) -> tuple[int, int]:
-    """``(min, step)``: the valid input sizes of one spatial axis are ``min + n * step``.
-
-    Derived from :meth:`~napari_unet.method.network.UNet.valid_input_shape` (188 and 16 for
-    depth 5). The output is ``2 * model.halo`` pixels smaller on each axis.
-    """
-    smallest = model.valid_input_shape((1,))[0]
-    step = model.valid_input_shape((smallest + 1,))[0] - smallest
-    return smallest, step
-
-
 def crop_shape(model: UNet) -> tuple[int, int]:
     """Spatial shape of the test input crop.
 
@@ -187,14 +158,6 @@ def crop_shape(model: UNet) -> tuple[int, int]:
     each axis (284 x 284 for depth 5).
     """
     return model.input_shape_for_output((TEST_OUTPUT_SIZE, TEST_OUTPUT_SIZE))
-
-
-def class_names(n_classes: int) -> list[str]:
-    """Output channel names (Python identifiers) of a network with ``n_classes``."""
-    from napari_unet.method.annotation import TARGET_CLASSES
-
-    names = TARGET_CLASSES.get(n_classes, [f"class{i}" for i in range(n_classes)])
-    return [n.replace(" ", "_") for n in names]
 
 
 def _test_crop(model: UNet, image: np.ndarray | None) -> np.ndarray:
@@ -225,7 +188,6 @@ def _test_crop(model: UNet, image: np.ndarray | None) -> np.ndarray:
 
 def _predict(model: UNet, test_input: np.ndarray) -> np.ndarray:
     """What the package computes: normalise as the model does, forward, softmax."""
-    from napari_unet.inference.segment import model_percentiles
     from napari_unet.method.images import normalize, percentile_normalization
 
     low, high = percentile_normalization(test_input[0], model_percentiles(model))
@@ -274,8 +236,6 @@ def _write_files(model: UNet, folder: Path, name: str, test_image) -> dict[str, 
 
 def _tensors(model: UNet, files: dict, v0_5) -> tuple:
     """Input and output tensor descriptions: axes, sizes, processing, test tensors."""
-    from napari_unet.inference.segment import model_percentiles
-
     smallest, step = input_size_rule(model)
     channels = model.config.in_channels
     names = ["intensity"] if channels == 1 else [f"channel{i}" for i in range(channels)]
@@ -394,18 +354,6 @@ def _describe(model: UNet, files: dict, name: str, description, authors, license
             )
         except ValueError as error:  # pydantic's ValidationError is a ValueError
             raise ValueError(f"the bioimage.io description does not validate: {error}") from error
-
-
-def is_shipped(model: UNet) -> bool:
-    """Whether ``model`` is the shipped default model (by the name in its metadata)."""
-    return (getattr(model, "metadata", None) or {}).get("name") == DEFAULT_MODEL_NAME
-
-
-def fine_tuned_from_shipped(model: UNet) -> bool:
-    """Whether ``model`` was fine-tuned from the shipped default model."""
-    metadata = getattr(model, "metadata", None) or {}
-    training = metadata.get("training") or {}
-    return not is_shipped(model) and training.get("fine_tuned_from") == DEFAULT_MODEL_NAME
 
 
 def default_name(model: UNet) -> str:

@@ -28,10 +28,10 @@ import torch
 
 from napari_unet.io.files import atomic_path
 from napari_unet.method.network import UNet, UNetConfig
+from napari_unet.models.metadata import DEFAULT_MODEL_NAME
 
 FORMAT_NAME = "napari-unet"
 FORMAT_VERSION = "1"
-DEFAULT_MODEL_NAME = "default"
 SUFFIX = ".safetensors"
 #: Suffixes of the model files :func:`load_model` reads (the widgets' file filters).
 #: A bioimage.io model package (zip), as :func:`napari_unet.export_bioimageio` writes.

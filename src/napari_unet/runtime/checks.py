@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import numbers
+from numbers import Real
 
 #: Estimated bytes per input pixel and first-level channel for one training tile:
 #: activations kept for the backward pass on both paths of the U-Net (about 24 values
@@ -72,3 +74,23 @@ def check_training_memory(model, tile_shape, batch_size: int, device) -> None:
             f"would need about {need / 2**30:.1f} GiB of memory but {free / 2**30:.1f} GiB are "
             f"free on {device}: choose a smaller tile_shape or batch_size"
         )
+
+
+MAX_W0_SIGMA = {"w0": 1e6, "sigma": 1e4}
+"""Largest ``w0`` (weight units; the paper uses 10) and ``sigma`` (pixels; the paper uses 5)."""
+
+def check_w0_sigma(w0, sigma) -> tuple[float, float]:
+    """Return eq. 2's ``(w0, sigma)`` as floats or raise ``ValueError`` naming the bad one."""
+    for name, value, unit in (("w0", w0, "weight units"), ("sigma", sigma, "pixels")):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, Real)
+            or not math.isfinite(value)
+            or value <= 0
+        ):
+            raise ValueError(f"{name} must be a positive finite number ({unit}), got {value!r}")
+        if value > MAX_W0_SIGMA[name]:  # the float32 map (w0) or the reach (sigma) overflows
+            raise ValueError(
+                f"{name} must be at most {MAX_W0_SIGMA[name]:g} ({unit}), got {value!r}"
+            )
+    return float(w0), float(sigma)

@@ -16,7 +16,7 @@ from napari_unet.method.augmentation import AugmentationConfig
 from napari_unet.method.images import DEFAULT_PERCENTILES
 from napari_unet.method.network import UNet, UNetConfig
 from napari_unet.method.object_size import check_object_size
-from napari_unet.method.weight_map import DEFAULT_SIGMA, DEFAULT_W0
+from napari_unet.method.weight_map import DEFAULT_CLASS_WEIGHTS, DEFAULT_SIGMA, DEFAULT_W0
 from napari_unet.runtime.checks import check_positive_int, check_positive_int_pair
 
 #: Architecture used when training starts from scratch: small enough to train on a
@@ -116,7 +116,7 @@ class TrainingConfig:
     augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
     w0: float = DEFAULT_W0
     sigma: float = DEFAULT_SIGMA
-    class_weights: str | tuple[float, ...] | None = "balanced"
+    class_weights: str | tuple[float, ...] | None = DEFAULT_CLASS_WEIGHTS
     n_classes: int | None = None
     gap: int = 1
     boundary_width: int = BOUNDARY_WIDTH
