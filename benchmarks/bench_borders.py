@@ -24,11 +24,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from nuclei_data import grey, load  # noqa: E402
 
-from napari_unet.images import percentile_normalization  # noqa: E402
+from napari_unet.inference.segment import InstanceSettings  # noqa: E402
+from napari_unet.method.images import percentile_normalization  # noqa: E402
+from napari_unet.method.tiling import predict_tiled  # noqa: E402
 from napari_unet.metrics import average_precision, seg_score  # noqa: E402
-from napari_unet.model_io import load_model  # noqa: E402
-from napari_unet.segmentation import InstanceSettings, model_percentiles  # noqa: E402
-from napari_unet.tiling import predict_tiled  # noqa: E402
+from napari_unet.models.files import load_model  # noqa: E402
+from napari_unet.models.metadata import model_percentiles  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import cpu_name  # noqa: E402

@@ -51,10 +51,10 @@ from scipy import ndimage as ndi
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from nuclei_data import load, touching_cells  # noqa: E402
 
-from napari_unet.generators import run_to_completion  # noqa: E402
+from napari_unet.inference.segment import iter_segment  # noqa: E402
 from napari_unet.metrics import average_precision, seg_score  # noqa: E402
-from napari_unet.model_io import load_model  # noqa: E402
-from napari_unet.segmentation import iter_segment  # noqa: E402
+from napari_unet.models.files import load_model  # noqa: E402
+from napari_unet.runtime.progress import run_to_completion  # noqa: E402
 from napari_unet.training import TrainingConfig, train  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -213,7 +213,7 @@ def main() -> None:
         message=trained.painted.message if trained.painted else None,
     )
     if args.save_model:
-        from napari_unet.model_io import save_model
+        from napari_unet.models.files import save_model
 
         save_model(model, args.save_model)
     trained_net = trained.set_aside or model  # the trained weights, kept or not

@@ -8,13 +8,18 @@ import torch
 from conftest import _sample
 from scipy import ndimage as ndi
 
-from napari_unet.generators import run_to_completion
-from napari_unet.instance_fit import fit_instance_step
+from napari_unet.inference.segment import InstanceSettings, segment
 from napari_unet.metrics import seg_score
-from napari_unet.model_io import load_model
-from napari_unet.painted_score import HELD_OUT_SHARE, MAX_HELD_OUT, hold_out_cells, min_gain
-from napari_unet.segmentation import InstanceSettings, segment
+from napari_unet.models.files import load_model
+from napari_unet.runtime.progress import run_to_completion
 from napari_unet.training import TrainingConfig, train
+from napari_unet.training.instance_fit import fit_instance_step
+from napari_unet.training.painted_score import (
+    HELD_OUT_SHARE,
+    MAX_HELD_OUT,
+    hold_out_cells,
+    min_gain,
+)
 
 THREE_CLASS = InstanceSettings(True, 0.5, 16, 0.5, 0)
 
