@@ -36,7 +36,8 @@ from ._lifetime import WidgetLifetime
 from ._loss_fields import LossFields
 from ._loss_plot import LossPlot
 from ._preview import SNAPSHOT_INTERVAL_S, LivePreview
-from ._session import TrainingState, UNetSession, session_for
+from ._session import TrainingState, session_for
+from ._train_run import TrainingRun, export_bioimageio_job, load_and_train
 from ._training_pairs import TrainingPairs
 from ._training_settings import TrainingSettings
 
@@ -44,84 +45,6 @@ from ._training_settings import TrainingSettings
 UI_INTERVAL_MS = 1000
 #: Resolution of the progress bar (it shows the fraction of the run done).
 PROGRESS_STEPS = 1000
-
-
-def _load_and_train(model, images, annotations, scheduler: str | None = None, **options):
-    """:func:`napari_unet.training.loop.train`, loading ``model`` first if it is a file or name.
-
-    A generator run by the worker: the model file is read there, not on the GUI thread
-    (and here, not on a remote worker that may not see the file). With ``scheduler``,
-    training runs on a worker of that dask cluster and its progress streams back
-    (:func:`napari_unet.distributed.train_on_scheduler`).
-    """
-    from napari_unet.method.network import UNet
-    from napari_unet.models.files import load_model
-    from napari_unet.training import loop as training
-
-    if model is not None and not isinstance(model, UNet):
-        model = load_model(model)
-    if scheduler:
-        from napari_unet.distributed import train_on_scheduler
-
-        job = train_on_scheduler(scheduler, images, annotations, model=model, **options)
-    else:
-        job = training.train(images, annotations, model=model, **options)
-    return (yield from job)
-
-
-def _export_bioimageio(model, path):
-    """:func:`napari_unet.models.bioimageio.export_bioimageio` as a generator for a worker.
-
-    The export (TorchScript, test tensors, validation) takes a few seconds: off the GUI
-    thread. Nothing to report on the way.
-    """
-    from napari_unet.models.bioimageio import export_bioimageio
-
-    yield
-    return export_bioimageio(model, path)
-
-
-# -- worker signals -> session state. No widget involved: these also run when the widget
-#    is gone, so the state machine always ends in a finished state. -------------------
-class _Run:
-    """Outcome of one training worker, settled into the session when it finishes."""
-
-    def __init__(self, session: UNetSession, source: str):
-        self.session = session
-        self.source = source
-        self.result = None
-        self.error: Exception | None = None
-
-    def returned(self, result) -> None:
-        self.result = result
-        how = "stopped at" if result.stopped else "finished after"
-        self.session.set_model(
-            result.model,
-            f"trained in this session from {self.source}, {how} iteration "
-            f"{len(result.history)} (best: {result.best_iteration})",
-            optimizer_state=result.optimizer_state,
-        )
-
-    def errored(self, error: Exception) -> None:
-        self.error = error
-        snapshot = getattr(error.__cause__, "snapshot", None)  # a remote worker died
-        if snapshot is not None:
-            iteration = error.__cause__.history[-1].iteration if error.__cause__.history else 0
-            self.session.set_model(
-                snapshot,
-                f"the last snapshot (iteration {iteration}) of a remote run from "
-                f"{self.source}, whose worker died",
-            )
-        show_error(f"Training failed: {error}")
-
-    def finished(self) -> None:
-        if self.error is not None:
-            state = TrainingState.FAILED
-        elif self.result is not None and not self.result.stopped:
-            state = TrainingState.DONE
-        else:  # stopped by the user, or aborted because the widget or viewer closed
-            state = TrainingState.STOPPED
-        self.session.set_training_state(state)
 
 
 class TrainWidget(Container):
@@ -240,8 +163,8 @@ class TrainWidget(Container):
         self._stop_event = threading.Event()
         if scheduler:
             source = f"{source}, on the dask cluster {scheduler}"
-        run = _Run(session, source)
-        training = _load_and_train(
+        run = TrainingRun(session, source)
+        training = load_and_train(
             model,
             images,
             annotations,
@@ -396,7 +319,7 @@ class TrainWidget(Container):
             return None
         self.export_button.enabled = self.start_button.enabled = False
         return self._lifetime.run(
-            _export_bioimageio,
+            export_bioimageio_job,
             self._session.model,
             path,
             returned=lambda written: show_info(f"bioimage.io package written to {written}"),

@@ -27,8 +27,6 @@ import numpy as np
 import torch
 import torch._dynamo  # noqa: F401
 
-from napari_unet.inference.segment import InstanceSettings
-from napari_unet.method.instances import min_size_for
 from napari_unet.method.network import UNet, UNetConfig, with_boundary_class
 from napari_unet.method.object_size import check_object_size, estimate_object_size
 from napari_unet.models.files import as_model
@@ -40,12 +38,10 @@ from napari_unet.training.config import (
     MAX_TILE_OUTPUT,
     MIN_TILE_OUTPUT,
     SCRATCH_CONFIG,
-    PaintedCellReport,
     TrainingConfig,
     TrainingProgress,
     TrainingResult,
 )
-from napari_unet.training.instance_fit import fit_instance_step
 from napari_unet.training.optimization import (
     TimeBudget,
     cosine_learning_rate,
@@ -55,18 +51,15 @@ from napari_unet.training.optimization import (
     weighted_cross_entropy,
 )
 from napari_unet.training.painted_score import (
-    HeldOutCells,
-    PaintedProgress,
     hold_out_cells,
-    min_gain,
 )
 from napari_unet.training.samples import (
     BatchSource,
     check_pairs,
     prepare_samples,
     prepare_validation,
-    validation_score,
 )
+from napari_unet.training.selection import BestWeights, StartScore, start_settings
 
 __all__ = [
     "DEFAULT_TRAINING_MINUTES",
@@ -126,20 +119,6 @@ def _tile_shape(model: UNet, config: TrainingConfig, object_size: float) -> tupl
 
 #: Metadata of a starting model that a model trained from it does not inherit.
 _NOT_INHERITED = ("name", "description", "validation", "data", "script")
-
-
-def _start_settings(model: UNet, object_size: float) -> InstanceSettings:
-    """The starting model's own instance step.
-
-    A model without a stored smallest cell (from scratch) gets one from the object
-    size; a two-class model widened to three classes gets the default seed threshold.
-    The instance step is then fitted to the held-out painted cells
-    (:func:`napari_unet.training.instance_fit.fit_instance_step`).
-    """
-    settings = InstanceSettings.for_model(model)
-    if "min_size" not in (getattr(model, "metadata", None) or {}).get("postprocessing", {}):
-        settings = replace(settings, min_size=min_size_for(round(object_size, 2)))
-    return settings
 
 
 def _run_metadata(
@@ -270,13 +249,11 @@ def train(
             annotations, dense = kept, False
     samples = prepare_samples(images, annotations, config, dense, n_classes)
     validation_data = prepare_validation(validation or [], config, dense, n_classes)
-    start_settings = _start_settings(model, object_size)
+    settings = start_settings(model, object_size)
     metadata = _run_metadata(
-        base_metadata, config, n_classes, object_size, start_settings.postprocessing()
+        base_metadata, config, n_classes, object_size, settings.postprocessing()
     )
-    start = _StartScore(
-        model, held_out, painted, start_settings, object_size, device, compare=fine_tuning
-    )
+    start = StartScore(model, held_out, painted, settings, object_size, device, compare=fine_tuning)
     tile_shape = _tile_shape(model, config, object_size)
     augmentation = config.augmentation if config.augment else None
     # Worker processes (if any) are forked before the model goes to the device.
@@ -311,124 +288,6 @@ def train(
     return result
 
 
-class _StartScore:
-    """The starting model on the painted cells, and the never-worse verdict.
-
-    The starting model has not been trained on any painted cell: it is scored, and
-    its instance step fitted, on up to :data:`~napari_unet.training.painted_score.MAX_SCORED`
-    of them. The network being trained is scored on the held-out cells only (with the
-    start's fitted instance step). At the end the trained network, with an instance
-    step fitted on the held-out cells, is kept only if it beats the starting model on
-    them (:mod:`napari_unet.training.painted_score`).
-    """
-
-    def __init__(
-        self,
-        model: UNet,
-        held_out: HeldOutCells | None,
-        painted: HeldOutCells | None,
-        settings: InstanceSettings,
-        object_size: float,
-        device,
-        compare: bool,
-    ):
-        self.held_out, self.device, self.object_size = held_out, device, object_size
-        self.settings = self.fitted_settings = settings
-        self.score = self.fitted = None
-        if held_out is None or not compare:  # from scratch: nothing to compare with
-            return
-        self.state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-        probabilities = painted.predict(model, device, output_classes=settings.output_classes)
-        self.fitted_settings, _ = fit_instance_step(painted, probabilities, settings, object_size)
-        on_held_out = probabilities[: len(held_out)]
-        self.score = held_out.score(on_held_out, settings)
-        self.fitted = held_out.score(on_held_out, self.fitted_settings)
-
-    def evaluate(self, model: UNet):
-        """The painted-cell score of ``model`` with the start's fitted instance step."""
-        return self.held_out.evaluate(model, self.fitted_settings, self.device)
-
-    def verdict(self, result: TrainingResult) -> TrainingResult:
-        """Keep the better of the trained and the starting model, with its fitted step."""
-        model = result.model
-        probabilities = self.held_out.predict(
-            model, self.device, output_classes=self.settings.output_classes
-        )
-        settings, trained = fit_instance_step(
-            self.held_out, probabilities, self.fitted_settings, self.object_size
-        )
-        if self.fitted is None or trained.better_than(self.fitted, min_gain(trained.n_cells)):
-            kept = "trained"
-        else:
-            kept = "start"
-            result.set_aside = copy.deepcopy(model)
-            result.set_aside.metadata["postprocessing"] = settings.postprocessing()
-            settings = self.fitted_settings
-            model.load_state_dict(self.state)
-            result.best_iteration = 0
-        record = model.metadata["training"]
-        report = PaintedCellReport(self.score, self.fitted, trained, kept, record["seconds"])
-        model.metadata["postprocessing"] = settings.postprocessing()
-        record["best_iteration"] = result.best_iteration
-        record["painted_cells"] = report.to_dict()
-        result.painted = report
-        return result
-
-
-class _BestWeights:
-    """The best weights of a run, kept as a CPU copy.
-
-    By validation score when there is validation data, else by the SEG on the
-    held-out painted cells when cells were held out, else by smoothed training loss
-    (from iteration 10 on, so that one lucky batch does not win).
-    """
-
-    def __init__(self, model: UNet, validation_data: list | None, start: _StartScore):
-        self.model = model
-        self.validation_data = validation_data
-        self.start = start if start.held_out is not None else None
-        self.state, self.iteration = self._copy(), 0
-        self.score = -math.inf
-        self.painted = None
-        self.smoothed = self.loss = math.inf
-
-    def _copy(self) -> dict:
-        return {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
-
-    def update(self, iteration: int, loss: float, validate: bool, planned: int, device):
-        """Smooth ``loss``, score if asked; return the score and the painted-cell score."""
-        smoothed = self.smoothed
-        self.smoothed = (
-            loss if not math.isfinite(smoothed) else smoothed + LOSS_SMOOTHING * (loss - smoothed)
-        )
-        score = painted = None
-        if self.validation_data and validate:
-            self.model.eval()
-            score = validation_score(self.model, self.validation_data, device)
-            self.model.train()
-            if score > self.score:
-                self.score, self.state, self.iteration = score, self._copy(), iteration
-        elif self.start is not None and validate:
-            current = self.start.evaluate(self.model)
-            score = current.seg
-            if current.better_than(self.painted):
-                self.painted, self.state, self.iteration = current, self._copy(), iteration
-            painted = PaintedProgress(self.start.score, current, self.painted)
-        elif (
-            not self.validation_data and self.smoothed < self.loss and iteration >= min(10, planned)
-        ):
-            self.state, self.iteration = self._copy(), iteration
-        self.loss = min(self.loss, self.smoothed)
-        return score, painted
-
-    def restore(self, last_iteration: int) -> int:
-        """Load the best weights into the model (the last ones if none was kept)."""
-        if self.iteration == 0 and last_iteration:
-            self.state, self.iteration = self._copy(), last_iteration
-        self.model.load_state_dict(self.state)
-        return self.iteration
-
-
 def _loop(
     model: UNet,
     metadata: dict,
@@ -438,7 +297,7 @@ def _loop(
     tile_shape: tuple[int, int],
     *,
     validation_data: list | None,
-    start: _StartScore,
+    start: StartScore,
     stop: threading.Event | None,
     snapshot_interval: float | None,
     optimizer_state: dict | None,
@@ -454,7 +313,7 @@ def _loop(
     if config.trained_layers == "expansive":  # the contracting path keeps its weights
         model.contracting_path.requires_grad_(False)
     optimizer = make_optimizer(model, config, optimizer_state)
-    best = _BestWeights(model, validation_data, start)
+    best = BestWeights(model, validation_data, start)
     budget = TimeBudget(config.n_iterations, config.max_seconds)
     history: list[TrainingProgress] = []
     last_snapshot, iteration, fraction = -math.inf, 0, 0.0

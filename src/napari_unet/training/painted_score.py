@@ -23,7 +23,7 @@ from scipy import ndimage as ndi
 
 from napari_unet.method.annotation import BACKGROUND, FIRST_CELL
 from napari_unet.method.images import image_layout, iter_planes, percentile_normalization
-from napari_unet.method.tiling import predict_regions
+from napari_unet.method.regions import predict_regions
 
 #: Share of the painted cells held out of training to score it.
 HELD_OUT_SHARE = 0.25
