@@ -256,10 +256,11 @@ def test_train_stop_segment_export(make_napari_viewer, qtbot, tmp_path):
 
 
 def test_training_errors_become_notifications(make_napari_viewer, qtbot, monkeypatch):
-    from napari_unet._widgets import _train
+    from napari_unet._widgets import _train, _train_run
 
     errors = []
-    monkeypatch.setattr(_train, "show_error", errors.append)
+    monkeypatch.setattr(_train, "show_error", errors.append)  # before the start
+    monkeypatch.setattr(_train_run, "show_error", errors.append)  # from the worker
     viewer = make_napari_viewer()
     open_sample(viewer)
     train = dock(viewer, "Train")
