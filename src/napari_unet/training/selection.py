@@ -41,9 +41,11 @@ class StartScore:
 
     The starting model has not been trained on any painted cell: it is scored, and
     its instance step fitted, on up to :data:`~napari_unet.training.painted_score.MAX_SCORED`
-    of them. The network being trained is scored on the held-out cells only (with the
-    start's fitted instance step). At the end the trained network, with an instance
-    step fitted on the held-out cells, is kept only if it beats the starting model on
+    of them. The network being trained is scored on the held-out cells only, with the
+    starting model's own instance step (a fine-tuned network's probabilities are
+    calibrated like the start's training, not like the start on these cells). At the end
+    the trained network, with an instance step fitted on the held-out cells from that
+    same start, is kept only if it beats the starting model (with its fitted step) on
     them (:mod:`napari_unet.training.painted_score`).
     """
 
@@ -70,8 +72,8 @@ class StartScore:
         self.fitted = held_out.score(on_held_out, self.fitted_settings)
 
     def evaluate(self, model: UNet):
-        """The painted-cell score of ``model`` with the start's fitted instance step."""
-        return self.held_out.evaluate(model, self.fitted_settings, self.device)
+        """The painted-cell score of ``model`` with the starting model's instance step."""
+        return self.held_out.evaluate(model, self.settings, self.device)
 
     def verdict(self, result: TrainingResult) -> TrainingResult:
         """Keep the better of the trained and the starting model, with its fitted step."""
@@ -80,7 +82,7 @@ class StartScore:
             model, self.device, output_classes=self.settings.output_classes
         )
         settings, trained = fit_instance_step(
-            self.held_out, probabilities, self.fitted_settings, self.object_size
+            self.held_out, probabilities, self.settings, self.object_size
         )
         if self.fitted is None or trained.better_than(self.fitted, min_gain(trained.n_cells)):
             kept = "trained"
