@@ -17,15 +17,18 @@ or folder of that name is in the working directory; write ``"./default"`` (or pa
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import os
 import tempfile
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 
 import torch
 
+from napari_unet._checks import short_repr
 from napari_unet.io import atomic_path
 from napari_unet.network import UNet, UNetConfig
 
@@ -42,6 +45,67 @@ READABLE_SUFFIXES = (SUFFIX, PACKAGE_SUFFIX)
 #: Largest architecture a model file may declare (the paper's network: depth 5, 64
 #: channels); checked before anything is built.
 ARCHITECTURE_LIMITS = {"in_channels": 16, "n_classes": 256, "depth": 8, "base_channels": 512}
+
+
+def config_from_dict(values, path: str | os.PathLike = "model") -> UNetConfig:
+    """The architecture a model file or package declares, checked before anything is built.
+
+    Parameters
+    ----------
+    values : Mapping
+        ``UNetConfig`` keyword arguments as read from the file (untrusted: any type).
+    path : str or os.PathLike
+        Named in the messages.
+
+    Returns
+    -------
+    UNetConfig
+
+    Raises
+    ------
+    ValueError
+        If ``values`` is not a mapping of known field names, a value has the wrong type
+        (messages show short, truncated reprs), or the architecture exceeds
+        :data:`ARCHITECTURE_LIMITS` (:func:`check_architecture`).
+    """
+    if not isinstance(values, Mapping):
+        raise ValueError(
+            f"{path}: the architecture must be a mapping of UNetConfig fields, got "
+            f"{type(values).__name__}: the file is damaged"
+        )
+    fields = {field.name for field in dataclasses.fields(UNetConfig)}
+    unknown = [key for key in values if key not in fields]
+    if unknown:
+        raise ValueError(
+            f"{path}: unknown architecture field {short_repr(unknown[0])} (known: "
+            f"{', '.join(sorted(fields))}): the file is damaged"
+        )
+    try:
+        config = UNetConfig(**values)
+    except ValueError as error:
+        raise ValueError(f"{path}: damaged architecture: {error}") from error
+    check_architecture(config, path)
+    return config
+
+
+def check_architecture(config: UNetConfig, path: str | os.PathLike = "model") -> None:
+    """Refuse an architecture beyond :data:`ARCHITECTURE_LIMITS`, building nothing.
+
+    Checked on the config alone, before any network is built (even on the meta
+    device): a declared ``depth`` of 200,000 or ``base_channels`` of 10¹² costs nothing.
+
+    Raises
+    ------
+    ValueError
+        Naming the field, its value and the limit.
+    """
+    for name, limit in ARCHITECTURE_LIMITS.items():
+        if getattr(config, name) > limit:
+            raise ValueError(
+                f"{path} declares {name}={short_repr(getattr(config, name))}, more than the "
+                f"limit of {limit} for model files: the file is damaged or not a napari-unet "
+                "model"
+            )
 
 
 def shipped_model_path(name: str = DEFAULT_MODEL_NAME) -> Path:
@@ -184,10 +248,11 @@ def load_model(path_or_name: str | os.PathLike = DEFAULT_MODEL_NAME) -> UNet:
     if header.get("format") != FORMAT_NAME:
         raise ValueError(f"{path} is a safetensors file but not a napari-unet model (no header)")
     try:
-        config = UNetConfig(**json.loads(header["config"]))
+        values = json.loads(header["config"])
         metadata = json.loads(header.get("metadata", "{}"))
-    except (KeyError, TypeError, json.JSONDecodeError) as error:
+    except (KeyError, TypeError, RecursionError, json.JSONDecodeError) as error:
         raise ValueError(f"{path} has a corrupt napari-unet header: {error}") from error
+    config = config_from_dict(values, path)
     if not isinstance(metadata, dict):
         raise ValueError(f"{path} has a corrupt napari-unet header: metadata is not a dict")
     check_state(config, state, path)
@@ -260,12 +325,7 @@ def check_state(config: UNetConfig, state: dict, path: str | os.PathLike = "mode
         missing, extra or of another shape than the architecture needs, or a stored
         number is NaN or infinite (or a batch-norm variance negative).
     """
-    for name, limit in ARCHITECTURE_LIMITS.items():
-        if getattr(config, name) > limit:
-            raise ValueError(
-                f"{path} declares {name}={getattr(config, name)}, more than the limit of "
-                f"{limit} for model files: the file is damaged or not a napari-unet model"
-            )
+    check_architecture(config, path)
     for name, value in _architecture_from_tensors(state).items():
         if getattr(config, name) != value:
             raise ValueError(
