@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from napari_unet.annotation import DEFAULT_N_CLASSES, TARGET_CLASSES
@@ -12,6 +15,7 @@ from napari_unet.devices import DEVICE_CHOICES, PRECISION_CHOICES
 from napari_unet.io import FILE_ERRORS
 
 _DEFAULT = "default: %(default)s"
+_DEBUG_HELP = "show the traceback of an error instead of one line"
 
 
 def _tile(value: str) -> tuple[int, int]:
@@ -23,8 +27,42 @@ def _tile(value: str) -> tuple[int, int]:
     return parts[0], parts[1]
 
 
-#: Errors reported as one line naming the file (anything else is a bug: a traceback).
+#: Errors reported as one line naming the file; anything else is a bug, reported as one
+#: line too (``--debug`` shows its traceback).
 _REPORTED_ERRORS = FILE_ERRORS
+#: Exit status of a run ended by Ctrl-C (128 + SIGINT, as shells report it).
+EXIT_INTERRUPTED = 130
+
+
+@contextlib.contextmanager
+def _interrupt_stops(stop: threading.Event, command: str):
+    """Make the first Ctrl-C (SIGINT) set ``stop``, like the widget's Stop button.
+
+    The run then ends after its current step and keeps its result; a second Ctrl-C
+    raises ``KeyboardInterrupt`` at once, wherever the run is (an atomic write in
+    progress is abandoned and the previous file left as it was). The previous handler
+    is restored on exit. Outside the main thread (where signals cannot be handled)
+    nothing changes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def first(signum, frame):
+        stop.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # the next one aborts
+        print(
+            f"napari-unet {command}: interrupted: finishing the current iteration and saving "
+            "the best model so far (Ctrl-C again to abort without saving)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    previous = signal.signal(signal.SIGINT, first)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _segment_outputs(path: Path, args) -> list[Path]:
@@ -56,13 +94,22 @@ def _segment(args) -> int:
             )
     model = load_model(args.model)
     args.output.mkdir(parents=True, exist_ok=True)
-    failed = 0
+    failed, done = 0, 0
     for path in files:
         try:
             _segment_file(path, model, args, outputs[path])
         except _REPORTED_ERRORS as error:
             failed += 1
             print(f"napari-unet segment: error: {path}: {error}", file=sys.stderr)
+        except KeyboardInterrupt:
+            print(
+                f"napari-unet segment: interrupted: {done - failed} of {len(files)} images "
+                f"segmented, their results written to {args.output}; {path.name} and the "
+                "images after it were not written",
+                file=sys.stderr,
+            )
+            return EXIT_INTERRUPTED
+        done += 1
     if failed:
         print(f"napari-unet segment: {failed} of {len(files)} files failed", file=sys.stderr)
         return 1
@@ -108,12 +155,9 @@ def _segment_file(path: Path, model, args, outputs: list[Path]) -> None:
 
 
 def _train(args) -> int:
-    from tqdm import tqdm
-
     from napari_unet.file_checks import check_output_path, pair_by_name
-    from napari_unet.generators import run_to_completion
-    from napari_unet.io import image_files, read_image
-    from napari_unet.model_io import load_model, model_file_bytes, save_model_or_keep
+    from napari_unet.io import image_files
+    from napari_unet.model_io import load_model, model_file_bytes
     from napari_unet.network import UNet
     from napari_unet.training import SCRATCH_CONFIG, TrainingConfig, train
 
@@ -138,6 +182,19 @@ def _train(args) -> int:
         from napari_unet.cli_distributed import train_on_cluster
 
         train = train_on_cluster(args.dask_scheduler)
+    stop = threading.Event()
+    with _interrupt_stops(stop, "train"):
+        return _run_training(train, images, annotations, model, config, args, stop)
+
+
+def _run_training(train, images, annotations, model, config, args, stop) -> int:
+    """Train, then save the best model; Ctrl-C once stops early and still saves."""
+    from tqdm import tqdm
+
+    from napari_unet.generators import run_to_completion
+    from napari_unet.io import read_image
+    from napari_unet.model_io import save_model_or_keep
+
     generator = train(
         [read_image(p) for p in images],
         [read_image(p) for p in annotations],
@@ -146,6 +203,7 @@ def _train(args) -> int:
         device=args.device,
         dense=args.dense,
         seed=args.seed,
+        stop=stop,
     )
     with tqdm(total=1.0, desc="training", bar_format="{l_bar}{bar}| {elapsed}{postfix}") as bar:
 
@@ -154,6 +212,12 @@ def _train(args) -> int:
             bar.update(p.fraction - bar.n)
 
         result = run_to_completion(generator, update)
+    if result.stopped and not result.history:
+        print(
+            "napari-unet train: interrupted before the first iteration: nothing written",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
     written, error = save_model_or_keep(result.model, args.output)
     if error is not None:
         print(
@@ -162,6 +226,13 @@ def _train(args) -> int:
             file=sys.stderr,
         )
         return 1
+    if result.stopped:
+        tqdm.write(
+            f"napari-unet train: interrupted after {len(result.history)} iterations; the best "
+            f"model so far (iteration {result.best_iteration}) was written to {written}",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
     tqdm.write(f"best iteration {result.best_iteration}; model written to {written}")
     return 0
 
@@ -217,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="U-Net (Ronneberger et al. 2015) cell segmentation: "
         "segment, train, weight maps.",
     )
+    parser.add_argument("--debug", action="store_true", help=_DEBUG_HELP)
     sub = parser.add_subparsers(dest="command", required=True)
 
     seg = sub.add_parser(
@@ -377,6 +449,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bx.add_argument("--license", default=DEFAULT_LICENSE, help="SPDX licence id; " + _DEFAULT)
     bx.set_defaults(func=_export_bioimageio)
+    for subcommand in (seg, tr, wm, bx):  # also after the subcommand; SUPPRESS keeps the main's
+        subcommand.add_argument(
+            "--debug", action="store_true", default=argparse.SUPPRESS, help=_DEBUG_HELP
+        )
     return parser
 
 
@@ -391,11 +467,30 @@ def main(argv: list[str] | None = None) -> int:
         as a whole (one line on standard error, no traceback).
     """
     args = build_parser().parse_args(argv)
+    if args.debug:
+        return args.func(args)
     try:
         return args.func(args)
-    except _REPORTED_ERRORS as error:
-        print(f"napari-unet {args.command}: error: {error}", file=sys.stderr)
+    except KeyboardInterrupt:
+        nothing = "the model file was not written" if args.command == "train" else "stopped"
+        print(f"napari-unet {args.command}: interrupted: {nothing}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (*_REPORTED_ERRORS, ImportError) as error:
+        print(f"napari-unet {args.command}: error: {_one_line(error)}", file=sys.stderr)
         return 2
+    except Exception as error:  # a bug: still one line, the traceback with --debug
+        print(
+            f"napari-unet {args.command}: internal error: {type(error).__name__}: "
+            f"{_one_line(error)} (rerun with --debug for the traceback, and please report it)",
+            file=sys.stderr,
+        )
+        return 2
+
+
+def _one_line(error: BaseException) -> str:
+    """An error's message on one line (at most 500 characters)."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= 500 else text[:497] + "..."
 
 
 if __name__ == "__main__":  # pragma: no cover
