@@ -11,6 +11,7 @@ complete.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -290,6 +291,27 @@ def exists(store: str, path: str = "") -> bool:
 def written_by_napari_unet(store: str, path: str = "") -> bool:
     """Whether the array there carries this package's status attribute."""
     return _status(store, path) is not None
+
+
+#: Files that make a folder a zarr array (format 3, format 2).
+_ARRAY_METADATA = ("zarr.json", ".zarray")
+
+
+def has_metadata(store: str, path: str = "") -> bool:
+    """Whether a local array's metadata file is there; always True for a URL."""
+    if is_url(store):
+        return True
+    folder = Path(store, path)
+    return any((folder / name).is_file() for name in _ARRAY_METADATA)
+
+
+def remove_metadata(store: str, path: str = "") -> None:
+    """Delete a local array's metadata file (a URL is left alone); errors are ignored."""
+    if is_url(store):
+        return
+    for name in _ARRAY_METADATA:
+        with contextlib.suppress(OSError):
+            Path(store, path, name).unlink()
 
 
 def remove(store: str) -> None:

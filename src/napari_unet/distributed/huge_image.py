@@ -78,6 +78,11 @@ def _block_task(
         source = np.asarray(source[y0:y1, x0:x1])
     labels, n_core = segment_block(source, plan, block, model, normalization, instances, **options)
     provisional.write(block.core, core_labels(labels, block))
+    if not zarr_io.has_metadata(provisional.store, provisional.path):
+        # The job ended (stopped, failed, interrupted) while this block ran, and removed
+        # its provisional array: a task dask could not stop must not leave chunks behind.
+        _remove(provisional)
+        raise RuntimeError("the job ended while this block was segmented")
     return BlockCells(n_core, int(labels.max())), seam_labels(labels, block, seams)
 
 
@@ -295,8 +300,10 @@ def iter_segment_zarr(
             zarr_io.write_ome_label_metadata(ome, name, factors)
         zarr_io.mark_complete(target, n_cells)
     finally:  # also when the caller stops early: nothing keeps running or lying around
-        client.cancel([model_future, *futures])
-        _remove(provisional)
+        try:
+            client.cancel([model_future, *futures])
+        finally:  # blocks still running find their array gone and remove what they wrote
+            _remove(provisional)
     return ZarrSegmentResult(store, path, n_cells, plan, time.perf_counter() - started)
 
 
@@ -310,8 +317,10 @@ def _as_dask(plane, block_shape):
 
 
 def _remove(target) -> None:
+    """Delete a provisional array: its metadata first, so a block still writing sees it gone."""
     import zarr
 
+    zarr_io.remove_metadata(target.store, target.path)
     if target.path:
         try:
             del zarr.open_group(store=target.store, mode="r+")[target.path]
