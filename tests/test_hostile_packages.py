@@ -224,10 +224,14 @@ CASES = {
         lambda d, w: package(d, description(w), Raw(zeros_bomb(1024), 0, 7_800_000)),
         "weights.pt inflates to more than",
     ),
-    "honest_zip_bomb_largest_network": (  # the largest network allowed: no useful size cap
+    "widest_level_65536": (  # every field within its limit, but 512 * 2**7 channels
+        lambda d, w: package(d, changed(w, both_architectures(depth=8, base_channels=512)), w),
+        "widest level has 65536 channels",
+    ),
+    "honest_zip_bomb_largest_network": (  # the largest network allowed: 4 GB in float64
         lambda d, w: package(
             d,
-            changed(w, both_architectures(depth=8, base_channels=512)),
+            changed(w, both_architectures(depth=8, base_channels=32, in_channels=16)),
             Raw(zeros_bomb(1024), 0, 2**30),
         ),
         "weights.pt inflates to more than",

@@ -45,6 +45,10 @@ READABLE_SUFFIXES = (SUFFIX, PACKAGE_SUFFIX)
 #: Largest architecture a model file may declare (the paper's network: depth 5, 64
 #: channels); checked before anything is built.
 ARCHITECTURE_LIMITS = {"in_channels": 16, "n_classes": 256, "depth": 8, "base_channels": 512}
+#: Most channels of the widest (lowest) level, ``base_channels * 2 ** (depth - 1)``: four
+#: times the paper's 1024. Bounds the largest declarable network to about 5 * 10^8
+#: weights (2 GB in float32) instead of 10^11 for depth 8 with 512 base channels.
+MAX_WIDEST_CHANNELS = 4096
 
 
 def config_from_dict(values, path: str | os.PathLike = "model") -> UNetConfig:
@@ -97,7 +101,8 @@ def check_architecture(config: UNetConfig, path: str | os.PathLike = "model") ->
     Raises
     ------
     ValueError
-        Naming the field, its value and the limit.
+        Naming the field, its value and the limit (:data:`ARCHITECTURE_LIMITS`,
+        :data:`MAX_WIDEST_CHANNELS`).
     """
     for name, limit in ARCHITECTURE_LIMITS.items():
         if getattr(config, name) > limit:
@@ -106,6 +111,14 @@ def check_architecture(config: UNetConfig, path: str | os.PathLike = "model") ->
                 f"limit of {limit} for model files: the file is damaged or not a napari-unet "
                 "model"
             )
+    widest = config.base_channels * 2 ** (config.depth - 1)
+    if widest > MAX_WIDEST_CHANNELS:
+        raise ValueError(
+            f"{path} declares a network whose widest level has {widest} channels "
+            f"(base_channels={config.base_channels}, depth={config.depth}), more than the "
+            f"limit of {MAX_WIDEST_CHANNELS} for model files: the file is damaged or not a "
+            "napari-unet model"
+        )
 
 
 def shipped_model_path(name: str = DEFAULT_MODEL_NAME) -> Path:
