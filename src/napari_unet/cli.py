@@ -32,6 +32,14 @@ def _tile(value: str) -> tuple[int, int]:
 _REPORTED_ERRORS = FILE_ERRORS
 #: Exit status of a run ended by Ctrl-C (128 + SIGINT, as shells report it).
 EXIT_INTERRUPTED = 130
+#: What a subcommand stopped by Ctrl-C leaves (every file is written atomically).
+_INTERRUPTED = {
+    "train": "the model file was not written",
+    "segment": "results written before are complete; the one in progress was not written "
+    "(a zarr output stays marked incomplete); a rerun with --dask-scheduler resumes",
+    "weight-map": "the weight map was not written",
+    "export-bioimageio": "the package was not written",
+}
 
 
 @contextlib.contextmanager
@@ -472,8 +480,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except KeyboardInterrupt:
-        nothing = "the model file was not written" if args.command == "train" else "stopped"
-        print(f"napari-unet {args.command}: interrupted: {nothing}", file=sys.stderr)
+        print(
+            f"napari-unet {args.command}: interrupted: {_INTERRUPTED[args.command]}",
+            file=sys.stderr,
+        )
         return EXIT_INTERRUPTED
     except (*_REPORTED_ERRORS, ImportError) as error:
         print(f"napari-unet {args.command}: error: {_one_line(error)}", file=sys.stderr)
