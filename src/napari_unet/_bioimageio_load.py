@@ -17,6 +17,7 @@ uncompressed PyTorch archive, so ``torch.load`` allocates no more than its size.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -64,7 +65,9 @@ def is_package(path: str | os.PathLike) -> bool:
         return False
 
 
+@functools.cache
 def _yaml_loader():
+    """PyYAML's safe loader (the C one when available), bounded by :func:`_check_expansion`."""
     try:
         import yaml
     except ImportError as error:
