@@ -183,3 +183,12 @@ def test_ctrl_c_during_segment_says_what_was_written(tmp_path, capsys, monkeypat
     assert "interrupted: 1 of 3 images segmented" in err and "b.tif" in err
     assert sorted(p.name for p in out.iterdir()) == ["a_masks.tif"]
     assert np.asarray(tifffile.imread(out / "a_masks.tif")).shape == (260, 348)
+
+
+def test_every_subcommand_says_what_ctrl_c_leaves():
+    import argparse
+
+    from napari_unet.cli import _INTERRUPTED, build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(_INTERRUPTED) == set(sub.choices)
