@@ -31,10 +31,10 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from napari_unet import devices
-from napari_unet.devices import auto_tile_shape, resolve_device, resolve_precision
-from napari_unet.network import UNet
-from napari_unet.tiling import plan_tiles, predict_tiled
+from napari_unet.method.network import UNet
+from napari_unet.method.tiling import plan_tiles, predict_tiled
+from napari_unet.runtime import devices
+from napari_unet.runtime.devices import auto_tile_shape, resolve_device, resolve_precision
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import cpu_name, peak_rss_mib  # noqa: E402
@@ -358,7 +358,7 @@ def main(argv=None) -> None:
 
     torch.manual_seed(0)
     if args.model:
-        from napari_unet.model_io import load_model
+        from napari_unet.models.files import load_model
 
         model = load_model(args.model)
         c = model.config

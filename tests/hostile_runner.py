@@ -43,7 +43,7 @@ def _status_kib(field: str) -> int:
 
 
 def _child(path: str, write_end: int) -> None:
-    from napari_unet.model_io import load_model
+    from napari_unet.models.files import load_model
 
     resident = _status_kib("VmRSS")
     virtual = _status_kib("VmSize") * 1024
@@ -100,7 +100,7 @@ def main(paths: list[str]) -> None:
     import torch
 
     torch.set_num_threads(1)  # no thread pool to copy into the forked children
-    from napari_unet.model_io import load_model
+    from napari_unet.models.files import load_model
 
     load_model(paths[0])
     for path in paths:

@@ -18,10 +18,11 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_unet.cli import EXIT_INTERRUPTED, main
-from napari_unet.model_io import load_model, save_model
-from napari_unet.network import UNet
-from napari_unet.segmentation import segment
+from napari_unet.cli.commands import main
+from napari_unet.cli.outcomes import EXIT_INTERRUPTED
+from napari_unet.inference.segment import segment
+from napari_unet.method.network import UNet
+from napari_unet.models.files import load_model, save_model
 
 CROP = (slice(0, 260), slice(0, 348))
 
@@ -149,7 +150,7 @@ def test_an_unexpected_error_is_one_line_too(tmp_path, capsys, monkeypatch, samp
     def broken(*args, **kwargs):
         raise RuntimeError("something\nunexpected")
 
-    monkeypatch.setattr("napari_unet.tiling.iter_predict_tiled", broken)
+    monkeypatch.setattr("napari_unet.method.tiling.iter_predict_tiled", broken)
     arguments = ["segment", str(tmp_path / "cells.tif"), "-o", str(tmp_path / "out")]
     assert main([*arguments, "-m", str(tmp_path / "m.safetensors")]) == 2
     err = capsys.readouterr().err  # the progress bar's line, then the error's
@@ -163,7 +164,7 @@ def test_ctrl_c_during_segment_says_what_was_written(tmp_path, capsys, monkeypat
     for name in ("a", "b", "c"):
         tifffile.imwrite(tmp_path / f"{name}.tif", sample_image[CROP])
     save_model(UNet(depth=2, base_channels=2), tmp_path / "m.safetensors")
-    import napari_unet.cli as cli
+    import napari_unet.cli.commands as cli
 
     segment_file, calls = cli._segment_file, []
 
@@ -188,7 +189,8 @@ def test_ctrl_c_during_segment_says_what_was_written(tmp_path, capsys, monkeypat
 def test_every_subcommand_says_what_ctrl_c_leaves():
     import argparse
 
-    from napari_unet.cli import _INTERRUPTED, build_parser
+    from napari_unet.cli.commands import build_parser
+    from napari_unet.cli.outcomes import INTERRUPTED
 
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    assert set(_INTERRUPTED) == set(sub.choices)
+    assert set(INTERRUPTED) == set(sub.choices)

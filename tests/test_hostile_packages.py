@@ -29,9 +29,9 @@ import pytest
 import torch
 import yaml
 
-from napari_unet.bioimageio import ARCHITECTURE_CALLABLE, CONFIG_KEY
-from napari_unet.model_io import FORMAT_NAME
-from napari_unet.network import UNet
+from napari_unet.method.network import UNet
+from napari_unet.models._bioimageio_format import ARCHITECTURE_CALLABLE, CONFIG_KEY
+from napari_unet.models.checks import FORMAT_NAME
 
 RUNNER = Path(__file__).with_name("hostile_runner.py")
 SECONDS, MEGABYTES = 5.0, 500

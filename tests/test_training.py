@@ -4,9 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from napari_unet.generators import run_to_completion
-from napari_unet.network import UNet
-from napari_unet.training import TrainingConfig, TrainingProgress, train, weighted_cross_entropy
+from napari_unet.method.network import UNet
+from napari_unet.runtime.progress import run_to_completion
+from napari_unet.training.loop import (
+    TrainingConfig,
+    TrainingProgress,
+    train,
+    weighted_cross_entropy,
+)
 
 TINY = {"depth": 3, "base_channels": 8, "batch_norm": True}
 
@@ -115,7 +120,7 @@ def test_bad_config():
 
 
 def test_map_progress_converts_records_and_keeps_the_result():
-    from napari_unet.generators import map_progress, run_to_completion
+    from napari_unet.runtime.progress import map_progress, run_to_completion
 
     def inner():
         yield 1
