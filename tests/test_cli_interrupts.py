@@ -25,6 +25,7 @@ from napari_unet.method.network import UNet
 from napari_unet.models.files import load_model, save_model
 
 CROP = (slice(0, 260), slice(0, 348))
+posix_signals = pytest.mark.skipif(os.name != "posix", reason="SIGINT to a process is POSIX")
 
 
 @pytest.fixture
@@ -79,6 +80,7 @@ def _no_temporary_files(folder) -> bool:
     return not [p for p in folder.iterdir() if p.name.endswith(".tmp")]
 
 
+@posix_signals
 def test_one_ctrl_c_stops_training_and_saves_the_best_model_so_far(tmp_path, pair):
     image, annotation = pair
     output = tmp_path / "out" / "model.safetensors"
@@ -100,6 +102,7 @@ def test_one_ctrl_c_stops_training_and_saves_the_best_model_so_far(tmp_path, pai
     assert _no_temporary_files(output.parent)
 
 
+@posix_signals
 def test_two_ctrl_c_abort_and_leave_the_old_model_file_untouched(tmp_path, pair):
     image, annotation = pair
     output = tmp_path / "out" / "model.safetensors"

@@ -33,6 +33,11 @@ from napari_unet.method.network import UNet
 from napari_unet.models._bioimageio_format import ARCHITECTURE_CALLABLE, CONFIG_KEY
 from napari_unet.models.checks import FORMAT_NAME
 
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"),
+    reason="the limits are Linux's: fork, RLIMIT_AS and /proc/self/status",
+)
+
 RUNNER = Path(__file__).with_name("hostile_runner.py")
 SECONDS, MEGABYTES = 5.0, 500
 KWARGS = {"in_channels": 1, "n_classes": 3, "depth": 2, "base_channels": 4, "batch_norm": True}
