@@ -433,8 +433,8 @@ def main(argv: list[str] | None = None) -> int:
     -------
     int
         0 on success; 1 when some files of a batch (or the save to the requested
-        place) failed, each reported on one line; 2 when the run was refused or failed
-        as a whole (one line on standard error, no traceback).
+        place) failed, each reported on one line; 2 when the run failed as a whole, 130
+        after Ctrl-C (one line on standard error; ``--debug`` shows a traceback).
     """
     return run_reporting(build_parser().parse_args(argv))
 

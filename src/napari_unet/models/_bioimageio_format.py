@@ -51,6 +51,7 @@ PROJECT_CITATION = (
 )
 
 
+
 def input_size_rule(model: UNet) -> tuple[int, int]:
     """``(min, step)``: the valid input sizes of one spatial axis are ``min + n * step``.
 
