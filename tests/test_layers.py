@@ -16,6 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "napari_unet"
 LAYERS = [
     {"_widgets"},
     {"cli", "_writer"},
+    {"route"},
     {"distributed"},
     {"live"},
     {"training"},

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from napari_unet.cli._settings import segment_settings
 from napari_unet.cli.cluster import add_cluster_options
 from napari_unet.io.files import FILE_ERRORS
 from napari_unet.method.annotation import DEFAULT_N_CLASSES, TARGET_CLASSES
@@ -72,7 +73,6 @@ def _segment(args) -> int:
 def _segment_file(path: Path, model, args, outputs: list[Path]) -> None:
     from tqdm import tqdm
 
-    from napari_unet.inference.segment import iter_segment
     from napari_unet.io.files import (
         check_label_shape,
         read_image,
@@ -80,6 +80,7 @@ def _segment_file(path: Path, model, args, outputs: list[Path]) -> None:
         write_tiff,
     )
     from napari_unet.method.images import image_layout
+    from napari_unet.route.segment import iter_segment_routed
     from napari_unet.runtime.progress import run_to_completion
 
     image = read_image(path)
@@ -87,27 +88,16 @@ def _segment_file(path: Path, model, args, outputs: list[Path]) -> None:
     with tqdm(total=1.0, desc=path.name, unit="image", bar_format="{l_bar}{bar}| {elapsed}") as bar:
 
         def update(p, bar=bar):
-            bar.set_postfix_str(f"{p.device} {p.precision}", refresh=False)
             bar.update(p.fraction - bar.n)
 
         result = run_to_completion(
-            iter_segment(
-                image,
-                model,
-                tile_shape=args.tile_size,
-                device=args.device,
-                precision=args.precision,
-                threshold=args.threshold,
-                min_size=args.min_size,
-                object_size=args.object_size,
-            ),
-            update,
+            iter_segment_routed(image, model, segment_settings(args)), update
         )
     out = write_labels_tiff(outputs[0], result.labels)
     if args.probabilities:
         write_tiff(outputs[1], result.probabilities)
     tqdm.write(
-        f"{path.name}: {int(result.labels.max())} cells -> {out} "
+        f"{path.name}: {result.n_cells} cells -> {out} "
         f"({result.seconds:.2f} s on {result.device}, {result.precision})"
     )
 
