@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from napari_unet.method.annotation import DEFAULT_GAP
 from napari_unet.method.images import (
     image_layout,
     iter_planes,
@@ -139,7 +140,7 @@ class InstanceSettings:
             else:
                 min_size = int(post.get("min_size", 16))
         # Cells lost ``gap`` px per side to the separation border: grow back across 2 * gap.
-        grow = 2 * int(metadata.get("gap", 1))
+        grow = 2 * int(metadata.get("gap", DEFAULT_GAP))
         seed_threshold = float(post.get("seed_threshold", 0.5))
         return cls(model.config.n_classes == 3, threshold, int(min_size), seed_threshold, grow)
 

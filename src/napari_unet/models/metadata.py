@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from napari_unet.method.images import DEFAULT_PERCENTILES
+from napari_unet.method.object_size import DEFAULT_OBJECT_SIZE
 
 if TYPE_CHECKING:  # pragma: no cover
     from napari_unet.method.network import UNet
@@ -22,6 +23,7 @@ __all__ = [
     "DEFAULT_PERCENTILES",
     "fine_tuned_from_shipped",
     "is_shipped",
+    "model_object_size",
     "model_percentiles",
 ]
 
@@ -30,6 +32,12 @@ def model_percentiles(model: UNet) -> tuple[float, float]:
     """Normalisation percentiles stored in a model (the defaults when it has none)."""
     metadata = getattr(model, "metadata", None) or {}
     return tuple(metadata.get("normalization", {}).get("percentiles", DEFAULT_PERCENTILES))
+
+
+def model_object_size(model: UNet) -> float:
+    """Typical cell diameter (pixels) stored in a model (:data:`DEFAULT_OBJECT_SIZE` if none)."""
+    metadata = getattr(model, "metadata", None) or {}
+    return float(metadata.get("object_size", DEFAULT_OBJECT_SIZE))
 
 
 def is_shipped(model: UNet) -> bool:
