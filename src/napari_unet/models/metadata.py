@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from napari_unet.method.images import DEFAULT_PERCENTILES
+from napari_unet.method.instances import DEFAULT_MIN_SIZE, DEFAULT_SEED_THRESHOLD, DEFAULT_THRESHOLD
 from napari_unet.method.object_size import DEFAULT_OBJECT_SIZE
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -19,8 +20,11 @@ if TYPE_CHECKING:  # pragma: no cover
 DEFAULT_MODEL_NAME = "default"
 
 __all__ = [
+    "DEFAULT_MIN_SIZE",
     "DEFAULT_MODEL_NAME",
     "DEFAULT_PERCENTILES",
+    "DEFAULT_SEED_THRESHOLD",
+    "DEFAULT_THRESHOLD",
     "fine_tuned_from_shipped",
     "is_shipped",
     "model_object_size",
