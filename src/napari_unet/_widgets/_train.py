@@ -28,6 +28,7 @@ from magicgui.widgets import Container, ProgressBar, PushButton
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QTimer
 
+from napari_unet.live.preview import SNAPSHOT_INTERVAL_S
 from napari_unet.live.threads import ThreadShare
 
 from ._accept import AcceptCells
@@ -35,7 +36,7 @@ from ._common import TRAINING_INDICATOR_SPEED, ActivityReport, message_label, sa
 from ._lifetime import WidgetLifetime
 from ._loss_fields import LossFields
 from ._loss_plot import LossPlot
-from ._preview import SNAPSHOT_INTERVAL_S, LivePreview
+from ._preview import LivePreview
 from ._session import TrainingState, session_for
 from ._train_run import TrainingRun, export_bioimageio_job, load_and_train
 from ._training_pairs import TrainingPairs
@@ -141,7 +142,7 @@ class TrainWidget(Container):
 
         A run from the session's model continues its optimiser state. With the live
         preview on, the worker yields a snapshot of the network every
-        :data:`~._preview.SNAPSHOT_INTERVAL_S` seconds for the preview.
+        :data:`~napari_unet.live.preview.SNAPSHOT_INTERVAL_S` seconds for the preview.
 
         Returns the worker (already started), or ``None`` if the inputs are not valid
         (the reason is shown as a notification).

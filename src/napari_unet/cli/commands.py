@@ -7,6 +7,7 @@ import sys
 import threading
 from pathlib import Path
 
+from napari_unet.cli._settings import segment_settings
 from napari_unet.cli.cluster import add_cluster_options
 from napari_unet.cli.outcomes import (
     DEBUG_HELP,
@@ -37,8 +38,12 @@ def _segment_outputs(path: Path, args) -> list[Path]:
 
 
 def _segment(args) -> int:
-    from napari_unet.io.checks import check_output_path, check_unique_outputs
-    from napari_unet.io.files import image_files, written_by_this_package
+    from napari_unet.io.checks import (
+        check_output_path,
+        check_unique_outputs,
+        refuse_foreign_output,
+    )
+    from napari_unet.io.files import image_files
     from napari_unet.models.files import load_model
 
     if args.dask_scheduler:  # on a cluster (also zarr images, block by block)
@@ -52,11 +57,7 @@ def _segment(args) -> int:
     check_unique_outputs(every_output, inputs=files)
     check_output_path(every_output[0], files)
     for out in every_output:
-        if out.exists() and not written_by_this_package(out):
-            raise ValueError(
-                f"{out} exists and was not written by napari-unet: move it, or choose "
-                "another output folder"
-            )
+        refuse_foreign_output(out)
     model = load_model(args.model)
     args.output.mkdir(parents=True, exist_ok=True)
     failed, done = 0, 0
@@ -84,18 +85,9 @@ def _segment(args) -> int:
 def _segment_file(path: Path, model, args, outputs: list[Path]) -> None:
     from tqdm import tqdm
 
-    from napari_unet.inference.segment import iter_segment
-    from napari_unet.io.files import (
-        check_label_shape,
-        read_image,
-        write_labels_tiff,
-        write_tiff,
-    )
-    from napari_unet.method.images import image_layout
+    from napari_unet.inference.files import iter_segment_file
     from napari_unet.runtime.progress import run_to_completion
 
-    image = read_image(path)
-    check_label_shape(image_layout(image).labels_shape)  # refuse what cannot be written
     with tqdm(total=1.0, desc=path.name, unit="image", bar_format="{l_bar}{bar}| {elapsed}") as bar:
 
         def update(p, bar=bar):
@@ -103,23 +95,10 @@ def _segment_file(path: Path, model, args, outputs: list[Path]) -> None:
             bar.update(p.fraction - bar.n)
 
         result = run_to_completion(
-            iter_segment(
-                image,
-                model,
-                tile_shape=args.tile_size,
-                device=args.device,
-                precision=args.precision,
-                threshold=args.threshold,
-                min_size=args.min_size,
-                object_size=args.object_size,
-            ),
-            update,
+            iter_segment_file(path, outputs, model, segment_settings(args)), update
         )
-    out = write_labels_tiff(outputs[0], result.labels)
-    if args.probabilities:
-        write_tiff(outputs[1], result.probabilities)
     tqdm.write(
-        f"{path.name}: {int(result.labels.max())} cells -> {out} "
+        f"{path.name}: {result.n_cells} cells -> {result.outputs[0]} "
         f"({result.seconds:.2f} s on {result.device}, {result.precision})"
     )
 

@@ -30,6 +30,7 @@ from napari_unet.inference.blocks import (
 )
 from napari_unet.inference.stitching import BlockCells, global_ids, match_cells
 from napari_unet.io import zarr_files as zarr_io
+from napari_unet.io.checks import refuse_foreign_output
 from napari_unet.runtime.progress import run_to_completion
 
 
@@ -116,11 +117,9 @@ def _output_location(output, ome, name: str, source_path: str | None) -> tuple[s
         inside = source_path is not None and source_path.startswith(store.rstrip("/") + "/")
         if store == source_path or inside:
             raise ValueError(f"the output {output} would overwrite the input image")
-    if zarr_io.exists(store, path) and not zarr_io.written_by_napari_unet(store, path):
-        raise ValueError(
-            f"{what} exists and was not written by napari-unet: move it, or choose another "
-            + ("name" if output is None else "output")
-        )
+    refuse_foreign_output(
+        store, path, what=what, instead="choose another " + ("name" if output is None else "output")
+    )
     return store, path
 
 
