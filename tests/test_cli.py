@@ -131,7 +131,9 @@ def test_cli_defaults_are_the_cores():
     assert weight_map.n_classes == DEFAULT_N_CLASSES
 
 
-def test_train_for_a_time_budget_from_the_default_model(tmp_path, sample_image, sample_annotation):
+def test_train_for_a_time_budget_from_the_default_model(
+    tmp_path, sample_image, sample_annotation, capsys
+):
     tifffile.imwrite(tmp_path / "img.tif", sample_image[:256, :352])
     tifffile.imwrite(tmp_path / "ann.tif", sample_annotation[:256, :352])
     out = tmp_path / "model.safetensors"
@@ -150,6 +152,10 @@ def test_train_for_a_time_budget_from_the_default_model(tmp_path, sample_image, 
     assert model.config.n_classes == 3 and model.metadata["object_size"] == 24
     assert training["config"]["max_seconds"] == pytest.approx(6.0)
     assert training["iterations_done"] >= 1 and training["seconds"] < 6.0 + 30
+    # the never-worse verdict on the held-out painted cells, in one line
+    verdict = training["painted_cells"]["message"]
+    assert verdict in capsys.readouterr().out
+    assert verdict.startswith("painted-cell SEG") or "keeping the starting model" in verdict
     assert main([*args, "-o", str(tmp_path / "bad.safetensors"), "--object-size", "0"]) == 2
 
 

@@ -146,6 +146,14 @@ def test_train_stop_segment_export(make_napari_viewer, qtbot, tmp_path):
     assert train.progress.value == train.progress.max  # the whole run
     assert train.loss_plot.iterations == [1, 2, 3, 4, 5]
     assert train.start_button.text == "Start training" and train.save_button.enabled
+    # the painted-cell score beside the loss curve: 8 of the 31 painted nuclei were held
+    # out and scored at the last iteration (from scratch: no start to compare with)
+    report = session.model.metadata["training"]["painted_cells"]
+    shown, step = train.painted_score.value.split("\n")
+    assert shown == report["message"] and step.startswith("instance step fitted: foreground >")
+    assert shown.startswith("painted-cell SEG ") and "8 held-out cells" in shown
+    assert [i for i, _ in train.loss_plot.scores] == [5]
+    assert train.loss_plot.score_label == "painted-cell SEG"
     first_model = session.model
 
     # -- Stop: returns the best model so far, quickly -------------------------------------
@@ -175,6 +183,10 @@ def test_train_stop_segment_export(make_napari_viewer, qtbot, tmp_path):
     assert not training_bars()  # taken off the activity dock
     assert all(m.speed() == 100 for m in indicators)  # given its speed back
     assert returned.args[0].stopped and returned.args[0].model is session.model
+    # fine-tuning the session's model: the verdict compares it with its start
+    verdict = returned.args[0].painted.message
+    assert train.painted_score.value.split("\n")[0] == verdict
+    assert verdict.startswith("painted-cell SEG: start") or "keeping the starting model" in verdict
     assert session.model is not first_model
     assert train.start_button.text == "Start training"
 
@@ -244,10 +256,11 @@ def test_train_stop_segment_export(make_napari_viewer, qtbot, tmp_path):
 
 
 def test_training_errors_become_notifications(make_napari_viewer, qtbot, monkeypatch):
-    from napari_unet._widgets import _train
+    from napari_unet._widgets import _train, _train_run
 
     errors = []
-    monkeypatch.setattr(_train, "show_error", errors.append)
+    monkeypatch.setattr(_train, "show_error", errors.append)  # before the start
+    monkeypatch.setattr(_train_run, "show_error", errors.append)  # from the worker
     viewer = make_napari_viewer()
     open_sample(viewer)
     train = dock(viewer, "Train")

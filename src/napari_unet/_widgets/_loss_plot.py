@@ -48,6 +48,8 @@ class LossPlot:
         self._score_axes = None
         self._score_line = None
         self._foreground = foreground
+        #: Name of the score on the right axis (set before the first score is drawn).
+        self.score_label = "validation IoU"
         self.iterations: list[int] = []
         self.losses: list[float] = []
         self.smoothed: list[float] = []
@@ -90,7 +92,7 @@ class LossPlot:
             if self._score_axes is None:
                 self._score_axes = self.axes.twinx()
                 self._score_axes.tick_params(colors=self._foreground, labelsize=8)
-                self._score_axes.set_ylabel("validation IoU", color=self._foreground, fontsize=8)
+                self._score_axes.set_ylabel(self.score_label, color=self._foreground, fontsize=8)
                 self._score_axes.set_ylim(0, 1)
                 (self._score_line,) = self._score_axes.plot([], [], "o-", color="#6fcf97", ms=3)
             self._score_line.set_data(*zip(*self.scores, strict=True))

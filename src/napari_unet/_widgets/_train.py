@@ -37,7 +37,8 @@ from ._lifetime import WidgetLifetime
 from ._loss_fields import LossFields
 from ._loss_plot import LossPlot
 from ._preview import LivePreview
-from ._session import TrainingState, UNetSession, session_for
+from ._session import TrainingState, session_for
+from ._train_run import TrainingRun, export_bioimageio_job, load_and_train
 from ._training_pairs import TrainingPairs
 from ._training_settings import TrainingSettings
 
@@ -45,84 +46,6 @@ from ._training_settings import TrainingSettings
 UI_INTERVAL_MS = 1000
 #: Resolution of the progress bar (it shows the fraction of the run done).
 PROGRESS_STEPS = 1000
-
-
-def _load_and_train(model, images, annotations, scheduler: str | None = None, **options):
-    """:func:`napari_unet.training.loop.train`, loading ``model`` first if it is a file or name.
-
-    A generator run by the worker: the model file is read there, not on the GUI thread
-    (and here, not on a remote worker that may not see the file). With ``scheduler``,
-    training runs on a worker of that dask cluster and its progress streams back
-    (:func:`napari_unet.distributed.train_on_scheduler`).
-    """
-    from napari_unet.method.network import UNet
-    from napari_unet.models.files import load_model
-    from napari_unet.training import loop as training
-
-    if model is not None and not isinstance(model, UNet):
-        model = load_model(model)
-    if scheduler:
-        from napari_unet.distributed import train_on_scheduler
-
-        job = train_on_scheduler(scheduler, images, annotations, model=model, **options)
-    else:
-        job = training.train(images, annotations, model=model, **options)
-    return (yield from job)
-
-
-def _export_bioimageio(model, path):
-    """:func:`napari_unet.models.bioimageio.export_bioimageio` as a generator for a worker.
-
-    The export (TorchScript, test tensors, validation) takes a few seconds: off the GUI
-    thread. Nothing to report on the way.
-    """
-    from napari_unet.models.bioimageio import export_bioimageio
-
-    yield
-    return export_bioimageio(model, path)
-
-
-# -- worker signals -> session state. No widget involved: these also run when the widget
-#    is gone, so the state machine always ends in a finished state. -------------------
-class _Run:
-    """Outcome of one training worker, settled into the session when it finishes."""
-
-    def __init__(self, session: UNetSession, source: str):
-        self.session = session
-        self.source = source
-        self.result = None
-        self.error: Exception | None = None
-
-    def returned(self, result) -> None:
-        self.result = result
-        how = "stopped at" if result.stopped else "finished after"
-        self.session.set_model(
-            result.model,
-            f"trained in this session from {self.source}, {how} iteration "
-            f"{len(result.history)} (best: {result.best_iteration})",
-            optimizer_state=result.optimizer_state,
-        )
-
-    def errored(self, error: Exception) -> None:
-        self.error = error
-        snapshot = getattr(error.__cause__, "snapshot", None)  # a remote worker died
-        if snapshot is not None:
-            iteration = error.__cause__.history[-1].iteration if error.__cause__.history else 0
-            self.session.set_model(
-                snapshot,
-                f"the last snapshot (iteration {iteration}) of a remote run from "
-                f"{self.source}, whose worker died",
-            )
-        show_error(f"Training failed: {error}")
-
-    def finished(self) -> None:
-        if self.error is not None:
-            state = TrainingState.FAILED
-        elif self.result is not None and not self.result.stopped:
-            state = TrainingState.DONE
-        else:  # stopped by the user, or aborted because the widget or viewer closed
-            state = TrainingState.STOPPED
-        self.session.set_training_state(state)
 
 
 class TrainWidget(Container):
@@ -150,6 +73,14 @@ class TrainWidget(Container):
         self.start_button = PushButton(text="Start training")
         self.progress = ProgressBar(value=0, min=0, max=PROGRESS_STEPS)
         self.status = message_label()
+        #: The painted-cell score beside the loss curve: live, then the verdict.
+        self.painted_score = message_label()
+        self.painted_score.tooltip = (
+            "A quarter of your painted cells (at most 10) are held out of training. They "
+            "score the starting model and the model being trained (SEG: mean overlap of "
+            "each held-out cell with its predicted cell, 0 to 1); the better one is kept, "
+            "and the instance step is fitted to them. Paint 3 cells or more."
+        )
         self._threads = ThreadShare()  # the CPU's threads, for training and the preview
         self.preview = LivePreview(napari_viewer, self._threads)
         self.accept = AcceptCells(
@@ -181,7 +112,9 @@ class TrainWidget(Container):
         theme = get_theme(napari_viewer.theme)
         self.loss_plot = LossPlot(theme.text.as_hex(), theme.canvas.as_hex())
         layout = self.native.layout()
-        layout.insertWidget(layout.indexOf(self._model_buttons.native), self.loss_plot.canvas)
+        below = layout.indexOf(self._model_buttons.native)
+        layout.insertWidget(below, self.loss_plot.canvas)
+        layout.insertWidget(below, self.painted_score.native)
 
         guard = self._lifetime.guard
         self.start_button.changed.connect(guard(self._on_start_clicked))
@@ -209,7 +142,7 @@ class TrainWidget(Container):
 
         A run from the session's model continues its optimiser state. With the live
         preview on, the worker yields a snapshot of the network every
-        :data:`~._preview.SNAPSHOT_INTERVAL_S` seconds for the preview.
+        :data:`~napari_unet.live.preview.SNAPSHOT_INTERVAL_S` seconds for the preview.
 
         Returns the worker (already started), or ``None`` if the inputs are not valid
         (the reason is shown as a notification).
@@ -231,8 +164,8 @@ class TrainWidget(Container):
         self._stop_event = threading.Event()
         if scheduler:
             source = f"{source}, on the dask cluster {scheduler}"
-        run = _Run(session, source)
-        training = _load_and_train(
+        run = TrainingRun(session, source)
+        training = load_and_train(
             model,
             images,
             annotations,
@@ -248,9 +181,11 @@ class TrainWidget(Container):
         )
         self.loss_plot.clear()
         self.progress.value = 0
-        self._latest = None
+        self._latest = self._painted = None
+        self.painted_score.value = ""
         self.preview.attach(self.data.pairs()[0][0], settings.device.value)
         session.set_training_state(TrainingState.TRAINING)
+        verdict = self._lifetime.guard(self._show_verdict)
         return self._lifetime.run(
             self._threads.training,  # on the CPU threads the preview leaves free
             training,
@@ -258,11 +193,21 @@ class TrainWidget(Container):
             # lambdas, not bound methods: they settle the session's state even when the
             # widget is gone, and they keep ``run`` alive (PyQt holds bound methods'
             # objects only weakly).
-            returned=lambda result: run.returned(result),
+            returned=lambda result: (run.returned(result), verdict(result)),
             errored=lambda error: run.errored(error),
             finished=lambda: run.finished(),
             stop_event=self._stop_event,
         )
+
+    def _show_verdict(self, result) -> None:
+        """The never-worse rule's verdict, or why there is none."""
+        if result.painted is not None:
+            from napari_unet.inference.segment import InstanceSettings
+
+            step = InstanceSettings.for_model(result.model).describe()
+            self.painted_score.value = f"{result.painted.message}\ninstance step fitted: {step}"
+        elif not result.history or result.history[-1].validation_score is None:
+            self.painted_score.value = "Paint 3 cells or more to get a painted-cell score."
 
     def stop(self):
         """Ask training to end after the current iteration (the best model is kept)."""
@@ -319,6 +264,9 @@ class TrainWidget(Container):
     def _on_progress(self, progress) -> None:
         """Per iteration: keep the record, hand a snapshot to the preview. Cheap."""
         self._latest = progress
+        if progress.painted is not None:
+            self._painted = progress.painted
+            self.loss_plot.score_label = "painted-cell SEG"
         self.loss_plot.add(progress.iteration, progress.loss, progress.validation_score)
         if progress.snapshot is not None:
             self.preview.show_model(progress.snapshot, f"iteration {progress.iteration}")
@@ -336,6 +284,8 @@ class TrainWidget(Container):
         )
         if self._session.training_state is TrainingState.TRAINING:
             self.status.value = text
+            if self._painted is not None:
+                self.painted_score.value = self._painted.message
         if self._activity is not None:  # at most once per UI_INTERVAL_MS, like the bar
             self._activity.set_fraction(progress.fraction, f"U-Net training: {text}")
 
@@ -370,7 +320,7 @@ class TrainWidget(Container):
             return None
         self.export_button.enabled = self.start_button.enabled = False
         return self._lifetime.run(
-            _export_bioimageio,
+            export_bioimageio_job,
             self._session.model,
             path,
             returned=lambda written: show_info(f"bioimage.io package written to {written}"),

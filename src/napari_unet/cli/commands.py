@@ -175,6 +175,8 @@ def _run_training(train, images, annotations, model, config, args, stop) -> int:
             file=sys.stderr,
         )
         return 1
+    if result.painted is not None:  # the never-worse rule's verdict
+        tqdm.write(result.painted.message)
     if result.stopped:
         tqdm.write(
             f"napari-unet train: interrupted after {len(result.history)} iterations; the best "

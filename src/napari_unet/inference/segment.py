@@ -113,6 +113,11 @@ class InstanceSettings:
     grow : int
         Pixels a two-class model's cells are grown back over separation gaps (the
         whole gap: twice the model's ``gap``).
+    smoothing : float
+        Gaussian smoothing (pixels) of the probabilities before the watershed
+        (three classes); 0: none.
+    fill_holes : bool
+        Fill holes inside cells (three classes).
     """
 
     three_class: bool
@@ -120,6 +125,8 @@ class InstanceSettings:
     min_size: int
     seed_threshold: float
     grow: int
+    smoothing: float = 0.0
+    fill_holes: bool = False
 
     @classmethod
     def for_model(
@@ -149,7 +156,40 @@ class InstanceSettings:
         # Cells lost ``gap`` px per side to the separation border: grow back across 2 * gap.
         grow = 2 * int(metadata.get("gap", DEFAULT_GAP))
         seed_threshold = float(post.get("seed_threshold", DEFAULT_SEED_THRESHOLD))
-        return cls(model.config.n_classes == 3, threshold, int(min_size), seed_threshold, grow)
+        return cls(
+            model.config.n_classes == 3,
+            threshold,
+            int(min_size),
+            seed_threshold,
+            grow,
+            float(post.get("smoothing", 0.0)),
+            bool(post.get("fill_holes", False)),
+        )
+
+    def describe(self) -> str:
+        """These settings in one line of plain words."""
+        if not self.three_class:
+            return f"foreground > {self.threshold:g} · smallest cell {self.min_size} px"
+        text = (
+            f"foreground > {self.threshold:g} · seeds > {self.seed_threshold:g} · "
+            f"smallest cell {self.min_size} px"
+        )
+        if self.smoothing:
+            text += f" · outlines smoothed {self.smoothing:g} px"
+        if self.fill_holes:
+            text += " · holes filled"
+        return text
+
+    def postprocessing(self) -> dict:
+        """These settings as a model's ``postprocessing`` metadata."""
+        post = {"threshold": self.threshold, "min_size": self.min_size}
+        if self.three_class:
+            post.update(
+                seed_threshold=self.seed_threshold,
+                smoothing=self.smoothing,
+                fill_holes=self.fill_holes,
+            )
+        return post
 
     @property
     def output_classes(self) -> tuple[int, ...]:
@@ -172,7 +212,13 @@ class InstanceSettings:
         """
         if self.three_class:
             labels = boundary_watershed(
-                predicted[0], predicted[1], self.threshold, self.min_size, self.seed_threshold
+                predicted[0],
+                predicted[1],
+                self.threshold,
+                self.min_size,
+                self.seed_threshold,
+                smoothing=self.smoothing,
+                fill_holes=self.fill_holes,
             )
             return labels, 1.0 - predicted[0]
         foreground = predicted[0]

@@ -18,6 +18,7 @@ from napari_unet.method.network import UNet, UNetConfig
 from napari_unet.method.object_size import check_object_size
 from napari_unet.method.weight_map import DEFAULT_CLASS_WEIGHTS, DEFAULT_SIGMA, DEFAULT_W0
 from napari_unet.runtime.checks import check_positive_int, check_positive_int_pair
+from napari_unet.training.painted_score import HELD_OUT_SHARE, PaintedProgress, PaintedScore
 
 #: Architecture used when training starts from scratch: small enough to train on a
 #: laptop CPU, deep enough (receptive field ~ 140 px) for nuclei and most cells, with the
@@ -34,6 +35,8 @@ DEFAULT_TRAINING_MINUTES = 3.0
 MIN_TILE_OUTPUT = 100
 #: Largest automatic output tile side (pixels), whatever the object size.
 MAX_TILE_OUTPUT = 256
+#: Which weights a run trains (:attr:`TrainingConfig.trained_layers`).
+TRAINED_LAYERS = ("all", "expansive")
 #: Weight of the newest loss in the smoothed training loss (exponential average).
 LOSS_SMOOTHING = 0.1
 
@@ -105,6 +108,16 @@ class TrainingConfig:
         Processes that prepare augmented batches ahead of the training step
         (:class:`napari_unet.training.samples.BatchSource`); worth it on a GPU, where
         augmentation on one core is the bottleneck. 0: in the training thread.
+    trained_layers : {"all", "expansive"}
+        Which weights fine-tuning changes: all of them, or only the expansive path
+        and the head, the contracting path staying as the starting model learned it
+        (its batch-norm statistics still follow the new images). With ``"expansive"``
+        the backward pass stops at the expansive path, so a step costs less.
+    hold_out : float
+        Share of the painted cells held out of training to score it
+        (:mod:`napari_unet.training.painted_score`): the starting model and the model being
+        trained are compared on them, the better one is kept, and the instance step
+        is fitted to them. Needs 3 painted cells or more; 0: none held out.
     """
 
     n_iterations: int | None = None
@@ -128,6 +141,8 @@ class TrainingConfig:
     validation_interval: int = 50
     precision: str = "auto"
     data_workers: int = 0
+    trained_layers: str = "all"
+    hold_out: float = HELD_OUT_SHARE
 
     def __post_init__(self):
         if self.n_iterations is None and self.max_seconds is None:
@@ -150,6 +165,12 @@ class TrainingConfig:
             raise ValueError(f"n_classes must be 2, 3 or None, got {self.n_classes!r}")
         if self.object_size is not None:
             check_object_size(self.object_size)
+        if self.trained_layers not in TRAINED_LAYERS:
+            raise ValueError(
+                f"trained_layers must be one of {TRAINED_LAYERS}, got {self.trained_layers!r}"
+            )
+        if not (isinstance(self.hold_out, int | float) and 0 <= self.hold_out < 1):
+            raise ValueError(f"hold_out must be a share in [0, 1), got {self.hold_out!r}")
         if int(self.data_workers) < 0:
             raise ValueError(f"data_workers must be 0 or more, got {self.data_workers}")
 
@@ -178,12 +199,18 @@ class TrainingProgress:
     pixels_per_second : float
         Output pixels trained per second in this iteration.
     validation_score : float or None
-        Foreground IoU on the validation pairs' annotated pixels, when computed.
+        The score that picks the best weights, when computed: foreground IoU on the
+        validation pairs' annotated pixels, or without validation pairs the SEG on
+        the held-out painted cells.
     best_loss : float
         Lowest smoothed training loss so far.
     fraction : float
         Share of the run done, in [0, 1] (of the iterations or of the time budget,
         whichever is nearer its end); the learning-rate schedule follows it.
+    painted : PaintedProgress or None
+        SEG and AP@0.5 on the held-out painted cells of the starting model, of the
+        network being trained and of the best weights so far, when computed (every
+        ``validation_interval`` iterations and at the end).
     snapshot : UNet or None
         With ``train(snapshot_interval=...)``, every that many seconds: a copy of the
         current network (CPU, eval mode, with the model metadata), safe to predict
@@ -199,6 +226,7 @@ class TrainingProgress:
     best_loss: float
     fraction: float = 0.0
     snapshot: UNet | None = field(default=None, repr=False, compare=False)
+    painted: PaintedProgress | None = None
 
 
 @dataclass
@@ -220,6 +248,14 @@ class TrainingResult:
         The optimiser's ``state_dict()`` at the end (CPU tensors); pass it to
         ``train(optimizer_state=...)`` with this model to continue without a cold
         optimiser.
+    painted : PaintedCellReport or None
+        The starting and the trained model on the held-out painted cells and which
+        one was kept (:attr:`PaintedCellReport.message` says it in words); ``None``
+        when no cell was held out.
+    set_aside : UNet or None
+        The trained network when the never-worse rule kept the starting model instead
+        (its best weights, with its own fitted instance step): to compare, or to use
+        anyway. ``None`` when the trained network was kept.
     """
 
     model: UNet
@@ -227,3 +263,71 @@ class TrainingResult:
     history: list[TrainingProgress]
     stopped: bool
     optimizer_state: dict = field(default_factory=dict, repr=False)
+    painted: PaintedCellReport | None = None
+    set_aside: UNet | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class PaintedCellReport:
+    """The never-worse rule's verdict: the starting and the trained model compared.
+
+    Attributes
+    ----------
+    start : PaintedScore or None
+        The starting model with its own instance step: what the user had before;
+        ``None`` when training started from scratch.
+    start_fitted : PaintedScore or None
+        The starting model with the instance step fitted to the held-out cells.
+    trained : PaintedScore
+        The trained model (its best weights) with its fitted instance step.
+    kept : {"trained", "start"}
+        The model returned: the trained one only when its SEG beats the start's by
+        more than :func:`~napari_unet.training.painted_score.min_gain` of the held-out cells.
+    seconds : float
+        Length of the run.
+    """
+
+    start: PaintedScore | None
+    start_fitted: PaintedScore | None
+    trained: PaintedScore
+    kept: str
+    seconds: float
+
+    @property
+    def message(self) -> str:
+        """The verdict in plain words, e.g. ``painted-cell SEG: start 0.61 → 0.72 after 2 min``."""
+        duration = _duration(self.seconds)
+        if self.start is None:
+            return (
+                f"painted-cell SEG {self.trained.seg:.2f} after {duration} (AP@0.5 "
+                f"{self.trained.ap:.2f}, {self.trained.n_cells} held-out cells)"
+            )
+        if self.kept == "trained":
+            return (
+                f"painted-cell SEG: start {self.start.seg:.2f} → {self.trained.seg:.2f} after "
+                f"{duration} (AP@0.5 {self.start.ap:.2f} → {self.trained.ap:.2f}, "
+                f"{self.trained.n_cells} held-out cells)"
+            )
+        text = (
+            f"fine-tuning has not beaten the starting model yet (painted-cell SEG "
+            f"{self.trained.seg:.2f} against {self.start_fitted.seg:.2f} after {duration}, "
+            f"{self.trained.n_cells} held-out cells); keeping the starting model"
+        )
+        if self.start_fitted.seg > self.start.seg:
+            text += (
+                f", with its instance step fitted to your cells (SEG {self.start.seg:.2f} → "
+                f"{self.start_fitted.seg:.2f})"
+            )
+        return text
+
+    def to_dict(self) -> dict:
+        """Return the report as a JSON-serialisable dict (stored in the model)."""
+        d = asdict(self)
+        d["message"] = self.message
+        return d
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min".replace(".0 min", " min")

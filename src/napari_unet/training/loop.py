@@ -27,11 +27,6 @@ import numpy as np
 import torch
 import torch._dynamo  # noqa: F401
 
-from napari_unet.method.instances import (
-    FINE_TUNED_SEED_THRESHOLD,
-    FINE_TUNED_THRESHOLD,
-    min_size_for,
-)
 from napari_unet.method.network import UNet, UNetConfig, with_boundary_class
 from napari_unet.method.object_size import (
     DEFAULT_OBJECT_SIZE,
@@ -59,12 +54,16 @@ from napari_unet.training.optimization import (
     optimizer_state_on_cpu,
     weighted_cross_entropy,
 )
+from napari_unet.training.painted_score import (
+    hold_out_cells,
+)
 from napari_unet.training.samples import (
     BatchSource,
+    check_pairs,
     prepare_samples,
     prepare_validation,
-    validation_score,
 )
+from napari_unet.training.selection import BestWeights, StartScore, start_settings
 
 __all__ = [
     "DEFAULT_TRAINING_MINUTES",
@@ -127,22 +126,10 @@ _NOT_INHERITED = ("name", "description", "validation", "data", "script")
 
 
 def _run_metadata(
-    base_metadata: dict, config: TrainingConfig, n_classes: int, object_size: float
+    base_metadata: dict, config: TrainingConfig, n_classes: int, object_size: float, post: dict
 ) -> dict:
-    """Metadata the trained model carries (training results are added at the end).
-
-    Post-processing: a three-class model gets the fine-tuned defaults of
-    :mod:`napari_unet.method.instances`, a two-class one keeps its starting model's threshold;
-    the smallest cell follows the object size.
-    """
+    """Metadata the trained model carries (training results are added at the end)."""
     object_size = round(object_size, 2)  # as stored, so min_size follows from the file
-    if n_classes == 3:
-        post = {"threshold": FINE_TUNED_THRESHOLD, "seed_threshold": FINE_TUNED_SEED_THRESHOLD}
-    else:
-        same_output = base_metadata.get("n_classes", 2) == n_classes
-        base_post = base_metadata.get("postprocessing", {}) if same_output else {}
-        post = {"threshold": base_post.get("threshold", 0.5)}
-    post["min_size"] = min_size_for(object_size)
     # What described the starting model (its data, scores, text) does not describe this one.
     inherited = {k: v for k, v in base_metadata.items() if k not in _NOT_INHERITED}
     metadata = {
@@ -151,7 +138,7 @@ def _run_metadata(
         "gap": config.gap,
         "n_classes": n_classes,
         "object_size": object_size,
-        "postprocessing": post,
+        "postprocessing": dict(post),
     }
     if n_classes == 3:
         metadata["boundary_width"] = config.boundary_width
@@ -246,12 +233,31 @@ def train(
     rng = np.random.default_rng(seed)
     if seed is not None:
         torch.manual_seed(seed)
+    fine_tuning = model is not None
     model, base_metadata = _starting_model(model, model_config, config)
     n_classes = model.config.n_classes
+    check_pairs(images, annotations)
+    object_size = _object_size(config, annotations, dense, base_metadata)
+    held_out = painted = None
+    if config.hold_out > 0:
+        kept, held_out, painted = hold_out_cells(
+            images,
+            annotations,
+            dense=dense,
+            object_size=object_size,
+            percentiles=config.percentiles,
+            rng=rng,
+            share=config.hold_out,
+        )
+        if held_out is not None:
+            annotations, dense = kept, False
     samples = prepare_samples(images, annotations, config, dense, n_classes)
     validation_data = prepare_validation(validation or [], config, dense, n_classes)
-    object_size = _object_size(config, annotations, dense, base_metadata)
-    metadata = _run_metadata(base_metadata, config, n_classes, object_size)
+    settings = start_settings(model, object_size)
+    metadata = _run_metadata(
+        base_metadata, config, n_classes, object_size, settings.postprocessing()
+    )
+    start = StartScore(model, held_out, painted, settings, object_size, device, compare=fine_tuning)
     tile_shape = _tile_shape(model, config, object_size)
     augmentation = config.augmentation if config.augment else None
     # Worker processes (if any) are forked before the model goes to the device.
@@ -267,12 +273,15 @@ def train(
             batches,
             tile_shape,
             validation_data=validation_data if validation else None,
+            start=start,
             stop=stop,
             snapshot_interval=snapshot_interval,
             optimizer_state=optimizer_state,
         )
     finally:
         batches.close()
+    if held_out is not None:
+        result = start.verdict(result)
     result.model.metadata["training"].update(
         fine_tuned_from=base_metadata.get("name"),
         n_images=len(images),
@@ -281,51 +290,6 @@ def train(
         seed=seed,
     )
     return result
-
-
-class _BestWeights:
-    """The best weights of a run, kept as a CPU copy.
-
-    By validation score when there is validation data, else by smoothed training loss
-    (from iteration 10 on, so that one lucky batch does not win).
-    """
-
-    def __init__(self, model: UNet, validation_data: list | None):
-        self.model = model
-        self.validation_data = validation_data
-        self.state, self.iteration = self._copy(), 0
-        self.score = -math.inf
-        self.smoothed = self.loss = math.inf
-
-    def _copy(self) -> dict:
-        return {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
-
-    def update(self, iteration: int, loss: float, validate: bool, planned: int, device):
-        """Smooth ``loss``, score validation if asked; return the score or ``None``."""
-        smoothed = self.smoothed
-        self.smoothed = (
-            loss if not math.isfinite(smoothed) else smoothed + LOSS_SMOOTHING * (loss - smoothed)
-        )
-        score = None
-        if self.validation_data and validate:
-            self.model.eval()
-            score = validation_score(self.model, self.validation_data, device)
-            self.model.train()
-            if score > self.score:
-                self.score, self.state, self.iteration = score, self._copy(), iteration
-        elif (
-            not self.validation_data and self.smoothed < self.loss and iteration >= min(10, planned)
-        ):
-            self.state, self.iteration = self._copy(), iteration
-        self.loss = min(self.loss, self.smoothed)
-        return score
-
-    def restore(self, last_iteration: int) -> int:
-        """Load the best weights into the model (the last ones if none was kept)."""
-        if self.iteration == 0 and last_iteration:
-            self.state, self.iteration = self._copy(), last_iteration
-        self.model.load_state_dict(self.state)
-        return self.iteration
 
 
 def _loop(
@@ -337,6 +301,7 @@ def _loop(
     tile_shape: tuple[int, int],
     *,
     validation_data: list | None,
+    start: StartScore,
     stop: threading.Event | None,
     snapshot_interval: float | None,
     optimizer_state: dict | None,
@@ -349,8 +314,10 @@ def _loop(
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     out_pixels = config.batch_size * math.prod(model.valid_output_shape(tile_shape))
     check_training_memory(model, tile_shape, config.batch_size, device)
+    if config.trained_layers == "expansive":  # the contracting path keeps its weights
+        model.contracting_path.requires_grad_(False)
     optimizer = make_optimizer(model, config, optimizer_state)
-    best = _BestWeights(model, validation_data)
+    best = BestWeights(model, validation_data, start)
     budget = TimeBudget(config.n_iterations, config.max_seconds)
     history: list[TrainingProgress] = []
     last_snapshot, iteration, fraction = -math.inf, 0, 0.0
@@ -370,7 +337,7 @@ def _loop(
             )
         budget.update(iteration)
         validate = iteration % config.validation_interval == 0 or budget.done(iteration)
-        score = best.update(iteration, loss, validate, budget.planned, device)
+        score, painted = best.update(iteration, loss, validate, budget.planned, device)
         seconds = budget.elapsed()
         snapshot = None
         if snapshot_interval is not None and seconds - last_snapshot >= snapshot_interval:
@@ -379,12 +346,12 @@ def _loop(
         planned = max(budget.planned, iteration)
         speed = out_pixels / max(seconds - started, 1e-9)
         progress = TrainingProgress(
-            iteration, planned, loss, seconds, speed, score, best.loss, fraction, snapshot
+            iteration, planned, loss, seconds, speed, score, best.loss, fraction, snapshot, painted
         )
         history.append(progress)
         yield progress
     best_iteration = best.restore(iteration)
-    model = model.to("cpu", memory_format=torch.contiguous_format).eval()
+    model = model.to("cpu", memory_format=torch.contiguous_format).eval().requires_grad_(True)
     record = {
         "config": config.to_dict(),
         "iterations_done": len(history),

@@ -47,6 +47,35 @@ class Sample:
     annotated: np.ndarray
 
 
+def check_pairs(images: Sequence, annotations: Sequence) -> list:
+    """Check image/annotation pairs; return ``(image, annotation, layout)`` triples.
+
+    Raises
+    ------
+    ValueError
+        For no images, a different number of annotations, an image that is not a
+        valid image, or an annotation whose shape is not the image's.
+    """
+    if len(images) == 0:
+        raise ValueError("no training images given")
+    if len(images) != len(annotations):
+        raise ValueError(
+            f"got {len(images)} images but {len(annotations)} annotations; "
+            "give one annotation per image"
+        )
+    pairs = []
+    for n, (image, annotation) in enumerate(zip(images, annotations, strict=True)):
+        layout = image_layout(image)
+        annotation = np.asarray(annotation)
+        if annotation.shape != layout.labels_shape:
+            raise ValueError(
+                f"annotation {n} has shape {annotation.shape} but image {n} has shape "
+                f"{tuple(image.shape)} (labels must have shape {layout.labels_shape})"
+            )
+        pairs.append((image, annotation, layout))
+    return pairs
+
+
 def prepare_samples(
     images: Sequence, annotations: Sequence, config, dense: bool, n_classes: int
 ) -> list[Sample]:
@@ -74,22 +103,8 @@ def prepare_samples(
         For empty or mismatched inputs, or annotations without an annotated pixel, a
         background or a cell anywhere.
     """
-    if len(images) == 0:
-        raise ValueError("no training images given")
-    if len(images) != len(annotations):
-        raise ValueError(
-            f"got {len(images)} images but {len(annotations)} annotations; "
-            "give one annotation per image"
-        )
     samples = []
-    for n, (image, annotation) in enumerate(zip(images, annotations, strict=True)):
-        layout = image_layout(image)
-        annotation = np.asarray(annotation)
-        if annotation.shape != layout.labels_shape:
-            raise ValueError(
-                f"annotation {n} has shape {annotation.shape} but image {n} has shape "
-                f"{tuple(image.shape)} (labels must have shape {layout.labels_shape})"
-            )
+    for image, annotation, layout in check_pairs(images, annotations):
         for index, plane in iter_planes(image, layout):
             labels = annotation[index] if index else annotation
             if not dense and not labels.any():

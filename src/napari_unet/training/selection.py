@@ -1,0 +1,156 @@
+"""Which weights a training run keeps.
+
+While training: the best weights so far, by the score on validation pairs, else by the
+SEG on the held-out painted cells, else by the smoothed training loss. At the end: the
+never-worse rule, which keeps the trained network only if it beats the starting model on
+the held-out painted cells (:mod:`napari_unet.training.painted_score`), each with its
+instance step fitted (:mod:`napari_unet.training.instance_fit`).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import replace
+
+from napari_unet.inference.segment import InstanceSettings
+from napari_unet.method.instances import min_size_for
+from napari_unet.method.network import UNet
+from napari_unet.training.config import LOSS_SMOOTHING, PaintedCellReport, TrainingResult
+from napari_unet.training.instance_fit import fit_instance_step
+from napari_unet.training.painted_score import HeldOutCells, PaintedProgress, min_gain
+from napari_unet.training.samples import validation_score
+
+
+def start_settings(model: UNet, object_size: float) -> InstanceSettings:
+    """The starting model's own instance step.
+
+    A model without a stored smallest cell (from scratch) gets one from the object
+    size; a two-class model widened to three classes gets the default seed threshold.
+    The instance step is then fitted to the held-out painted cells
+    (:func:`napari_unet.training.instance_fit.fit_instance_step`).
+    """
+    settings = InstanceSettings.for_model(model)
+    if "min_size" not in (getattr(model, "metadata", None) or {}).get("postprocessing", {}):
+        settings = replace(settings, min_size=min_size_for(round(object_size, 2)))
+    return settings
+
+
+class StartScore:
+    """The starting model on the painted cells, and the never-worse verdict.
+
+    The starting model has not been trained on any painted cell: it is scored, and
+    its instance step fitted, on up to :data:`~napari_unet.training.painted_score.MAX_SCORED`
+    of them. The network being trained is scored on the held-out cells only, with the
+    starting model's own instance step (a fine-tuned network's probabilities are
+    calibrated like the start's training, not like the start on these cells). At the end
+    the trained network, with an instance step fitted on the held-out cells from that
+    same start, is kept only if it beats the starting model (with its fitted step) on
+    them (:mod:`napari_unet.training.painted_score`).
+    """
+
+    def __init__(
+        self,
+        model: UNet,
+        held_out: HeldOutCells | None,
+        painted: HeldOutCells | None,
+        settings: InstanceSettings,
+        object_size: float,
+        device,
+        compare: bool,
+    ):
+        self.held_out, self.device, self.object_size = held_out, device, object_size
+        self.settings = self.fitted_settings = settings
+        self.score = self.fitted = None
+        if held_out is None or not compare:  # from scratch: nothing to compare with
+            return
+        self.state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        probabilities = painted.predict(model, device, output_classes=settings.output_classes)
+        self.fitted_settings, _ = fit_instance_step(painted, probabilities, settings, object_size)
+        on_held_out = probabilities[: len(held_out)]
+        self.score = held_out.score(on_held_out, settings)
+        self.fitted = held_out.score(on_held_out, self.fitted_settings)
+
+    def evaluate(self, model: UNet):
+        """The painted-cell score of ``model`` with the starting model's instance step."""
+        return self.held_out.evaluate(model, self.settings, self.device)
+
+    def verdict(self, result: TrainingResult) -> TrainingResult:
+        """Keep the better of the trained and the starting model, with its fitted step."""
+        model = result.model
+        probabilities = self.held_out.predict(
+            model, self.device, output_classes=self.settings.output_classes
+        )
+        settings, trained = fit_instance_step(
+            self.held_out, probabilities, self.settings, self.object_size
+        )
+        if self.fitted is None or trained.better_than(self.fitted, min_gain(trained.n_cells)):
+            kept = "trained"
+        else:
+            kept = "start"
+            result.set_aside = copy.deepcopy(model)
+            result.set_aside.metadata["postprocessing"] = settings.postprocessing()
+            settings = self.fitted_settings
+            model.load_state_dict(self.state)
+            result.best_iteration = 0
+        record = model.metadata["training"]
+        report = PaintedCellReport(self.score, self.fitted, trained, kept, record["seconds"])
+        model.metadata["postprocessing"] = settings.postprocessing()
+        record["best_iteration"] = result.best_iteration
+        record["painted_cells"] = report.to_dict()
+        result.painted = report
+        return result
+
+
+class BestWeights:
+    """The best weights of a run, kept as a CPU copy.
+
+    By validation score when there is validation data, else by the SEG on the
+    held-out painted cells when cells were held out, else by smoothed training loss
+    (from iteration 10 on, so that one lucky batch does not win).
+    """
+
+    def __init__(self, model: UNet, validation_data: list | None, start: StartScore):
+        self.model = model
+        self.validation_data = validation_data
+        self.start = start if start.held_out is not None else None
+        self.state, self.iteration = self._copy(), 0
+        self.score = -math.inf
+        self.painted = None
+        self.smoothed = self.loss = math.inf
+
+    def _copy(self) -> dict:
+        return {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+
+    def update(self, iteration: int, loss: float, validate: bool, planned: int, device):
+        """Smooth ``loss``, score if asked; return the score and the painted-cell score."""
+        smoothed = self.smoothed
+        self.smoothed = (
+            loss if not math.isfinite(smoothed) else smoothed + LOSS_SMOOTHING * (loss - smoothed)
+        )
+        score = painted = None
+        if self.validation_data and validate:
+            self.model.eval()
+            score = validation_score(self.model, self.validation_data, device)
+            self.model.train()
+            if score > self.score:
+                self.score, self.state, self.iteration = score, self._copy(), iteration
+        elif self.start is not None and validate:
+            current = self.start.evaluate(self.model)
+            score = current.seg
+            if current.better_than(self.painted):
+                self.painted, self.state, self.iteration = current, self._copy(), iteration
+            painted = PaintedProgress(self.start.score, current, self.painted)
+        elif (
+            not self.validation_data and self.smoothed < self.loss and iteration >= min(10, planned)
+        ):
+            self.state, self.iteration = self._copy(), iteration
+        self.loss = min(self.loss, self.smoothed)
+        return score, painted
+
+    def restore(self, last_iteration: int) -> int:
+        """Load the best weights into the model (the last ones if none was kept)."""
+        if self.iteration == 0 and last_iteration:
+            self.state, self.iteration = self._copy(), last_iteration
+        self.model.load_state_dict(self.state)
+        return self.iteration
