@@ -90,8 +90,11 @@ def elastic_displacement(
 
 @lru_cache(maxsize=16)
 def _bicubic_weights(size: int, grid: int) -> np.ndarray:
-    """``(size, grid)``: row ``k`` interpolates a ``grid``-point axis at point ``k`` of
-    ``size`` evenly spaced from the first to the last grid point (read-only, cached)."""
+    """Bicubic interpolation weights of one axis, ``(size, grid)``, read-only, cached.
+
+    Row ``k`` interpolates a ``grid``-point axis at point ``k`` of ``size`` points evenly
+    spaced from the first to the last grid point.
+    """
     coords = np.linspace(0, grid - 1, size, dtype=np.float32)[None]
     weights = np.stack(
         [ndi.map_coordinates(unit, coords, order=3, mode="nearest") for unit in np.eye(grid)],
