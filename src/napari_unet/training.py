@@ -43,6 +43,7 @@ from napari_unet.optimization import (
 )
 from napari_unet.sampling import (
     BatchSource,
+    batches_ahead,
     prepare_samples,
     prepare_validation,
     validation_score,
@@ -248,7 +249,14 @@ def train(
     augmentation = config.augmentation if config.augment else None
     # Worker processes (if any) are forked before the model goes to the device.
     batches = BatchSource(
-        samples, model.halo, tile_shape, config.batch_size, augmentation, rng, config.data_workers
+        samples,
+        model.halo,
+        tile_shape,
+        config.batch_size,
+        augmentation,
+        rng,
+        config.data_workers,
+        ahead=batches_ahead(device),
     )
     try:
         result = yield from _loop(
