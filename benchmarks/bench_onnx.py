@@ -12,6 +12,8 @@ outputs are compared with PyTorch's. Prints only; no timing is asserted anywhere
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import sys
 import tempfile
@@ -32,7 +34,7 @@ from machine import cpu_name  # noqa: E402
 
 
 def export(network, x: torch.Tensor, path: Path) -> None:
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         torch.onnx.export(network, (x,), str(path), input_names=["x"], output_names=["logits"])
 
@@ -42,7 +44,11 @@ def run(size: int = 2048, tile_side: int | None = None, rounds: int = 3) -> dict
     import onnxruntime as ort
 
     model = load_model("default")
-    tile = (tile_side,) * 2 if tile_side else auto_tile_shape(model, torch.device("cpu"))
+    tile = (
+        (tile_side,) * 2
+        if tile_side
+        else auto_tile_shape(model, torch.device("cpu"), torch.float32)
+    )
     plan = plan_tiles((size, size), model, tile)
     x = torch.rand(1, 1, *plan.tile_shape)
     print(
