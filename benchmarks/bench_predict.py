@@ -197,6 +197,17 @@ def run_prediction(image, model, device, precision, args, repeat=1, path="folded
     }
 
 
+def raw_conv_rate(size: int, device, width: int, precision: str) -> float:
+    """GFLOP/s of one ``width``-channel channels-last 3x3 convolution, best of 3, now."""
+    dtype = resolve_precision(precision, device)
+    conv = torch.nn.Conv2d(width, width, 3).to(device, dtype, memory_format=torch.channels_last)
+    x = torch.randn(1, width, size, size, device=device, dtype=dtype)
+    x = x.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        seconds = timed(lambda: conv(x), device, repeat=3)
+    return 2 * width * width * 9 * (size - 2) ** 2 / seconds / 1e9
+
+
 def conv_reference(conv: dict[str, float], precision: str, width: int = 64) -> float:
     """The raw convolution's rate at the network's first-level width (else 64 channels)."""
     return conv.get(
@@ -217,15 +228,21 @@ def prediction_section(networks, device, precisions, args, conv) -> dict:
             if resolved in done:
                 print(f"   {label}: {precision} = {resolved}, same as above")
                 continue
-            runs = []
-            for _ in range(args.rounds):  # interleaved: both paths see the same load
+            runs, rates = [], []
+            width = model.config.base_channels
+            for _ in range(args.rounds):  # interleaved: both paths and the conv see one load
+                rates.append(raw_conv_rate(args.conv_size, device, width, resolved))
                 for path in ("plain", "folded"):
                     runs.append(run_prediction(image, model, device, precision, args, path=path))
+            rate = max(rates)
+            print(
+                f"   raw 3x3 conv {width}->{width} ch, {resolved}, channels-last, in these rounds: "
+                f"{', '.join(f'{r:.1f}' for r in rates)} GFLOP/s (best {rate:.1f}; section 1: "
+                f"{conv_reference(conv, resolved, width):.1f})"
+            )
             for path in ("plain", "folded"):
                 r = min((x for x in runs if x["path"] == path), key=lambda x: x["seconds"])
-                ratio = r["gflops"] / conv_reference(
-                    conv, r["precision"], model.config.base_channels
-                )
+                ratio = r["gflops"] / rate
                 print(
                     f"   {label:28s} {r['precision']:8s} {path:6s} {r['seconds']:7.2f} s "
                     f"{r['megapixels_per_s']:7.3f} MP/s  network {r['gflops']:7.1f} GFLOP/s "
