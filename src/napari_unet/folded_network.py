@@ -307,4 +307,22 @@ def fold_for_inference(
         if isinstance(module, (FoldedDoubleConvolution, SplitExpansiveStep)):
             module.fused = bool(fused)
     layout = torch.contiguous_format if device.type == "mps" else torch.channels_last
-    return folded.to(device=device, dtype=dtype, memory_format=layout)
+    folded = folded.to(device=device, dtype=dtype, memory_format=layout)
+    if fused:
+        _prepack(folded)
+    return folded
+
+
+def _prepack(folded: FoldedUNet) -> None:
+    """Reorder the 3×3 weights once into oneDNN's blocked layout (as ``torch.compile`` does).
+
+    The fused kernels would otherwise reorder them on every call: ~10 % of a 1212² tile's
+    time on a 2-core CPU. The reordered weights serve only the fused path.
+    """
+    with torch.no_grad():
+        for module in folded.modules():
+            if isinstance(module, nn.Conv2d) and module.kernel_size == (3, 3):
+                packed = torch.ops.mkldnn._reorder_convolution_weight(
+                    module.weight, [0, 0], [1, 1], [1, 1], 1, None
+                )
+                module.weight = nn.Parameter(packed, requires_grad=False)
