@@ -36,7 +36,7 @@ from machine import cpu_name, peak_rss_mib  # noqa: E402
 
 from napari_unet import segment
 from napari_unet.metrics import partition_agreement
-from napari_unet.model_io import load_model
+from napari_unet.models.files import load_model
 
 
 def tiled_image(path: str, size: int):
@@ -55,7 +55,7 @@ def run_cluster(image_path: str, out: str, n_workers: int, threads: int, block: 
     from distributed import Client, LocalCluster
 
     from napari_unet.distributed import iter_segment_zarr
-    from napari_unet.generators import run_to_completion
+    from napari_unet.runtime.progress import run_to_completion
 
     paths = [os.environ.get("PYTHONPATH", ""), os.path.dirname(os.path.abspath(__file__))]
     env = {"OMP_NUM_THREADS": str(threads), "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
@@ -70,7 +70,7 @@ def run_cluster(image_path: str, out: str, n_workers: int, threads: int, block: 
         ) as cluster,
         Client(cluster) as client,
     ):
-        client.run(lambda: __import__("napari_unet.blocks"))  # imports are not the job
+        client.run(lambda: __import__("napari_unet.inference.blocks"))  # imports are not the job
         t0 = time.perf_counter()
         stages: dict[str, float] = {}
         generator = iter_segment_zarr(
@@ -97,10 +97,10 @@ def run_cluster(image_path: str, out: str, n_workers: int, threads: int, block: 
 
 def measure_block_parts(image, block: int, device: str, precision: str, repeats: int = 3):
     """Seconds of one block's prediction and of its instance step (median of repeats)."""
-    from napari_unet.blocks import plan_blocks, with_context
-    from napari_unet.images import percentile_normalization
-    from napari_unet.segmentation import InstanceSettings, model_percentiles
-    from napari_unet.tiling import predict_tiled
+    from napari_unet.inference.blocks import plan_blocks, with_context
+    from napari_unet.inference.segment import InstanceSettings, model_percentiles
+    from napari_unet.method.images import percentile_normalization
+    from napari_unet.method.tiling import predict_tiled
 
     model = load_model("default")
     plan = plan_blocks(image.shape, model, block)

@@ -39,12 +39,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from evaluate_default_model import classical_baseline  # noqa: E402
 from nuclei_data import grey, load, touching_cells  # noqa: E402
 
-from napari_unet.generators import run_to_completion  # noqa: E402
+from napari_unet.inference.segment import iter_segment  # noqa: E402
+from napari_unet.method.object_size import estimate_object_size  # noqa: E402
 from napari_unet.metrics import average_precision, seg_score  # noqa: E402
-from napari_unet.model_io import load_model  # noqa: E402
-from napari_unet.object_size import estimate_object_size  # noqa: E402
-from napari_unet.segmentation import iter_segment  # noqa: E402
-from napari_unet.training import TrainingConfig, train  # noqa: E402
+from napari_unet.models.files import load_model  # noqa: E402
+from napari_unet.runtime.progress import run_to_completion  # noqa: E402
+from napari_unet.training.loop import TrainingConfig, train  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import cpu_name  # noqa: E402
@@ -191,7 +191,7 @@ def main() -> None:
             precision=model.metadata["training"]["precision"],
         )
         if args.save_model:
-            from napari_unet.model_io import save_model
+            from napari_unet.models.files import save_model
 
             save_model(model, args.save_model)
 

@@ -4,7 +4,7 @@ A napari viewer (shown, under Xvfb when there is no display) holds the sample fi
 its partial annotation, with the *Train* dock widget. The default model is fine-tuned
 for ``--seconds`` in each phase, in this order:
 
-1. ``api``: :func:`napari_unet.training.train` on the main thread (no Qt event loop);
+1. ``api``: :func:`napari_unet.training.loop.train` on the main thread (no Qt event loop);
 2. ``off``: the Train widget, live preview off;
 3. ``on``: the Train widget, live preview on (the view: the whole sample);
 4. ``api`` again (background load drifts: the two API runs bracket the widget runs).
@@ -48,9 +48,9 @@ def _throughput(history) -> float:
 
 def run_api(image, annotation, model_name: str, seconds: float, device: str = "cpu") -> dict:
     """Fine-tune through the API on this thread for ``seconds``."""
-    from napari_unet.generators import run_to_completion
-    from napari_unet.model_io import load_model
-    from napari_unet.training import TrainingConfig, train
+    from napari_unet.models.files import load_model
+    from napari_unet.runtime.progress import run_to_completion
+    from napari_unet.training.loop import TrainingConfig, train
 
     config = TrainingConfig(max_seconds=seconds)
     result = run_to_completion(
@@ -77,11 +77,11 @@ def run_core(
     """
     import threading
 
-    from napari_unet.generators import run_to_completion
-    from napari_unet.model_io import load_model
-    from napari_unet.preview import SNAPSHOT_INTERVAL_S, ViewRegion, iter_preview
-    from napari_unet.threads import ThreadShare
-    from napari_unet.training import TrainingConfig, train
+    from napari_unet.live.preview import SNAPSHOT_INTERVAL_S, ViewRegion, iter_preview
+    from napari_unet.live.threads import ThreadShare
+    from napari_unet.models.files import load_model
+    from napari_unet.runtime.progress import run_to_completion
+    from napari_unet.training.loop import TrainingConfig, train
 
     share = ThreadShare()
     region = ViewRegion((), 0, 0, *image.shape)

@@ -5,7 +5,7 @@
 The shipped default model is exported twice at the fixed tile shape that tiled
 prediction of a 2048x2048 image uses: the plain network (batch norm and concatenation
 in the graph; ONNX Runtime folds and fuses what it can itself) and the prediction
-network (``napari_unet.folded_network``, unfused operators). Each runs the same tile
+network (``napari_unet.method.folded_network``, unfused operators). Each runs the same tile
 batch, interleaved with PyTorch's prediction network, in float32 on every core; the
 outputs are compared with PyTorch's. Prints only; no timing is asserted anywhere.
 """
@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from napari_unet.devices import auto_tile_shape
-from napari_unet.folded_network import fold_for_inference
-from napari_unet.model_io import load_model
-from napari_unet.tiling import plan_tiles
+from napari_unet.method.folded_network import fold_for_inference
+from napari_unet.method.tiling import plan_tiles
+from napari_unet.models.files import load_model
+from napari_unet.runtime.devices import auto_tile_shape
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import cpu_name  # noqa: E402

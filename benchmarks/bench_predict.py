@@ -18,7 +18,7 @@ Sections:
    (``bench_train_step.py``);
 10. ONNX Runtime on the same network and tiles, if installed (``bench_onnx.py``).
 Sections (2), (3) and (7) run the prediction network (batch norm folded, no
-concatenation, fused ReLU: ``napari_unet.folded_network``) and, interleaved in the same
+concatenation, fused ReLU: ``napari_unet.method.folded_network``) and, interleaved in the same
 run, the plain network as prediction ran it before ("plain"). No timing is asserted
 anywhere.
 """
@@ -41,10 +41,11 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from napari_unet import devices, tiling
-from napari_unet.devices import auto_tile_shape, resolve_device, resolve_precision
-from napari_unet.network import UNet
-from napari_unet.tiling import plan_tiles, predict_tiled
+from napari_unet.method import tiling
+from napari_unet.method.network import UNet
+from napari_unet.method.tiling import plan_tiles, predict_tiled
+from napari_unet.runtime import devices
+from napari_unet.runtime.devices import auto_tile_shape, resolve_device, resolve_precision
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import cpu_name, peak_rss_mib  # noqa: E402
@@ -418,7 +419,7 @@ def fluorescence_field(size: int) -> np.ndarray:
     """The shipped nuclei sample (uint16, 520x696), mirrored to ``size`` x ``size``."""
     from importlib.resources import files
 
-    from napari_unet.io import read_image
+    from napari_unet.io.files import read_image
 
     sample = np.asarray(read_image(files("napari_unet") / "data" / "nuclei.tif"))
     reps = (math.ceil(size / sample.shape[0]), math.ceil(size / sample.shape[1]))
@@ -431,7 +432,7 @@ def fluorescence_field(size: int) -> np.ndarray:
 def segment_section(args, device) -> dict:
     """``segment()`` of a 2048x2048 field with the default model, plain and folded."""
     from napari_unet import segment
-    from napari_unet.model_io import load_model
+    from napari_unet.models.files import load_model
 
     model = load_model("default")
     image = fluorescence_field(args.size)
@@ -473,8 +474,8 @@ def segment_section(args, device) -> dict:
 
 def compile_section(args, device) -> None:
     """Warm-up and per-tile time of frozen / compiled networks on the fixed tile shape."""
-    from napari_unet.folded_network import fold_for_inference
-    from napari_unet.model_io import load_model
+    from napari_unet.method.folded_network import fold_for_inference
+    from napari_unet.models.files import load_model
 
     model = load_model("default")
     dtype = torch.float32
@@ -585,7 +586,7 @@ def main(argv=None) -> None:
 
     torch.manual_seed(0)
     if args.model:
-        from napari_unet.model_io import load_model
+        from napari_unet.models.files import load_model
 
         model = load_model(args.model)
         c = model.config

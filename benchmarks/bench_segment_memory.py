@@ -18,7 +18,7 @@ import zarr
 from machine import peak_rss_mib  # noqa: E402
 
 from napari_unet import segment
-from napari_unet.model_io import load_model
+from napari_unet.models.files import load_model
 
 
 def main() -> None:

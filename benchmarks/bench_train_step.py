@@ -10,7 +10,7 @@ loss, backward, optimiser step. Variants, interleaved round by round so that oth
 processes on the machine slow them alike: memory layout of the whole step (channels-last
 or contiguous) and Adam's implementation (single-tensor, ``foreach``, ``fused``). The
 inference forward pass of the same batch (the prediction network of
-:mod:`napari_unet.tiling`, and the plain network in eval mode) is the unit of the step's
+:mod:`napari_unet.method.tiling`, and the plain network in eval mode) is the unit of the step's
 cost. Prints only; no timing is asserted anywhere.
 """
 
@@ -26,11 +26,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from napari_unet.model_io import load_model
-from napari_unet.optimization import weighted_cross_entropy
-from napari_unet.sampling import prepare_samples, random_batch
-from napari_unet.tiling import _inference_copy
-from napari_unet.training_config import TrainingConfig
+from napari_unet.method.tiling import _inference_copy
+from napari_unet.models.files import load_model
+from napari_unet.training.config import TrainingConfig
+from napari_unet.training.optimization import weighted_cross_entropy
+from napari_unet.training.samples import prepare_samples, random_batch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import cpu_name  # noqa: E402
@@ -40,7 +40,7 @@ def sample_batches(n: int, tile: int, batch_size: int, seed: int = 0):
     """``n`` training batches of the shipped sample, and the seconds each took to make."""
     from importlib.resources import files
 
-    from napari_unet.io import read_image
+    from napari_unet.io.files import read_image
 
     data = files("napari_unet") / "data"
     image, annotation = read_image(data / "nuclei.tif"), read_image(data / "nuclei_annotation.tif")

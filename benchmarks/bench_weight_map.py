@@ -17,9 +17,9 @@ import numpy as np
 from machine import cpu_name  # noqa: E402
 from skimage.segmentation import expand_labels
 
-from napari_unet.annotation import annotation_to_target
-from napari_unet.reference import weight_map_reference
-from napari_unet.weight_map import separation_border_weight_map
+from napari_unet.method.annotation import annotation_to_target
+from napari_unet.method.weight_map import separation_border_weight_map
+from napari_unet.testing import weight_map_reference
 
 TOLERANCE = 1e-3
 

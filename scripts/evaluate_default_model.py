@@ -27,10 +27,10 @@ from skimage.segmentation import watershed
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from nuclei_data import grey, load  # noqa: E402
 
-from napari_unet.generators import run_to_completion  # noqa: E402
+from napari_unet.inference.segment import iter_segment  # noqa: E402
 from napari_unet.metrics import average_precision, seg_score  # noqa: E402
-from napari_unet.model_io import load_model  # noqa: E402
-from napari_unet.segmentation import iter_segment  # noqa: E402
+from napari_unet.models.files import load_model  # noqa: E402
+from napari_unet.runtime.progress import run_to_completion  # noqa: E402
 
 
 def classical_baseline(gray: np.ndarray, sigma: float = 2.0, min_distance: int = 5) -> np.ndarray:

@@ -28,7 +28,7 @@ class Item:
 
 def grey(image: np.ndarray) -> np.ndarray:
     """The 2D grey plane the network sees (RGB: luminance, inverted on bright background)."""
-    from napari_unet.images import image_layout, iter_planes
+    from napari_unet.method.images import image_layout, iter_planes
 
     return np.asarray(next(iter_planes(image, image_layout(image)))[1])
 

@@ -27,16 +27,16 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from nuclei_data import grey, load, load_packed  # noqa: E402
 
-from napari_unet.augmentation import AugmentationConfig  # noqa: E402
-from napari_unet.generators import run_to_completion  # noqa: E402
-from napari_unet.images import percentile_normalization  # noqa: E402
-from napari_unet.instances import boundary_watershed, probabilities_to_labels  # noqa: E402
+from napari_unet.inference.segment import model_percentiles  # noqa: E402
+from napari_unet.method.augmentation import AugmentationConfig  # noqa: E402
+from napari_unet.method.images import percentile_normalization  # noqa: E402
+from napari_unet.method.instances import boundary_watershed, probabilities_to_labels  # noqa: E402
+from napari_unet.method.network import UNetConfig  # noqa: E402
+from napari_unet.method.tiling import predict_tiled  # noqa: E402
 from napari_unet.metrics import average_precision  # noqa: E402
-from napari_unet.model_io import save_model  # noqa: E402
-from napari_unet.network import UNetConfig  # noqa: E402
-from napari_unet.segmentation import model_percentiles  # noqa: E402
-from napari_unet.tiling import predict_tiled  # noqa: E402
-from napari_unet.training import TrainingConfig, train  # noqa: E402
+from napari_unet.models.files import save_model  # noqa: E402
+from napari_unet.runtime.progress import run_to_completion  # noqa: E402
+from napari_unet.training.loop import TrainingConfig, train  # noqa: E402
 
 
 def _probabilities(model, image):
@@ -91,7 +91,7 @@ def choose_postprocessing(model, val_items) -> tuple[float, dict]:
 
 def postprocess_only(path: Path, output: Path) -> None:
     """Re-choose threshold and smallest cell of a trained model on the val splits."""
-    from napari_unet.model_io import load_model
+    from napari_unet.models.files import load_model
 
     model = load_model(path)
     datasets = sorted(model.metadata.get("data", {}).get("train", {})) or ["bbbc039", "dsb2018"]
@@ -203,7 +203,7 @@ def main() -> None:
     # Validation pairs: dense masks as ground truth; grey planes so RGB inversion applies.
     init = None
     if args.init:
-        from napari_unet.model_io import load_model
+        from napari_unet.models.files import load_model
 
         init = load_model(args.init)
     generator = train(

@@ -7,7 +7,7 @@ import pytest
 from scipy import ndimage as ndi
 from synthetic import voronoi_cells
 
-from napari_unet.annotation import (
+from napari_unet.method.annotation import (
     BACKGROUND,
     FIRST_CELL,
     NOT_ANNOTATED,

@@ -20,13 +20,13 @@ import yaml
 os.environ.setdefault("BIOIMAGEIO_CACHE_PATH", tempfile.mkdtemp(prefix="napari-unet-bioimageio-"))
 
 import napari_unet  # noqa: E402
-from napari_unet import bioimageio  # noqa: E402
-from napari_unet.cli import main  # noqa: E402
-from napari_unet.generators import run_to_completion  # noqa: E402
-from napari_unet.model_io import load_model, save_model  # noqa: E402
-from napari_unet.network import UNet  # noqa: E402
-from napari_unet.segmentation import iter_segment  # noqa: E402
-from napari_unet.training import TrainingConfig, train  # noqa: E402
+from napari_unet.cli.commands import main  # noqa: E402
+from napari_unet.inference.segment import iter_segment  # noqa: E402
+from napari_unet.method.network import UNet  # noqa: E402
+from napari_unet.models import bioimageio  # noqa: E402
+from napari_unet.models.files import load_model, save_model  # noqa: E402
+from napari_unet.runtime.progress import run_to_completion  # noqa: E402
+from napari_unet.training.loop import TrainingConfig, train  # noqa: E402
 
 pytest.importorskip("bioimageio.core")
 # bioimageio.core runs the torchscript weights with torch.jit.load (deprecated in torch 2.13)
@@ -239,7 +239,7 @@ def torch_equal(a, b) -> bool:
 
 
 def test_cli_help(capsys):
-    from napari_unet.cli import build_parser
+    from napari_unet.cli.commands import build_parser
 
     with pytest.raises(SystemExit) as done:
         build_parser().parse_args(["export-bioimageio", "--help"])
@@ -338,7 +338,7 @@ def test_own_test_image(tmp_path, tiny_package, sample_image):
 def test_user_guide_quotes_the_defaults():
     from pathlib import Path
 
-    from napari_unet.segmentation import model_percentiles
+    from napari_unet.inference.segment import model_percentiles
 
     guide = (Path(__file__).parents[1] / "docs" / "user-guide.md").read_text(encoding="utf-8")
     section = guide[guide.index("## 8. Sharing models (bioimage.io)") :]

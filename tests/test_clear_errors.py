@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 import napari_unet
-from napari_unet.generators import run_to_completion
-from napari_unet.model_io import default_model_available
-from napari_unet.network import UNet
-from napari_unet.training import TrainingConfig, train
+from napari_unet.method.network import UNet
+from napari_unet.models.files import default_model_available
+from napari_unet.runtime.progress import run_to_completion
+from napari_unet.training.loop import TrainingConfig, train
 
 
 @pytest.fixture(scope="module")
@@ -79,9 +79,9 @@ def test_training_config_errors(kwargs, message):
 
 
 def test_a_training_tile_too_large_for_memory_is_refused_before_training(monkeypatch):
-    import napari_unet.devices
+    import napari_unet.runtime.devices
 
-    monkeypatch.setattr(napari_unet.devices, "available_memory", lambda device="cpu": 2**30)
+    monkeypatch.setattr(napari_unet.runtime.devices, "available_memory", lambda device="cpu": 2**30)
     image, labels = small_pair()
     config = TrainingConfig(n_iterations=1, tile_shape=(20000, 20000))
     with pytest.raises(ValueError, match=r"would need about .* GiB of memory but 1.0 GiB"):

@@ -5,15 +5,15 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_unet.cli import main
-from napari_unet.model_io import load_model, save_model
-from napari_unet.network import UNet
+from napari_unet.cli.commands import main
+from napari_unet.method.network import UNet
+from napari_unet.models.files import load_model, save_model
 
 
 @pytest.mark.parametrize("command", [[], ["segment"], ["train"], ["weight-map"]])
 def test_help_of_every_subcommand(command):
     out = subprocess.run(
-        [sys.executable, "-m", "napari_unet.cli", *command, "--help"],
+        [sys.executable, "-m", "napari_unet.cli.commands", *command, "--help"],
         capture_output=True,
         text=True,
     )
@@ -113,9 +113,9 @@ def test_errors_are_reported_not_raised(tmp_path, capsys):
 
 def test_cli_defaults_are_the_cores():
     """One home per default: the CLI reads TrainingConfig and the weight-map constants."""
-    from napari_unet.annotation import DEFAULT_N_CLASSES
-    from napari_unet.cli import build_parser
-    from napari_unet.training import TrainingConfig
+    from napari_unet.cli.commands import build_parser
+    from napari_unet.method.annotation import DEFAULT_N_CLASSES
+    from napari_unet.training.loop import TrainingConfig
 
     config = TrainingConfig()
     parser = build_parser()
@@ -151,3 +151,15 @@ def test_train_for_a_time_budget_from_the_default_model(tmp_path, sample_image, 
     assert training["config"]["max_seconds"] == pytest.approx(6.0)
     assert training["iterations_done"] >= 1 and training["seconds"] < 6.0 + 30
     assert main([*args, "-o", str(tmp_path / "bad.safetensors"), "--object-size", "0"]) == 2
+
+
+def test_weight_map_api_and_cli_give_the_same_map(tmp_path, sample_annotation):
+    """One default per rule: ``napari-unet weight-map`` equals the API's default call."""
+    from napari_unet import separation_border_weight_map
+
+    annotation = sample_annotation[:128, :160]
+    tifffile.imwrite(tmp_path / "ann.tif", annotation)
+    assert main(["weight-map", str(tmp_path / "ann.tif"), "-o", str(tmp_path / "w.tif")]) == 0
+    np.testing.assert_array_equal(
+        tifffile.imread(tmp_path / "w.tif"), separation_border_weight_map(annotation)
+    )

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_unet.cli import main
-from napari_unet.io import written_by_this_package
-from napari_unet.model_io import load_model, save_model
-from napari_unet.network import UNet
+from napari_unet.cli.commands import main
+from napari_unet.io.files import written_by_this_package
+from napari_unet.method.network import UNet
+from napari_unet.models.files import load_model, save_model
 
 
 @pytest.fixture
@@ -155,7 +155,7 @@ def _train_args(tmp_path, output, *extra):
 
 
 def test_train_checks_the_output_location_before_the_first_iteration(tmp_path, capsys, monkeypatch):
-    from napari_unet.sampling import BatchSource
+    from napari_unet.training.samples import BatchSource
 
     iterations = []
     real = BatchSource.next
@@ -173,7 +173,7 @@ def test_train_checks_the_output_location_before_the_first_iteration(tmp_path, c
 
 
 def test_train_keeps_the_model_when_saving_fails_after_training(tmp_path, capsys, monkeypatch):
-    import napari_unet.model_io as model_io
+    import napari_unet.models.files as model_io
 
     target = tmp_path / "out" / "m.safetensors"
     real = model_io.save_model
@@ -227,7 +227,7 @@ def test_train_pairs_images_and_annotations_by_name(tmp_path, capsys):
 def test_pair_by_name_matches_regardless_of_order():
     from pathlib import Path
 
-    from napari_unet.file_checks import pair_by_name
+    from napari_unet.io.checks import pair_by_name
 
     images = [Path("x/b.tif"), Path("x/a.png")]
     anns = [Path("y/a.tif"), Path("y/B_labels.tif")]
@@ -262,7 +262,7 @@ def test_a_corrupt_file_in_a_batch_is_reported_and_the_rest_segmented(tmp_path, 
 
 
 def test_os_errors_are_one_line_not_a_traceback(tmp_path, tiny_model, capsys, monkeypatch):
-    import napari_unet.io as io
+    import napari_unet.io.files as io
 
     tifffile.imwrite(tmp_path / "a.tif", image())
 
@@ -277,13 +277,13 @@ def test_os_errors_are_one_line_not_a_traceback(tmp_path, tiny_model, capsys, mo
     def overflow(*args, **kwargs):
         raise OverflowError("too big")
 
-    monkeypatch.setattr("napari_unet.io.read_image", overflow)
+    monkeypatch.setattr("napari_unet.io.files.read_image", overflow)
     assert segment(tmp_path / "a.tif", "-o", tmp_path / "out", "-m", tiny_model) == 1
     assert "a.tif: too big" in capsys.readouterr().err
 
 
 def test_a_shipped_name_and_a_local_file_named_default(tmp_path, tiny_model, monkeypatch):
-    from napari_unet.model_io import default_model_available
+    from napari_unet.models.files import default_model_available
 
     if not default_model_available():
         pytest.skip("no shipped default model in this installation")
@@ -297,7 +297,7 @@ def test_a_shipped_name_and_a_local_file_named_default(tmp_path, tiny_model, mon
 
 
 def test_a_run_stopping_error_is_one_line_and_status_2(tmp_path, capsys, monkeypatch):
-    import napari_unet.training as training
+    import napari_unet.training.loop as training
 
     def diverge(*args, **kwargs):
         raise FloatingPointError("training diverged at iteration 1 (loss nan)")

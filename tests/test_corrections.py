@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_unet.corrections import accept_cells, cells_inside, next_cell_id, stroke_label
+from napari_unet.live.corrections import accept_cells, cells_inside, next_cell_id, stroke_label
 
 
 def test_next_cell_id():

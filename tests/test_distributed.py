@@ -20,12 +20,6 @@ distributed = pytest.importorskip("distributed")
 zarr = pytest.importorskip("zarr")
 
 from napari_unet import segment  # noqa: E402
-from napari_unet.blocks import (  # noqa: E402
-    iter_block_reads,
-    network_context,
-    plan_blocks,
-    with_context,
-)
 from napari_unet.distributed import (  # noqa: E402
     RemoteTrainingError,
     iter_segment_files,
@@ -37,11 +31,17 @@ from napari_unet.distributed import (  # noqa: E402
     segment_zarr,
     train_remote,
 )
+from napari_unet.inference.blocks import (  # noqa: E402
+    iter_block_reads,
+    network_context,
+    plan_blocks,
+    with_context,
+)
+from napari_unet.inference.stitching import BlockCells, global_ids, match_cells  # noqa: E402
+from napari_unet.method.tiling import predict_tiled  # noqa: E402
 from napari_unet.metrics import match, partition_agreement  # noqa: E402
-from napari_unet.model_io import load_model  # noqa: E402
-from napari_unet.stitching import BlockCells, global_ids, match_cells  # noqa: E402
-from napari_unet.tiling import predict_tiled  # noqa: E402
-from napari_unet.training import TrainingConfig  # noqa: E402
+from napari_unet.models.files import load_model  # noqa: E402
+from napari_unet.training.loop import TrainingConfig  # noqa: E402
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::UserWarning"),
@@ -224,7 +224,7 @@ def test_ome_zarr_image_gets_ome_labels_with_a_pyramid(
     from ome_zarr.reader import Reader
     from ome_zarr.writer import write_image
 
-    from napari_unet import zarr_io
+    from napari_unet.io import zarr_files as zarr_io
 
     monkeypatch.setattr(zarr_io, "PYRAMID_MIN_SIDE", 100)  # levels 1 (192 px) and 2 (96 px)
     group = zarr.open_group(str(tmp_path / "cells.ome.zarr"), mode="w")
@@ -326,7 +326,7 @@ def test_batch_interrupted_then_resumed(client, cells, model, tmp_path):
     assert 1 <= len(written) < len(crops)  # interrupted part way
     assert not list(out.glob(".*.tmp"))  # atomic: no half-written file is left visible
     # a result napari-unet wrote whose shape no longer fits its image is not "complete"
-    from napari_unet.io import write_labels_tiff
+    from napari_unet.io.files import write_labels_tiff
 
     stale = sorted(written)[0]
     write_labels_tiff(out / stale, np.zeros((10, 10), np.uint16))
@@ -350,7 +350,7 @@ def test_batch_interrupted_then_resumed(client, cells, model, tmp_path):
 
 
 def test_cli_segment_on_a_local_cluster(cells, tmp_path, capsys):
-    from napari_unet.cli import main
+    from napari_unet.cli.commands import main
 
     folder = tmp_path / "in"
     folder.mkdir()
@@ -382,7 +382,7 @@ def test_cli_segment_on_a_local_cluster(cells, tmp_path, capsys):
 def test_cli_train_on_a_scheduler_address(cluster, tmp_path):
     from conftest import _sample
 
-    from napari_unet.cli import main
+    from napari_unet.cli.commands import main
 
     tifffile.imwrite(tmp_path / "img.tif", _sample("nuclei.tif")[:256, :352])
     tifffile.imwrite(tmp_path / "img_masks.tif", _sample("nuclei_annotation.tif")[:256, :352])

@@ -8,18 +8,19 @@ import numpy as np
 import pytest
 import torch
 
-from napari_unet import segment, tiling
-from napari_unet.folded_network import FoldedUNet, fold_for_inference
-from napari_unet.images import normalize, percentile_normalization
-from napari_unet.network import UNet
-from napari_unet.tiling import predict_tiled
+from napari_unet import segment
+from napari_unet.method import tiling
+from napari_unet.method.folded_network import FoldedUNet, fold_for_inference
+from napari_unet.method.images import normalize, percentile_normalization
+from napari_unet.method.network import UNet
+from napari_unet.method.tiling import predict_tiled
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
 @pytest.fixture(scope="module")
 def default_model():
-    from napari_unet.model_io import load_model
+    from napari_unet.models.files import load_model
 
     return load_model("default")
 

@@ -15,8 +15,8 @@ import tifffile
 
 import napari_unet
 from napari_unet._writer import write_labels
-from napari_unet.images import image_layout
-from napari_unet.network import UNet
+from napari_unet.method.images import image_layout
+from napari_unet.method.network import UNet
 
 DTYPES = [
     bool,

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from napari_unet.images import image_layout, iter_planes, normalize, percentile_normalization
+from napari_unet.method.images import image_layout, iter_planes, normalize, percentile_normalization
 
 
 def test_layouts():

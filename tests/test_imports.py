@@ -6,8 +6,8 @@ def test_core_imports_without_qt_or_napari():
     code = (
         "import sys, napari_unet\n"
         "from napari_unet import segment, train, separation_border_weight_map, load_model, predict_tiled\n"
-        "import napari_unet.cli, napari_unet.segmentation, napari_unet.training, napari_unet._writer\n"
-        "import napari_unet.distributed, napari_unet.large_images, napari_unet.cli_distributed\n"
+        "import napari_unet.cli.commands, napari_unet.inference.segment, napari_unet.training.loop, napari_unet._writer\n"
+        "import napari_unet.distributed, napari_unet.inference.to_zarr, napari_unet.cli.cluster\n"
         "bad = [m for m in sys.modules if m == 'napari' or m.startswith(('napari.', 'PyQt', 'PySide', 'qtpy', 'magicgui'))]\n"
         "assert not bad, bad\n"
     )
@@ -21,7 +21,7 @@ def test_plain_import_is_light():
 
 def test_test_oracles_are_not_public_api():
     import napari_unet
-    from napari_unet.reference import predict_whole, weight_map_reference
+    from napari_unet.testing import predict_whole, weight_map_reference
 
     assert callable(predict_whole) and callable(weight_map_reference)
     assert "predict_whole" not in napari_unet.__all__

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from napari_unet.annotation import annotation_to_target
-from napari_unet.instances import probabilities_to_labels
+from napari_unet.method.annotation import annotation_to_target
+from napari_unet.method.instances import probabilities_to_labels
 from napari_unet.metrics import seg_score
 
 
@@ -41,7 +41,7 @@ def test_bad_input():
 
 
 def test_growing_in_bands_equals_growing_the_whole_image(sample_masks, monkeypatch):
-    import napari_unet.instances as instances
+    import napari_unet.method.instances as instances
 
     target = annotation_to_target(sample_masks, dense=True, gap=1).classes.astype(np.float32)
     whole = probabilities_to_labels(target, min_size=1, grow=2)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_unet.io import (
+from napari_unet.io.files import (
     atomic_path,
     image_files,
     read_image,
@@ -21,8 +21,8 @@ from napari_unet.io import (
     write_tiff,
     written_by_this_package,
 )
-from napari_unet.model_io import save_model
-from napari_unet.network import UNet
+from napari_unet.method.network import UNet
+from napari_unet.models.files import save_model
 
 posix = pytest.mark.skipif(os.name != "posix", reason="file modes and signals are POSIX")
 
@@ -71,7 +71,7 @@ def test_a_folder_is_not_overwritten(tmp_path):
 
 _KILLED_WRITER = """
 import sys, time
-from napari_unet.io import atomic_path
+from napari_unet.io.files import atomic_path
 with atomic_path(sys.argv[1]) as tmp:
     open(tmp, "wb").write(b"half a file")
     print(tmp, flush=True)

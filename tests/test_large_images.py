@@ -6,10 +6,10 @@ import pytest
 zarr = pytest.importorskip("zarr")
 
 from napari_unet import segment  # noqa: E402
-from napari_unet.generators import run_to_completion  # noqa: E402
-from napari_unet.large_images import iter_segment_to_zarr, labels_fit_in_memory  # noqa: E402
+from napari_unet.inference.to_zarr import iter_segment_to_zarr, labels_fit_in_memory  # noqa: E402
 from napari_unet.metrics import match, partition_agreement  # noqa: E402
-from napari_unet.model_io import load_model  # noqa: E402
+from napari_unet.models.files import load_model  # noqa: E402
+from napari_unet.runtime.progress import run_to_completion  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -18,7 +18,7 @@ def test_zarr_labels_block_by_block_equal_segment(tmp_path, monkeypatch):
     import dask.array as da
     from conftest import _sample
 
-    from napari_unet import zarr_io
+    from napari_unet.io import zarr_files as zarr_io
 
     monkeypatch.setattr(zarr_io, "PYRAMID_MIN_SIDE", 300)  # levels of 348 and 174 px
 

@@ -180,16 +180,16 @@ def test_predicted_cells_become_annotated_cells_in_one_undoable_step(make_napari
 def test_a_second_round_continues_from_the_session_model_and_its_optimiser(
     make_napari_viewer, qtbot, monkeypatch
 ):
-    import napari_unet.training
+    import napari_unet.training.loop
 
     calls = []
-    real_train = napari_unet.training.train
+    real_train = napari_unet.training.loop.train
 
     def recording_train(*args, **kwargs):
         calls.append(kwargs)
         return (yield from real_train(*args, **kwargs))
 
-    monkeypatch.setattr(napari_unet.training, "train", recording_train)
+    monkeypatch.setattr(napari_unet.training.loop, "train", recording_train)
     viewer = make_napari_viewer()
     open_sample(viewer)
     train = dock(viewer, "Train")
@@ -336,7 +336,7 @@ def test_the_preview_follows_a_change_of_plane(make_napari_viewer, qtbot, fast_s
 
 
 def test_the_preview_reads_the_image_again_after_its_data_changed(make_napari_viewer, qtbot):
-    from napari_unet.model_io import load_model
+    from napari_unet.models.files import load_model
 
     viewer = make_napari_viewer()
     image = open_sample(viewer)

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from napari_unet.model_io import load_model, save_model
-from napari_unet.network import UNet
+from napari_unet.method.network import UNet
+from napari_unet.models.files import load_model, save_model
 
 
 def test_round_trip_keeps_architecture_metadata_and_outputs(tmp_path):
@@ -96,7 +96,7 @@ def _forge(path, state, config):
 
 
 def test_a_tiny_file_claiming_a_huge_network_is_refused_before_building(tmp_path, monkeypatch):
-    import napari_unet.model_io as model_io
+    import napari_unet.models.files as model_io
 
     built = []
     monkeypatch.setattr(model_io, "UNet", lambda *a, **k: built.append(k) or UNet(*a, **k))
@@ -171,7 +171,11 @@ def test_negative_batch_norm_variance_is_refused(tmp_path):
 
 @pytest.mark.parametrize("kind", ["file", "folder"])
 def test_a_local_default_does_not_shadow_the_shipped_model(tmp_path, monkeypatch, kind):
-    from napari_unet.model_io import default_model_available, resolve_model_path, shipped_model_path
+    from napari_unet.models.files import (
+        default_model_available,
+        resolve_model_path,
+        shipped_model_path,
+    )
 
     if not default_model_available():
         pytest.skip("no shipped default model in this installation")
@@ -201,7 +205,7 @@ def test_a_bare_name_without_a_shipped_model_is_a_file(tmp_path, monkeypatch):
 
 
 def test_save_model_or_keep_writes_elsewhere_when_the_target_fails(tmp_path, monkeypatch):
-    from napari_unet.model_io import save_model_or_keep
+    from napari_unet.models.files import save_model_or_keep
 
     blocked = tmp_path / "blocked"
     blocked.write_text("a file where a folder should be")

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from napari_unet.network import UNet, UNetConfig
+from napari_unet.method.network import UNet, UNetConfig
 
 
 def test_paper_network_shapes_and_layers():

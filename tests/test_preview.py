@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_unet.generators import run_to_completion
-from napari_unet.network import UNet, UNetConfig
-from napari_unet.preview import ViewRegion, context_box, iter_preview, plane_of, view_region
+from napari_unet.live.preview import ViewRegion, context_box, iter_preview, plane_of, view_region
+from napari_unet.method.network import UNet, UNetConfig
+from napari_unet.runtime.progress import run_to_completion
 
 
 def test_view_region_from_napari_corner_pixels():
@@ -34,8 +34,8 @@ def test_context_box_adds_the_halo_and_starts_on_the_pooling_grid():
 
 
 def test_preview_equals_the_whole_image_segmentation_in_the_view(sample_image):
-    from napari_unet.model_io import load_model
-    from napari_unet.segmentation import segment
+    from napari_unet.inference.segment import segment
+    from napari_unet.models.files import load_model
 
     model = load_model()
     whole = segment(sample_image, model, device="cpu", precision="float32")
@@ -55,8 +55,8 @@ def test_preview_equals_the_whole_image_segmentation_in_the_view(sample_image):
 def test_preview_normalises_with_the_whole_plane(sample_image):
     # A view of background only: with the crop's own percentiles its noise would be
     # stretched to the full range and predicted as cells.
-    from napari_unet.model_io import load_model
-    from napari_unet.segmentation import segment
+    from napari_unet.inference.segment import segment
+    from napari_unet.models.files import load_model
 
     model = load_model()
     whole = segment(sample_image, model, device="cpu")

@@ -5,15 +5,15 @@ import numpy as np
 import pytest
 
 from napari_unet import segment
+from napari_unet.inference.segment import SegmentProgress, iter_segment
 from napari_unet.metrics import average_precision, seg_score
-from napari_unet.segmentation import SegmentProgress, iter_segment
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
 @pytest.fixture(scope="module")
 def default_model():
-    from napari_unet.model_io import load_model
+    from napari_unet.models.files import load_model
 
     return load_model("default")
 
@@ -22,7 +22,7 @@ def default_model():
 def crop():
     from importlib.resources import files
 
-    from napari_unet.io import read_image
+    from napari_unet.io.files import read_image
 
     image = read_image(files("napari_unet") / "data" / "nuclei.tif")
     masks = read_image(files("napari_unet") / "data" / "nuclei_masks.tif")
@@ -85,7 +85,7 @@ def test_dask_and_rgb_inputs(crop, default_model):
 
 @pytest.mark.parametrize("precision", ["auto", "bfloat16"])
 def test_reduced_precision_agrees_with_float32(sample_image, default_model, precision):
-    from napari_unet.devices import resolve_precision
+    from napari_unet.runtime.devices import resolve_precision
 
     try:
         resolve_precision(precision, "cpu")

@@ -7,8 +7,8 @@ import threading
 import pytest
 import torch
 
-from napari_unet.generators import run_to_completion
-from napari_unet.threads import ThreadShare, with_threads
+from napari_unet.live.threads import ThreadShare, with_threads
+from napari_unet.runtime.progress import run_to_completion
 
 
 def counting(n_steps: int, seen: list):

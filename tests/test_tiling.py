@@ -8,17 +8,17 @@ import numpy as np
 import pytest
 import torch
 
-from napari_unet import devices
-from napari_unet.devices import auto_tile_shape, resolve_precision
-from napari_unet.network import UNet
-from napari_unet.reference import predict_whole
-from napari_unet.tiling import (
+from napari_unet.method.network import UNet
+from napari_unet.method.tiling import (
     TileProgress,
     iter_predict_tiled,
     mirror_index,
     plan_tiles,
     predict_tiled,
 )
+from napari_unet.runtime import devices
+from napari_unet.runtime.devices import auto_tile_shape, resolve_precision
+from napari_unet.testing import predict_whole
 
 TOLERANCE = 1e-4  # tiled float32 vs. one forward pass over the whole image
 

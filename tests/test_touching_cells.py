@@ -11,15 +11,15 @@ import tifffile
 import torch
 from scipy import ndimage as ndi
 
-from napari_unet.annotation import BOUNDARY_WIDTH, annotation_to_target
-from napari_unet.generators import run_to_completion
-from napari_unet.instances import boundary_watershed, min_size_for, probabilities_to_labels
+from napari_unet.method.annotation import BOUNDARY_WIDTH, annotation_to_target
+from napari_unet.method.instances import boundary_watershed, min_size_for, probabilities_to_labels
+from napari_unet.method.network import UNet, with_boundary_class
+from napari_unet.method.object_size import check_object_size, estimate_object_size
+from napari_unet.method.weight_map import separation_border_weight_map
 from napari_unet.metrics import average_precision, seg_score
-from napari_unet.network import UNet, with_boundary_class
-from napari_unet.object_size import check_object_size, estimate_object_size
-from napari_unet.reference import weight_map_reference
-from napari_unet.training import TrainingConfig, cosine_learning_rate, train
-from napari_unet.weight_map import separation_border_weight_map
+from napari_unet.runtime.progress import run_to_completion
+from napari_unet.testing import weight_map_reference
+from napari_unet.training.loop import TrainingConfig, cosine_learning_rate, train
 
 EIGHT = np.ones((3, 3), bool)
 
@@ -189,7 +189,7 @@ def test_bad_object_size_is_a_clear_error(bad, sample_image):
         check_object_size(bad)
     with pytest.raises(ValueError, match="object size"):
         TrainingConfig(object_size=bad)
-    from napari_unet.segmentation import segment
+    from napari_unet.inference.segment import segment
 
     with pytest.raises(ValueError, match="object size"):
         segment(
@@ -347,8 +347,8 @@ def test_snapshots_and_optimizer_state_continue_a_run(sample_image, sample_annot
 
 
 def test_batches_from_worker_processes_are_valid_and_reproducible(sample_image, sample_annotation):
-    from napari_unet.augmentation import AugmentationConfig
-    from napari_unet.sampling import BatchSource, prepare_samples
+    from napari_unet.method.augmentation import AugmentationConfig
+    from napari_unet.training.samples import BatchSource, prepare_samples
 
     samples = prepare_samples([sample_image], [sample_annotation], TrainingConfig(), False, 3)
     made = []
@@ -374,7 +374,7 @@ def test_batches_from_worker_processes_are_valid_and_reproducible(sample_image, 
 def test_a_fine_tuned_model_does_not_claim_the_default_models_data_or_scores(
     sample_image, sample_annotation
 ):
-    from napari_unet.model_io import load_model
+    from napari_unet.models.files import load_model
 
     base = load_model("default")
     assert {"description", "validation", "data"} <= set(base.metadata)

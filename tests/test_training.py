@@ -4,9 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from napari_unet.generators import run_to_completion
-from napari_unet.network import UNet
-from napari_unet.training import TrainingConfig, TrainingProgress, train, weighted_cross_entropy
+from napari_unet.method.network import UNet
+from napari_unet.runtime.progress import run_to_completion
+from napari_unet.training.loop import (
+    TrainingConfig,
+    TrainingProgress,
+    train,
+    weighted_cross_entropy,
+)
 
 TINY = {"depth": 3, "base_channels": 8, "batch_norm": True}
 
@@ -115,7 +120,7 @@ def test_bad_config():
 
 
 def test_map_progress_converts_records_and_keeps_the_result():
-    from napari_unet.generators import map_progress, run_to_completion
+    from napari_unet.runtime.progress import map_progress, run_to_completion
 
     def inner():
         yield 1
@@ -132,7 +137,7 @@ def test_elastic_displacement_is_the_bicubic_interpolation_of_the_coarse_grid(sh
     """The separable evaluation equals interpolating the 2D field with map_coordinates."""
     from scipy import ndimage as ndi
 
-    from napari_unet.augmentation import elastic_displacement
+    from napari_unet.method.augmentation import elastic_displacement
 
     field = elastic_displacement(shape, sigma, grid, np.random.default_rng(3))
     coarse = np.random.default_rng(3).normal(0.0, sigma, size=(2, grid, grid))

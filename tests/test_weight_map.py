@@ -1,18 +1,23 @@
 """Separation-border weight map (Ronneberger et al. 2015, eq. 2)."""
 
 import math
+from functools import partial
 
 import numpy as np
 import pytest
 from synthetic import voronoi_cells
 
-from napari_unet.annotation import BACKGROUND, annotation_to_target
-from napari_unet.generators import run_to_completion
-from napari_unet.reference import weight_map_reference
-from napari_unet.weight_map import (
-    class_balance_weights,
-    separation_border_weight_map,
-)
+from napari_unet import testing
+from napari_unet.method import weight_map
+from napari_unet.method.annotation import BACKGROUND, annotation_to_target
+from napari_unet.method.weight_map import class_balance_weights
+from napari_unet.runtime.progress import run_to_completion
+
+#: Eq. 2 as the paper writes it: two classes, unit class weights. The package's defaults
+#: (three classes, balanced weights) are checked in test_defaults_are_those_of_training.
+PAPER = {"n_classes": 2, "class_weights": None}
+separation_border_weight_map = partial(weight_map.separation_border_weight_map, **PAPER)
+weight_map_reference = partial(testing.weight_map_reference, **PAPER)
 
 TOLERANCE = 1e-3
 
@@ -241,9 +246,9 @@ def test_numpy_scalars_are_accepted():
 
 def test_the_map_shown_is_the_map_trained_with(sample_image, sample_annotation):
     """The Weight-map widget's stack map and training's samples share one conversion."""
-    from napari_unet.sampling import prepare_samples
-    from napari_unet.training import TrainingConfig
-    from napari_unet.weight_map import iter_weight_map
+    from napari_unet.method.weight_map import iter_weight_map
+    from napari_unet.training.loop import TrainingConfig
+    from napari_unet.training.samples import prepare_samples
 
     config = TrainingConfig(w0=12.0, sigma=4.0)
     stack = np.stack([np.zeros_like(sample_annotation), sample_annotation])
@@ -252,3 +257,23 @@ def test_the_map_shown_is_the_map_trained_with(sample_image, sample_annotation):
     np.testing.assert_array_equal(shown[0], 0)  # a plane without annotation
     np.testing.assert_array_equal(shown[1], sample.weights)
     assert shown[1].max() > 5  # separation borders between the touching nuclei
+
+
+def test_defaults_are_those_of_training():
+    """One default per rule: the API's class count and class weights are training's."""
+    from napari_unet.training.config import SCRATCH_CONFIG, TrainingConfig
+
+    labels = touching_squares()
+    config = TrainingConfig()
+    n_classes = config.n_classes or SCRATCH_CONFIG.n_classes  # None: the starting model's
+    np.testing.assert_array_equal(
+        weight_map.separation_border_weight_map(labels),
+        weight_map.separation_border_weight_map(
+            labels, n_classes=n_classes, class_weights=config.class_weights
+        ),
+    )
+    np.testing.assert_allclose(
+        weight_map.separation_border_weight_map(labels),
+        testing.weight_map_reference(labels),
+        atol=TOLERANCE,
+    )

@@ -18,7 +18,7 @@ def cluster():
 
 def test_train_widget_on_a_scheduler_streams_progress_and_stops(make_napari_viewer, qtbot, cluster):
     from napari_unet._widgets import TrainingState, session_for
-    from napari_unet.segmentation import segment
+    from napari_unet.inference.segment import segment
 
     viewer = make_napari_viewer()
     image = open_sample(viewer)
@@ -57,8 +57,8 @@ def test_segment_widget_sends_the_job_to_a_scheduler(
 ):
     import tempfile
 
+    from napari_unet.inference.segment import segment
     from napari_unet.metrics import partition_agreement
-    from napari_unet.segmentation import segment
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the widget's labels folder
     viewer = make_napari_viewer()

@@ -14,11 +14,12 @@ def test_segment_a_dask_layer_in_bounded_memory(make_napari_viewer, qtbot, tmp_p
     import dask.array as da
     from conftest import _sample
 
-    from napari_unet import blocks, large_images
     from napari_unet._widgets._common import layer_data
-    from napari_unet.generators import run_to_completion
-    from napari_unet.model_io import save_model
-    from napari_unet.network import UNet
+    from napari_unet.inference import blocks
+    from napari_unet.inference import to_zarr as large_images
+    from napari_unet.method.network import UNet
+    from napari_unet.models.files import save_model
+    from napari_unet.runtime.progress import run_to_completion
 
     # a 3072 x 3072 slide made lazily of the 384 px sample; labels "too large for memory"
     cells = np.array(_sample("cells.tif"))
@@ -28,7 +29,7 @@ def test_segment_a_dask_layer_in_bounded_memory(make_napari_viewer, qtbot, tmp_p
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the widget's labels folder
     monkeypatch.setattr(large_images, "IN_MEMORY_SHARE", 1e-9)
     monkeypatch.setattr(blocks, "DEFAULT_BLOCK_SIDE", 512)  # 36 blocks
-    monkeypatch.setattr("napari_unet.zarr_io.PYRAMID_MIN_SIDE", 1024)  # levels of 1536, 768 px
+    monkeypatch.setattr("napari_unet.io.zarr_files.PYRAMID_MIN_SIDE", 1024)  # levels of 1536, 768 px
     model = save_model(UNet(depth=2, base_channels=4), tmp_path / "tiny.safetensors")
     # what the first run imports is not the image's memory: import it before measuring
     warm_up = large_images.iter_segment_to_zarr(slide[:64, :64], tmp_path / "w.zarr", model)

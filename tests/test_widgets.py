@@ -123,7 +123,7 @@ def test_weight_map_layer_follows_the_annotation(make_napari_viewer, qtbot):
 
 
 def test_train_stop_segment_export(make_napari_viewer, qtbot, tmp_path):
-    from napari_unet.model_io import load_model
+    from napari_unet.models.files import load_model
 
     viewer = make_napari_viewer()
     image = open_sample(viewer)
@@ -195,7 +195,7 @@ def test_train_stop_segment_export(make_napari_viewer, qtbot, tmp_path):
     np.testing.assert_allclose(labels.scale, image.scale)
     np.testing.assert_allclose(labels.translate, image.translate)
     # "auto" precision depends on the CPU: bfloat16 with AMX, else float32
-    from napari_unet.devices import resolve_precision
+    from napari_unet.runtime.devices import resolve_precision
 
     auto = str(resolve_precision(segment.precision.value, "cpu")).removeprefix("torch.")
     assert "cpu" in segment.info.value and auto in segment.info.value
@@ -266,7 +266,7 @@ def test_training_errors_become_notifications(make_napari_viewer, qtbot, monkeyp
         raise RuntimeError("out of memory")
         yield
 
-    monkeypatch.setattr("napari_unet.training.train", broken_train)
+    monkeypatch.setattr("napari_unet.training.loop.train", broken_train)
     annotation.data = original
     worker = train.start()
     # the worker may fail before a waitSignal could connect to ``finished``: wait on state
@@ -322,8 +322,8 @@ def test_segment_without_a_model_says_why(make_napari_viewer, monkeypatch, tmp_p
 
 
 def test_unavailable_choices_are_disabled(make_napari_viewer):
-    from napari_unet.devices import available_devices
-    from napari_unet.model_io import default_model_available
+    from napari_unet.models.files import default_model_available
+    from napari_unet.runtime.devices import available_devices
 
     def enabled(combo):
         native = combo.native

@@ -34,44 +34,44 @@ from typing import TYPE_CHECKING
 __version__ = "0.1.0"
 
 _LAZY = {
-    "separation_border_weight_map": "napari_unet.weight_map",
-    "class_balance_weights": "napari_unet.weight_map",
-    "annotation_to_target": "napari_unet.annotation",
-    "validate_annotation": "napari_unet.annotation",
-    "UNet": "napari_unet.network",
-    "UNetConfig": "napari_unet.network",
-    "train": "napari_unet.training",
-    "TrainingConfig": "napari_unet.training",
-    "TrainingProgress": "napari_unet.training",
-    "TrainingResult": "napari_unet.training",
-    "predict_tiled": "napari_unet.tiling",
-    "iter_predict_tiled": "napari_unet.tiling",
-    "TileProgress": "napari_unet.tiling",
-    "probabilities_to_labels": "napari_unet.instances",
-    "segment": "napari_unet.segmentation",
-    "iter_segment": "napari_unet.segmentation",
-    "load_model": "napari_unet.model_io",
-    "save_model": "napari_unet.model_io",
-    "export_bioimageio": "napari_unet.bioimageio",
-    "available_devices": "napari_unet.devices",
-    "resolve_device": "napari_unet.devices",
-    "resolve_precision": "napari_unet.devices",
+    "separation_border_weight_map": "napari_unet.method.weight_map",
+    "class_balance_weights": "napari_unet.method.weight_map",
+    "annotation_to_target": "napari_unet.method.annotation",
+    "validate_annotation": "napari_unet.method.annotation",
+    "UNet": "napari_unet.method.network",
+    "UNetConfig": "napari_unet.method.network",
+    "train": "napari_unet.training.loop",
+    "TrainingConfig": "napari_unet.training.loop",
+    "TrainingProgress": "napari_unet.training.loop",
+    "TrainingResult": "napari_unet.training.loop",
+    "predict_tiled": "napari_unet.method.tiling",
+    "iter_predict_tiled": "napari_unet.method.tiling",
+    "TileProgress": "napari_unet.method.tiling",
+    "probabilities_to_labels": "napari_unet.method.instances",
+    "segment": "napari_unet.inference.segment",
+    "iter_segment": "napari_unet.inference.segment",
+    "load_model": "napari_unet.models.files",
+    "save_model": "napari_unet.models.files",
+    "export_bioimageio": "napari_unet.models.bioimageio",
+    "available_devices": "napari_unet.runtime.devices",
+    "resolve_device": "napari_unet.runtime.devices",
+    "resolve_precision": "napari_unet.runtime.devices",
 }
 
 __all__ = ["__version__", *sorted(_LAZY)]
 
 if TYPE_CHECKING:  # pragma: no cover
     # ruff: noqa: F401
-    from napari_unet.annotation import annotation_to_target, validate_annotation
-    from napari_unet.bioimageio import export_bioimageio
-    from napari_unet.devices import available_devices, resolve_device, resolve_precision
-    from napari_unet.instances import probabilities_to_labels
-    from napari_unet.model_io import load_model, save_model
-    from napari_unet.network import UNet, UNetConfig
-    from napari_unet.segmentation import iter_segment, segment
-    from napari_unet.tiling import TileProgress, iter_predict_tiled, predict_tiled
-    from napari_unet.training import TrainingConfig, TrainingProgress, TrainingResult, train
-    from napari_unet.weight_map import class_balance_weights, separation_border_weight_map
+    from napari_unet.inference.segment import iter_segment, segment
+    from napari_unet.method.annotation import annotation_to_target, validate_annotation
+    from napari_unet.method.instances import probabilities_to_labels
+    from napari_unet.method.network import UNet, UNetConfig
+    from napari_unet.method.tiling import TileProgress, iter_predict_tiled, predict_tiled
+    from napari_unet.method.weight_map import class_balance_weights, separation_border_weight_map
+    from napari_unet.models.bioimageio import export_bioimageio
+    from napari_unet.models.files import load_model, save_model
+    from napari_unet.runtime.devices import available_devices, resolve_device, resolve_precision
+    from napari_unet.training.loop import TrainingConfig, TrainingProgress, TrainingResult, train
 
 
 def __getattr__(name: str):

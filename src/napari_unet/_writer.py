@@ -1,6 +1,6 @@
 """npe2 writer: Labels layers to compressed, ImageJ-compatible TIFF (no Qt, no napari).
 
-The file is written by :func:`napari_unet.io.write_labels_tiff`: zlib compression,
+The file is written by :func:`napari_unet.io.files.write_labels_tiff`: zlib compression,
 the layer's ``scale`` as TIFF resolution (pixels per unit; ImageJ ``spacing`` for the
 first axis of a stack), the layer's unit, and an atomic write (temporary file in the
 destination folder, then ``os.replace``).
@@ -71,7 +71,7 @@ def write_labels(path: str, data: Any, attributes: dict) -> list[str]:
     """
     import numpy as np
 
-    from napari_unet.io import write_labels_tiff
+    from napari_unet.io.files import write_labels_tiff
 
     labels = np.asarray(data)
     attributes = attributes or {}

@@ -3,7 +3,7 @@
 A cell of the live preview (or of a *Segment* result) becomes a new annotated cell
 with one click, with the key **A** over it, or all cells of the view or of a drawn
 box at once. The
-pixels come from :func:`napari_unet.corrections.accept_cells` (only pixels not
+pixels come from :func:`napari_unet.live.corrections.accept_cells` (only pixels not
 annotated yet change) and are written with napari's ``data_setitem`` inside
 ``block_history``: every action is one step of the annotation layer's undo (Ctrl+Z).
 """
@@ -113,7 +113,7 @@ class AcceptCells(Container):
 
     def accept_in_view(self, *_) -> int:
         """Accept every predicted cell entirely inside the view; returns how many."""
-        from napari_unet.preview import view_region
+        from napari_unet.live.preview import view_region
 
         layers = self._layers()
         if layers is None:
@@ -172,7 +172,7 @@ class AcceptCells(Container):
 
     # -- internals ---------------------------------------------------------------------
     def _accept(self, annotation, source, plane: tuple[int, ...], ids) -> int:
-        from napari_unet.corrections import accept_cells, next_cell_id
+        from napari_unet.live.corrections import accept_cells, next_cell_id
 
         try:
             accepted = accept_cells(
@@ -207,7 +207,7 @@ class AcceptCells(Container):
 
     def _accept_inside(self, annotation, source, plane, box, where: str) -> int:
         """Accept the cells entirely inside ``box`` (and inside what was predicted)."""
-        from napari_unet.corrections import cells_inside
+        from napari_unet.live.corrections import cells_inside
 
         limit = self._predicted_box(source, plane) if self._predicted_box else None
         if limit is not None:

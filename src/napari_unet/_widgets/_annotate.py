@@ -1,11 +1,11 @@
 """*Annotate* dock widget: an annotation layer per image, and one click per brush.
 
-Partial-annotation convention (:mod:`napari_unet.annotation`): 0 = not annotated
+Partial-annotation convention (:mod:`napari_unet.method.annotation`): 0 = not annotated
 (ignored by training), 1 = background, 2, 3, … = one id per cell.
 
 Many cells are painted without a click per cell: with *new id for each separate
 stroke* on, a cell stroke that does not start on the current cell gets the next free
-id (:func:`napari_unet.corrections.stroke_label`), and the key **N** selects the next
+id (:func:`napari_unet.live.corrections.stroke_label`), and the key **N** selects the next
 free id, as the *New cell* button does.
 """
 
@@ -17,8 +17,8 @@ from napari.layers import Image
 from napari.utils.notifications import show_error
 from qtpy.QtCore import QTimer
 
-from napari_unet.annotation import BACKGROUND, FIRST_CELL, NOT_ANNOTATED, annotation_counts
-from napari_unet.corrections import next_cell_id, stroke_label
+from napari_unet.live.corrections import next_cell_id, stroke_label
+from napari_unet.method.annotation import BACKGROUND, FIRST_CELL, NOT_ANNOTATED, annotation_counts
 
 from ._common import (
     ROLE_KEY,

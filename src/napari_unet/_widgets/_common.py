@@ -134,7 +134,7 @@ def message_label() -> Label:
 
 def device_combo(label: str = "device") -> ComboBox:
     """Device choice (auto / CPU / CUDA / MPS); devices absent on this machine are disabled."""
-    from napari_unet.devices import DEVICE_CHOICES, available_devices
+    from napari_unet.runtime.devices import DEVICE_CHOICES, available_devices
 
     combo = ComboBox(
         label=label,

@@ -68,7 +68,7 @@ class LossPlot:
 
     def add(self, iteration: int, loss: float, validation_score: float | None = None) -> None:
         """Append one iteration; schedule a redraw."""
-        from napari_unet.training import LOSS_SMOOTHING  # the smoothing training uses
+        from napari_unet.training.loop import LOSS_SMOOTHING  # the smoothing training uses
 
         if not math.isfinite(loss):
             return

@@ -49,7 +49,7 @@ class ModelChoice:
     """
 
     def __init__(self, lifetime: WidgetLifetime, sources: Sequence[str], label: str):
-        from napari_unet.model_io import READABLE_SUFFIXES, default_model_available
+        from napari_unet.models.files import READABLE_SUFFIXES, default_model_available
 
         self.sources = tuple(sources)
         self.default_available = default_model_available()
@@ -101,7 +101,7 @@ class ModelChoice:
         ValueError
             If the session has no model.
         """
-        from napari_unet.model_io import DEFAULT_MODEL_NAME
+        from napari_unet.models.files import DEFAULT_MODEL_NAME
 
         choice = self.combo.value
         if choice == "session":

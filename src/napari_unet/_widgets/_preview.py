@@ -2,7 +2,7 @@
 
 While training runs, every snapshot of the network (``TrainingProgress.snapshot``)
 is handed to :meth:`LivePreview.show_model`; the preview segments the visible part
-of the current plane (:func:`napari_unet.preview.iter_preview`) in its own thread
+of the current plane (:func:`napari_unet.live.preview.iter_preview`) in its own thread
 worker, on the snapshot (a copy: training never waits for it), and writes the result
 into a Labels layer named ``"{image} preview"``. Pan, zoom or a change of plane
 starts a new prediction once the view has been still for :data:`DEBOUNCE_MS`.
@@ -17,7 +17,7 @@ from magicgui.widgets import CheckBox, Container
 from napari.utils.notifications import show_error
 from qtpy.QtCore import QTimer
 
-from napari_unet.preview import SNAPSHOT_INTERVAL_S  # noqa: F401 (read by _train)
+from napari_unet.live.preview import SNAPSHOT_INTERVAL_S  # noqa: F401 (read by _train)
 
 from ._common import (
     ROLE_KEY,
@@ -40,7 +40,7 @@ class LivePreview(Container):
     ----------
     viewer : napari.Viewer
     threads : ThreadShare
-        The CPU threads shared with training (:mod:`napari_unet.threads`).
+        The CPU threads shared with training (:mod:`napari_unet.live.threads`).
     """
 
     def __init__(self, viewer, threads):
@@ -94,7 +94,7 @@ class LivePreview(Container):
 
     @property
     def region(self):
-        """The :class:`~napari_unet.preview.ViewRegion` shown in the layer, or ``None``."""
+        """The :class:`~napari_unet.live.preview.ViewRegion` shown in the layer, or ``None``."""
         return self._region
 
     @property
@@ -119,7 +119,7 @@ class LivePreview(Container):
         preview runs where training runs. With the preview on, its (empty) layer is
         added now.
         """
-        from napari_unet.devices import resolve_device
+        from napari_unet.runtime.devices import resolve_device
 
         if not same_layer(image_layer, self._image):
             # another image: the old preview layer stays as it is, a new one comes
@@ -156,8 +156,8 @@ class LivePreview(Container):
         self._start()
 
     def current_region(self):
-        """The :class:`~napari_unet.preview.ViewRegion` of the image visible now."""
-        from napari_unet.preview import view_region
+        """The :class:`~napari_unet.live.preview.ViewRegion` of the image visible now."""
+        from napari_unet.live.preview import view_region
 
         image = self._image
         shape = spatial_shape(image)
@@ -175,7 +175,7 @@ class LivePreview(Container):
 
     # -- internals ---------------------------------------------------------------------
     def _start(self) -> None:
-        from napari_unet.preview import iter_preview
+        from napari_unet.live.preview import iter_preview
 
         region = self.current_region()
         prediction = iter_preview(self._plane(region), region, self._model, device=self._device)
@@ -193,7 +193,7 @@ class LivePreview(Container):
         """A copy of the image plane ``region`` lies in (kept while the plane is shown)."""
         from dataclasses import replace
 
-        from napari_unet.preview import plane_of
+        from napari_unet.live.preview import plane_of
 
         image = self._image
         cached = self._plane_cache

@@ -1,6 +1,6 @@
 """*Segment* dock widget: overlap-tile prediction of an image into a Labels layer.
 
-Runs the core generator :func:`napari_unet.segmentation.iter_segment` (one progress
+Runs the core generator :func:`napari_unet.inference.segment.iter_segment` (one progress
 record per tile) in a napari thread worker; the result comes back as a Labels layer
 (one id per cell) with the image's ``scale`` and ``translate``.
 """
@@ -22,7 +22,7 @@ from magicgui.widgets import (
 from napari.layers import Image
 from napari.utils.notifications import show_error, show_info
 
-from napari_unet.instances import count_cells
+from napari_unet.method.instances import count_cells
 
 from ._common import (
     ROLE_KEY,
@@ -63,7 +63,7 @@ def _one_gray_plane(image: Image) -> bool:
 
 def _labels_go_to_zarr(image: Image) -> bool:
     """Whether a lazy 2D image's labels are too large for memory (then written to zarr)."""
-    from napari_unet.large_images import labels_fit_in_memory
+    from napari_unet.inference.to_zarr import labels_fit_in_memory
 
     return (
         is_lazy(image) and _one_gray_plane(image) and not labels_fit_in_memory(spatial_shape(image))
@@ -79,7 +79,7 @@ class SegmentWidget(Container):
     """
 
     def __init__(self, napari_viewer):
-        from napari_unet.devices import PRECISION_CHOICES
+        from napari_unet.runtime.devices import PRECISION_CHOICES
 
         super().__init__()
         self._viewer = napari_viewer
@@ -148,7 +148,7 @@ class SegmentWidget(Container):
         Returns the started worker, or ``None`` if the inputs are not valid (the reason
         is shown as a notification).
         """
-        from napari_unet.segmentation import iter_segment
+        from napari_unet.inference.segment import iter_segment
 
         if self._lifetime.running:
             return None
@@ -174,7 +174,7 @@ class SegmentWidget(Container):
             arguments = (scheduler, arguments[0], _temporary_labels_store())
         elif _labels_go_to_zarr(image):  # read tile by tile, written block by block to disk
             from napari_unet.distributed.cluster import EXTRA_HINT
-            from napari_unet.large_images import iter_segment_to_zarr
+            from napari_unet.inference.to_zarr import iter_segment_to_zarr
 
             try:
                 import zarr  # noqa: F401
@@ -221,7 +221,7 @@ class SegmentWidget(Container):
 
     # -- internals ---------------------------------------------------------------------
     def _model_argument(self):
-        """What :func:`~napari_unet.segmentation.iter_segment` gets as ``model``."""
+        """What :func:`~napari_unet.inference.segment.iter_segment` gets as ``model``."""
         model, _description = self._model_choice.model_argument(self._session)
         return str(model) if isinstance(model, Path) else model
 

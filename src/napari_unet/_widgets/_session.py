@@ -93,7 +93,7 @@ class UNetSession:
         self._optimizer_state: dict | None = None
         self.model_description = ""
         self._training_state = TrainingState.IDLE
-        from napari_unet.weight_map import DEFAULT_SIGMA, DEFAULT_W0
+        from napari_unet.method.weight_map import DEFAULT_SIGMA, DEFAULT_W0
 
         self.w0 = DEFAULT_W0
         self.sigma = DEFAULT_SIGMA
@@ -121,9 +121,9 @@ class UNetSession:
         description : str
             Where the model comes from, one line.
         optimizer_state : dict, optional
-            :attr:`~napari_unet.training.TrainingResult.optimizer_state` of the run
+            :attr:`~napari_unet.training.loop.TrainingResult.optimizer_state` of the run
             that trained ``model``: a second round from the session model passes it
-            to :func:`~napari_unet.training.train`.
+            to :func:`~napari_unet.training.loop.train`.
         """
         self._model = model
         self._optimizer_state = optimizer_state
@@ -168,14 +168,14 @@ class UNetSession:
             self.loss_settings_changed.emit()
 
     def training_config(self, **settings):
-        """A :class:`~napari_unet.training.TrainingConfig` with this session's w0 and σ.
+        """A :class:`~napari_unet.training.loop.TrainingConfig` with this session's w0 and σ.
 
         Parameters
         ----------
         **settings
             Further fields of the config.
         """
-        from napari_unet.training import TrainingConfig
+        from napari_unet.training.loop import TrainingConfig
 
         return TrainingConfig(w0=self.w0, sigma=self.sigma, **settings)
 

@@ -1,7 +1,7 @@
 """*Train* dock widget: train or fine-tune a U-Net on annotated images, in the background.
 
 The widget gathers inputs and copies the layer data, then runs the core generator
-:func:`napari_unet.training.train` in a napari thread worker. Worker signals move the
+:func:`napari_unet.training.loop.train` in a napari thread worker. Worker signals move the
 session's training state machine (:class:`~._session.TrainingState`); the widget's
 look follows from the state in one place, :meth:`TrainWidget._on_state_changed`.
 
@@ -28,7 +28,7 @@ from magicgui.widgets import Container, ProgressBar, PushButton
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QTimer
 
-from napari_unet.threads import ThreadShare
+from napari_unet.live.threads import ThreadShare
 
 from ._accept import AcceptCells
 from ._common import TRAINING_INDICATOR_SPEED, ActivityReport, message_label, same_layer
@@ -47,16 +47,16 @@ PROGRESS_STEPS = 1000
 
 
 def _load_and_train(model, images, annotations, scheduler: str | None = None, **options):
-    """:func:`napari_unet.training.train`, loading ``model`` first if it is a file or name.
+    """:func:`napari_unet.training.loop.train`, loading ``model`` first if it is a file or name.
 
     A generator run by the worker: the model file is read there, not on the GUI thread
     (and here, not on a remote worker that may not see the file). With ``scheduler``,
     training runs on a worker of that dask cluster and its progress streams back
     (:func:`napari_unet.distributed.train_on_scheduler`).
     """
-    from napari_unet import training
-    from napari_unet.model_io import load_model
-    from napari_unet.network import UNet
+    from napari_unet.method.network import UNet
+    from napari_unet.models.files import load_model
+    from napari_unet.training import loop as training
 
     if model is not None and not isinstance(model, UNet):
         model = load_model(model)
@@ -70,12 +70,12 @@ def _load_and_train(model, images, annotations, scheduler: str | None = None, **
 
 
 def _export_bioimageio(model, path):
-    """:func:`napari_unet.bioimageio.export_bioimageio` as a generator for a worker.
+    """:func:`napari_unet.models.bioimageio.export_bioimageio` as a generator for a worker.
 
     The export (TorchScript, test tensors, validation) takes a few seconds: off the GUI
     thread. Nothing to report on the way.
     """
-    from napari_unet.bioimageio import export_bioimageio
+    from napari_unet.models.bioimageio import export_bioimageio
 
     yield
     return export_bioimageio(model, path)
@@ -271,7 +271,7 @@ class TrainWidget(Container):
 
     def save_model(self, path) -> Path:
         """Write the session's model to ``path`` (safetensors), atomically."""
-        from napari_unet.model_io import save_model
+        from napari_unet.models.files import save_model
 
         if self._session.model is None:
             raise ValueError("no model has been trained in this session yet")
@@ -381,7 +381,7 @@ class TrainWidget(Container):
         from qtpy.QtWidgets import QFileDialog
 
         try:
-            from napari_unet.bioimageio import require_bioimageio
+            from napari_unet.models.bioimageio import require_bioimageio
 
             require_bioimageio()
         except ImportError as error:

@@ -89,9 +89,9 @@ class TrainingPairs(Container):
         ------
         ValueError
             If an annotation does not have its image's shape, or a 2D annotation has
-            no background or no cell (:func:`napari_unet.annotation.validate_annotation`).
+            no background or no cell (:func:`napari_unet.method.annotation.validate_annotation`).
         """
-        from napari_unet.annotation import validate_annotation
+        from napari_unet.method.annotation import validate_annotation
 
         images, annotations = [], []
         for image_layer, annotation_layer in self.pairs():

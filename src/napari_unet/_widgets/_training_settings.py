@@ -10,7 +10,7 @@ from ._model_choice import ModelChoice
 
 
 class TrainingSettings(Container):
-    """Where training starts from, and the :class:`~napari_unet.training.TrainingConfig`.
+    """Where training starts from, and the :class:`~napari_unet.training.loop.TrainingConfig`.
 
     Parameters
     ----------
@@ -19,7 +19,11 @@ class TrainingSettings(Container):
     """
 
     def __init__(self, lifetime: WidgetLifetime):
-        from napari_unet.training import DEFAULT_TRAINING_MINUTES, SCRATCH_CONFIG, TrainingConfig
+        from napari_unet.training.loop import (
+            DEFAULT_TRAINING_MINUTES,
+            SCRATCH_CONFIG,
+            TrainingConfig,
+        )
 
         super().__init__()
         self.margins = (0, 0, 0, 0)
@@ -110,7 +114,7 @@ class TrainingSettings(Container):
         """
         from dataclasses import replace
 
-        from napari_unet.training import SCRATCH_CONFIG
+        from napari_unet.training.loop import SCRATCH_CONFIG
 
         model, description = self._model_choice.model_argument(session)
         if model is not None:
@@ -119,9 +123,9 @@ class TrainingSettings(Container):
         return None, replace(SCRATCH_CONFIG, depth=depth, base_channels=channels), description
 
     def config(self, session):
-        """Return the :class:`~napari_unet.training.TrainingConfig` of these settings.
+        """Return the :class:`~napari_unet.training.loop.TrainingConfig` of these settings.
 
-        The tile size is rounded up to a valid one by :func:`~napari_unet.training.train`.
+        The tile size is rounded up to a valid one by :func:`~napari_unet.training.loop.train`.
         The run ends after *minutes* or at the iteration cap, whichever comes first.
 
         Parameters

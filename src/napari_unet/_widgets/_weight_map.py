@@ -107,7 +107,7 @@ class WeightMapWidget(Container):
         self._dirty = False
         self.status.value = "computing…"
         self._target = annotation
-        from napari_unet.weight_map import iter_weight_map
+        from napari_unet.method.weight_map import iter_weight_map
 
         self._lifetime.run(
             iter_weight_map,

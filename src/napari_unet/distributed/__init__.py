@@ -8,7 +8,7 @@ address or ``"local:N"``, a :class:`distributed.LocalCluster` of N worker proces
   block, into zarr labels equal to :func:`napari_unet.segment` on the whole image.
 - :func:`segment_files` (:func:`iter_segment_files`): one task per image file, results
   written as they finish; a rerun resumes.
-- :func:`train_remote` (:func:`iter_train_remote`): :func:`napari_unet.training.train` on
+- :func:`train_remote` (:func:`iter_train_remote`): :func:`napari_unet.training.loop.train` on
   a worker, its progress streamed back, with Stop, and the best model returned.
 
 The model goes to the cluster once, as a task any worker can recompute; tasks lost to a

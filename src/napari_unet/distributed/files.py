@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from napari_unet.distributed.cluster import DEFAULT_RETRIES, ClusterProgress, model_on_cluster
-from napari_unet.generators import run_to_completion
-from napari_unet.io import FILE_ERRORS
+from napari_unet.io.files import FILE_ERRORS
+from napari_unet.runtime.progress import run_to_completion
 
 
 @dataclass(frozen=True)
@@ -63,8 +63,8 @@ class FilesResult:
 
 def _expected_labels_shape(image: Path) -> tuple[int, ...]:
     """Shape of the labels of an image file, from its header where it is a TIFF."""
-    from napari_unet.images import image_layout
-    from napari_unet.io import read_image
+    from napari_unet.io.files import read_image
+    from napari_unet.method.images import image_layout
 
     if image.suffix.lower() in (".tif", ".tiff"):
         import tifffile
@@ -86,7 +86,7 @@ def outputs_complete(image: str | os.PathLike, outputs: Sequence[str | os.PathLi
     """
     import tifffile
 
-    from napari_unet.io import written_by_this_package
+    from napari_unet.io.files import written_by_this_package
 
     try:
         expected = _expected_labels_shape(Path(image))
@@ -105,15 +105,15 @@ def outputs_complete(image: str | os.PathLike, outputs: Sequence[str | os.PathLi
 
 def _file_task(image: Path, outputs: tuple[Path, ...], model, options: dict) -> FileOutcome:
     """Worker side: segment one file and write its results, unless they are complete."""
-    from napari_unet.images import image_layout
-    from napari_unet.io import (
+    from napari_unet.inference.segment import iter_segment
+    from napari_unet.io.files import (
         check_label_shape,
         read_image,
         write_labels_tiff,
         write_tiff,
         written_by_this_package,
     )
-    from napari_unet.segmentation import iter_segment
+    from napari_unet.method.images import image_layout
 
     started = time.perf_counter()
     if outputs_complete(image, outputs):
@@ -158,7 +158,7 @@ def iter_segment_files(
     client : distributed.Client
         The cluster.
     inputs : sequence of str or os.PathLike
-        Image files and folders (:func:`napari_unet.io.image_files`; TIFFs this package
+        Image files and folders (:func:`napari_unet.io.files.image_files`; TIFFs this package
         wrote are skipped in folders).
     output_dir : str or os.PathLike
         Folder for the results; created if needed.
@@ -169,7 +169,7 @@ def iter_segment_files(
     retries : int
         Reruns of a task that raised an unexpected error.
     **options
-        Of :func:`~napari_unet.segmentation.iter_segment` (``tile_shape``, ``device``,
+        Of :func:`~napari_unet.inference.segment.iter_segment` (``tile_shape``, ``device``,
         ``precision``, ``threshold``, ``min_size``, ``object_size``, …).
 
     Yields
@@ -192,9 +192,9 @@ def iter_segment_files(
     """
     from distributed import as_completed
 
-    from napari_unet.file_checks import check_output_path, check_unique_outputs
-    from napari_unet.io import image_files, segmentation_outputs
-    from napari_unet.model_io import as_model
+    from napari_unet.io.checks import check_output_path, check_unique_outputs
+    from napari_unet.io.files import image_files, segmentation_outputs
+    from napari_unet.models.files import as_model
 
     started = time.perf_counter()
     files = image_files(inputs, skip_written=True)

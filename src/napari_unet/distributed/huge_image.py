@@ -1,7 +1,8 @@
 """One image too large for one machine: segmented block by block on a dask cluster.
 
 :func:`iter_segment_zarr` reads a zarr or OME-Zarr (or dask) image block by block on the
-workers (:mod:`napari_unet.blocks`), gives every cell one id (:mod:`napari_unet.stitching`)
+workers (:mod:`napari_unet.inference.blocks`), gives every cell one id
+(:mod:`napari_unet.inference.stitching`)
 and writes int32 zarr labels: OME-Zarr labels with a pyramid for an OME-Zarr image. The
 result equals :func:`napari_unet.segment` on the whole image.
 """
@@ -16,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from napari_unet import zarr_io
-from napari_unet.blocks import (
+from napari_unet.distributed.cluster import DEFAULT_RETRIES, ClusterProgress, model_on_cluster
+from napari_unet.inference.blocks import (
     Block,
     BlockPlan,
     core_labels,
@@ -25,9 +26,9 @@ from napari_unet.blocks import (
     seam_labels,
     segment_block,
 )
-from napari_unet.distributed.cluster import DEFAULT_RETRIES, ClusterProgress, model_on_cluster
-from napari_unet.generators import run_to_completion
-from napari_unet.stitching import BlockCells, global_ids, match_cells
+from napari_unet.inference.stitching import BlockCells, global_ids, match_cells
+from napari_unet.io import zarr_files as zarr_io
+from napari_unet.runtime.progress import run_to_completion
 
 
 @dataclass(frozen=True)
@@ -147,9 +148,9 @@ def iter_segment_zarr(
     """Segment a huge 2D image on a dask cluster, block by block, into zarr labels.
 
     Blocks of ``block_shape`` pixels are segmented on the workers from their core plus
-    ``overlap`` plus the network's context (:mod:`napari_unet.blocks`); cells that
+    ``overlap`` plus the network's context (:mod:`napari_unet.inference.blocks`); cells that
     cross a block border are matched in the overlap and given one id
-    (:mod:`napari_unet.stitching`, connected components of the match graph). The labels
+    (:mod:`napari_unet.inference.stitching`, connected components of the match graph). The labels
     equal those of :func:`napari_unet.segment` on the whole image when every cell is
     smaller than the overlap (docs/benchmarks.md measures the agreement). Memory per
     worker follows the block size: a worker reads only its block and context.
@@ -172,14 +173,14 @@ def iter_segment_zarr(
         Name of the labels in an OME-Zarr image.
     block_shape : (int, int) or int, optional
         Block core, pixels (also the chunks of the labels); default
-        :data:`napari_unet.blocks.DEFAULT_BLOCK_SIDE`.
+        :data:`napari_unet.inference.blocks.DEFAULT_BLOCK_SIDE`.
     overlap : int, optional
         Pixels beyond a core where its cells are found; at least the largest cell's
         diameter (default: 3 typical cell diameters of the model).
     tile_shape, batch_size, device, precision
-        Of the prediction on each worker (:func:`~napari_unet.tiling.predict_tiled`).
+        Of the prediction on each worker (:func:`~napari_unet.method.tiling.predict_tiled`).
     threshold, min_size, object_size
-        The instance step, as in :func:`~napari_unet.segmentation.iter_segment`.
+        The instance step, as in :func:`~napari_unet.inference.segment.iter_segment`.
     normalization : (float, float), optional
         ``(low, high)`` intensities; default: the model's percentiles of the image,
         from the same regular subsample :func:`napari_unet.segment` uses, computed on
@@ -208,9 +209,10 @@ def iter_segment_zarr(
     import dask.array as da
     from distributed import as_completed
 
-    from napari_unet.images import percentile_normalization
-    from napari_unet.model_io import as_model
-    from napari_unet.segmentation import InstanceSettings, model_percentiles
+    from napari_unet.inference.segment import InstanceSettings
+    from napari_unet.method.images import percentile_normalization
+    from napari_unet.models.files import as_model
+    from napari_unet.models.metadata import model_percentiles
 
     started = time.perf_counter()
     source_path = zarr_io.store_path(image) if isinstance(image, (str, os.PathLike)) else None

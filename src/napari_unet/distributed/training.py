@@ -1,6 +1,6 @@
 """Training on a dask worker (e.g. one with a GPU) while the session stays local.
 
-:func:`iter_train_remote` runs :func:`napari_unet.training.train` as one task on a
+:func:`iter_train_remote` runs :func:`napari_unet.training.loop.train` as one task on a
 worker and is itself a generator of the same progress records: they stream back
 through a :class:`distributed.Queue` (a few records per put), a
 :class:`distributed.Event` carries Stop to the worker (checked between iterations),
@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Generator, Sequence
 from dataclasses import replace
 
-from napari_unet.generators import run_to_completion
+from napari_unet.runtime.progress import run_to_completion
 
 #: Seconds between two progress messages of the worker (records are batched in between).
 SEND_INTERVAL = 0.25
@@ -51,7 +51,7 @@ def _train_task(data, options: dict, run: str, snapshot_interval: float | None):
     """Worker side: run ``train`` and send its progress; return the result."""
     from distributed import Event, Queue, get_worker
 
-    from napari_unet.training import train
+    from napari_unet.training.loop import train
 
     messages, stop_requested = Queue(f"{run}-progress"), Event(f"{run}-stop")
     messages.put(("started", get_worker().address))
@@ -99,12 +99,12 @@ def iter_train_remote(
     snapshot_interval: float | None = DEFAULT_SNAPSHOT_INTERVAL,
     **options,
 ):
-    """Train on a dask worker; a generator of :class:`~napari_unet.training.TrainingProgress`.
+    """Train on a dask worker; a generator of :class:`~napari_unet.training.loop.TrainingProgress`.
 
-    Same records and result as :func:`napari_unet.training.train` run here: the
+    Same records and result as :func:`napari_unet.training.loop.train` run here: the
     progress of every iteration arrives live (batched every :data:`SEND_INTERVAL`
     seconds), setting ``stop`` ends the run after the worker's current iteration with
-    the best model so far, and the :class:`~napari_unet.training.TrainingResult`
+    the best model so far, and the :class:`~napari_unet.training.loop.TrainingResult`
     comes back (its ``history`` without snapshots).
 
     Parameters
@@ -112,11 +112,11 @@ def iter_train_remote(
     client : distributed.Client
         The cluster.
     images, annotations : sequence of array-like
-        As :func:`~napari_unet.training.train`; sent to the worker once.
+        As :func:`~napari_unet.training.loop.train`; sent to the worker once.
     stop : threading.Event, optional
         Set it (from any thread) to stop the run between two iterations.
     validation : sequence of (image, annotation), optional
-        As :func:`~napari_unet.training.train`.
+        As :func:`~napari_unet.training.loop.train`.
     worker : str, optional
         Address of the worker to run on (e.g. the one with a GPU); any worker if
         ``None``.
@@ -128,7 +128,7 @@ def iter_train_remote(
     **options
         ``model``, ``config``, ``device`` (resolved on the worker: ``"auto"`` takes
         its GPU), ``dense``, ``seed``, ``model_config``, ``optimizer_state`` of
-        :func:`~napari_unet.training.train`.
+        :func:`~napari_unet.training.loop.train`.
 
     Yields
     ------
@@ -143,7 +143,7 @@ def iter_train_remote(
     RemoteTrainingError
         If the worker dies during the run; it holds the last snapshot received.
     ValueError, FloatingPointError
-        As :func:`~napari_unet.training.train`, raised on the worker.
+        As :func:`~napari_unet.training.loop.train`, raised on the worker.
     """
     from distributed import Event, KilledWorker, Queue
 

@@ -1,0 +1,144 @@
+"""The command line on a dask cluster: ``segment`` and ``train`` with ``--dask-scheduler``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+#: What to install for ``--dask-scheduler``.
+
+
+def add_cluster_options(parser: argparse.ArgumentParser, *, blocks: bool = False) -> None:
+    """Add ``--dask-scheduler`` (and for ``segment`` ``--block-size``) to a subcommand."""
+    parser.add_argument(
+        "--dask-scheduler",
+        metavar="ADDRESS",
+        default=None,
+        help="run on a dask cluster: a scheduler address (tcp://host:8786), or local:N for N "
+        "worker processes on this machine"
+        + ("; zarr and OME-Zarr inputs are segmented block by block" if blocks else ""),
+    )
+    if blocks:
+        from napari_unet.inference.blocks import DEFAULT_BLOCK_SIDE
+
+        parser.add_argument(
+            "--block-size",
+            type=int,
+            default=DEFAULT_BLOCK_SIDE,
+            help="block side in pixels for zarr inputs on a cluster (default: %(default)s)",
+        )
+
+
+def _check_installed() -> None:
+    from napari_unet.distributed.cluster import require_distributed
+
+    try:
+        require_distributed("--dask-scheduler")
+    except ImportError as error:
+        raise ValueError(str(error)) from error
+
+
+def is_zarr(path: str | Path) -> bool:
+    """Whether ``path`` is a zarr array or group (an OME-Zarr image) on disk."""
+    path = Path(path)
+    return path.is_dir() and any((path / n).exists() for n in ("zarr.json", ".zarray", ".zgroup"))
+
+
+def segment_on_cluster(args) -> int:
+    """``napari-unet segment --dask-scheduler``: files one task each, zarr images by blocks.
+
+    Image files get ``<name>_masks.tif`` as without a cluster, written as they finish;
+    results that are complete from an earlier run are kept (the run resumes). A zarr or
+    OME-Zarr image gets ``<name>_masks.zarr``, an int32 zarr array.
+    """
+    _check_installed()
+    from tqdm import tqdm
+
+    from napari_unet.distributed import connect, iter_segment_files, iter_segment_zarr
+
+    stores = [Path(p) for p in args.inputs if is_zarr(p)]
+    others = [p for p in args.inputs if not is_zarr(p)]
+    if stores and args.probabilities:
+        raise ValueError("--probabilities is not available for zarr inputs")
+    options = {
+        "model": args.model,
+        "tile_shape": args.tile_size,
+        "device": args.device,
+        "precision": args.precision,
+        "threshold": args.threshold,
+        "min_size": args.min_size,
+        "object_size": args.object_size,
+    }
+    failed = 0
+    with connect(args.dask_scheduler) as client:
+        for store in stores:
+            output = args.output / f"{store.name.removesuffix('.zarr')}_masks.zarr"
+            generator = iter_segment_zarr(
+                client, store, output, block_shape=args.block_size, **options
+            )
+            result = _with_bar(generator, store.name, "block")
+            tqdm.write(f"{store.name}: {result.n_cells} cells -> {output} ({result.seconds:.1f} s)")
+        if others:
+            generator = iter_segment_files(
+                client, others, args.output, probabilities=args.probabilities, **options
+            )
+            result = _with_bar(generator, "images", "image", report=_report_file)
+            failed = len(result.failed)
+            if failed:
+                print(
+                    f"napari-unet segment: {failed} of {len(result.outcomes)} files failed",
+                    file=sys.stderr,
+                )
+    return 1 if failed else 0
+
+
+def _report_file(outcome) -> None:
+    from tqdm import tqdm
+
+    name = outcome.image.name
+    if outcome.error is not None:
+        print(f"napari-unet segment: error: {outcome.image}: {outcome.error}", file=sys.stderr)
+    elif outcome.skipped:
+        tqdm.write(f"{name}: complete from an earlier run, kept")
+    else:
+        tqdm.write(f"{name}: {outcome.n_cells} cells -> {outcome.outputs[0]}")
+
+
+def _with_bar(generator, description: str, unit: str, report=None):
+    """Run a cluster job generator with a tqdm bar per stage; return its result."""
+    from tqdm import tqdm
+
+    bar, stage = None, None
+    try:
+        while True:
+            try:
+                progress = next(generator)
+            except StopIteration as done:
+                return done.value
+            if progress.stage != stage:
+                if bar is not None:
+                    bar.close()
+                stage = progress.stage
+                bar = tqdm(total=progress.total, desc=f"{description} ({stage})", unit=unit)
+            bar.update(progress.done - bar.n)
+            if report is not None and progress.outcome is not None:  # a file finished
+                report(progress.outcome)
+    finally:
+        if bar is not None:
+            bar.close()
+        generator.close()
+
+
+def train_on_cluster(address: str):
+    """``train`` for ``napari-unet train``: on a dask worker when ``address`` is given."""
+    if address is None:
+        from napari_unet.training.loop import train
+
+        return train
+    from functools import partial
+
+    from napari_unet.distributed.training import train_on_scheduler
+
+    _check_installed()
+    return partial(train_on_scheduler, address)

@@ -1,0 +1,1 @@
+"""Segmentation: one image, images in blocks, stitching, labels written to zarr."""

@@ -1,0 +1,1 @@
+"""Files: image reading and atomic writing, zarr, checks made before a run."""

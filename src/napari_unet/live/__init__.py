@@ -1,0 +1,1 @@
+"""The live loop's core: the view's prediction, corrections, CPU thread sharing."""

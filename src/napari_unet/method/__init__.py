@@ -1,0 +1,1 @@
+"""The method of the paper: network, targets, eq. 2 weights, augmentation, tiling, instances."""

@@ -1,0 +1,1 @@
+"""Where work runs: devices and precision, progress generators, shared argument checks."""

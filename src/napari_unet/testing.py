@@ -1,0 +1,155 @@
+"""Test oracles: slow, obviously correct versions of the fast paths.
+
+Tests and benchmarks compare the fast implementations against these definitions:
+
+- :func:`predict_whole`: one forward pass over the whole mirror-padded image, which
+  overlap-tile prediction (:mod:`napari_unet.method.tiling`, paper Fig. 2) must reproduce;
+- :func:`weight_map_reference`: eq. 2 of the paper with one full-image distance map
+  per cell, which :func:`napari_unet.method.weight_map.separation_border_weight_map` must
+  reproduce.
+
+They are not part of :data:`napari_unet.__all__`: their cost grows with the image (and
+with the number of cells), so they are not meant for users' data.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from scipy import ndimage as ndi
+
+from napari_unet.method.annotation import DEFAULT_N_CLASSES, annotation_to_target
+from napari_unet.method.images import check_normalization, to_float32
+from napari_unet.method.network import UNet
+from napari_unet.method.tiling import _check_classes, _check_network_input, mirror_index
+from napari_unet.method.weight_map import (
+    DEFAULT_CLASS_WEIGHTS,
+    DEFAULT_SIGMA,
+    DEFAULT_W0,
+    _assemble,
+    _class_weight_tuple,
+)
+from napari_unet.runtime.checks import check_w0_sigma
+from napari_unet.runtime.devices import resolve_device
+
+__all__ = ["predict_whole", "weight_map_reference"]
+
+
+def predict_whole(
+    image,
+    model: UNet,
+    *,
+    normalization: tuple[float, float] | None = None,
+    device: str | torch.device = "cpu",
+    output_classes: Sequence[int] | None = None,
+) -> np.ndarray:
+    """Predict in one forward pass over the mirror-padded image: the tiling reference.
+
+    The image is extended by mirroring (:func:`~napari_unet.method.tiling.mirror_index`) by
+    ``halo`` pixels before and ``halo`` plus what makes a valid input shape after, and
+    run through the network in float32 in the default (contiguous) memory layout.
+    :func:`~napari_unet.method.tiling.iter_predict_tiled` with ``precision="float32"`` gives
+    the same result up to rounding.
+
+    Parameters
+    ----------
+    image : array-like
+        ``(Y, X)`` or ``(C, Y, X)``, read whole into memory.
+    model : UNet
+        The network (not modified: a float32 copy in eval mode runs).
+    normalization : (float, float), optional
+        ``(low, high)`` as in :func:`~napari_unet.method.tiling.iter_predict_tiled`.
+    device : str or torch.device
+        Where the forward pass runs.
+    output_classes : sequence of int, optional
+        Class indices to return; all when ``None``.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``(len(output_classes), Y, X)`` softmax probabilities.
+
+    Raises
+    ------
+    ValueError
+        As :func:`~napari_unet.method.tiling.iter_predict_tiled`.
+    """
+    image, (size_y, size_x) = _check_network_input(image, model)
+    classes = _check_classes(output_classes, model)
+    normalization = check_normalization(normalization)
+    torch_device = resolve_device(device)
+    halo = model.halo
+    input_y, input_x = model.input_shape_for_output((size_y, size_x))
+    ys = mirror_index(np.arange(-halo, input_y - halo), size_y)
+    xs = mirror_index(np.arange(-halo, input_x - halo), size_x)
+    array = np.asarray(image)
+    array = array[..., ys[:, None], xs[None, :]]
+    padded = to_float32(array if array.ndim == 3 else array[None], normalization)
+    network = copy.deepcopy(model).eval().to(device=torch_device, dtype=torch.float32)
+    with torch.inference_mode():
+        logits = network(torch.from_numpy(padded[None]).to(torch_device))
+        probabilities = logits.float().softmax(dim=1)[0, classes, :size_y, :size_x]
+        return probabilities.cpu().numpy()
+
+
+def weight_map_reference(
+    labels,
+    w0: float = DEFAULT_W0,
+    sigma: float = DEFAULT_SIGMA,
+    class_weights=DEFAULT_CLASS_WEIGHTS,
+    dense: bool = False,
+    gap: int = 1,
+    n_classes: int = DEFAULT_N_CLASSES,
+) -> np.ndarray:
+    """Slow, obviously correct eq. 2 weight map: one full-image distance map per cell.
+
+    Same definition, parameters, result and errors as
+    :func:`~napari_unet.method.weight_map.separation_border_weight_map`, computed directly:
+    for every cell ``i``, ``d_i = distance_transform_edt(instances != i)`` over the
+    whole image, keeping the two smallest values per pixel. Cost grows as
+    (number of cells) x (image pixels); meant for tests and benchmarks.
+
+    Parameters
+    ----------
+    labels : array_like
+        Integer label image, shape ``(Y, X)`` (see
+        :func:`~napari_unet.method.weight_map.separation_border_weight_map`).
+    w0 : float, default 10.0
+        Amplitude of the border term (weight units), positive.
+    sigma : float, default 5.0
+        Width of the border term (pixels), positive.
+    class_weights : None, "balanced" or (float, float), optional
+        ``w_c``, as in :func:`~napari_unet.method.weight_map.separation_border_weight_map`.
+    dense : bool, default False
+        Interpret ``labels`` as dense ground truth.
+    gap : int, default 1
+        Separation gap carved from each touching cell (pixels).
+    n_classes : {2, 3}, default 3
+        Target the weights are for.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``float32``, shape ``(Y, X)``: the weight map.
+
+    Raises
+    ------
+    ValueError
+        As :func:`~napari_unet.method.weight_map.separation_border_weight_map`.
+    """
+    w0, sigma = check_w0_sigma(w0, sigma)
+    parts = annotation_to_target(labels, dense=dense, gap=gap, n_classes=n_classes)
+    class_weight_tuple = _class_weight_tuple(class_weights, parts)
+    d1 = np.full(parts.instances.shape, np.inf)
+    d2 = np.full(parts.instances.shape, np.inf)
+    for cell in np.unique(parts.instances):
+        if cell == 0:
+            continue
+        d = ndi.distance_transform_edt(parts.instances != cell)
+        # keep the two smallest distances seen so far: d1 <= d2
+        d2 = np.minimum(d2, np.maximum(d1, d))
+        d1 = np.minimum(d1, d)
+    return _assemble(parts, d1, d2, w0, sigma, class_weight_tuple)
