@@ -90,8 +90,16 @@ def run(size: int = 2048, tile_side: int | None = None, rounds: int = 3) -> dict
             core = ov.Core()
             path = Path(folder) / "ov.onnx"
             export(fold_for_inference(model, fused=False), x, path)
-            compiled = core.compile_model(str(path), "CPU")
-            runners["openvino, folded network"] = lambda: compiled(x.numpy())
+            for hint in ("f32", "bf16"):  # OpenVINO runs bf16 by default on bf16-capable CPUs
+                compiled = core.compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": hint})
+                output = compiled(x.numpy())[0]
+                error = float(np.abs(output - reference).max())
+                same = float(np.mean(output.argmax(1) == reference.argmax(1)))
+                print(
+                    f"   openvino {hint}: max |logit difference| {error:.2e}, "
+                    f"same class {100 * same:.3f} %"
+                )
+                runners[f"openvino {hint}, folded network"] = lambda c=compiled: c(x.numpy())
         except ImportError:
             print("   openvino not installed")
         except Exception as error:
