@@ -242,6 +242,13 @@ def prediction_section(networks, device, precisions, args, conv) -> dict:
                 f"{conv_reference(conv, resolved, width):.1f})"
             )
             for path in ("plain", "folded"):
+                per_round = [
+                    x["gflops"] / c for x, c in zip(runs[path == "folded" :: 2], rates, strict=True)
+                ]
+                print(
+                    f"   {path}: network / raw conv per round: "
+                    f"{', '.join(f'{q:.2f}' for q in per_round)}"
+                )
                 r = min((x for x in runs if x["path"] == path), key=lambda x: x["seconds"])
                 ratio = r["gflops"] / rate
                 print(
@@ -366,23 +373,24 @@ def memory_section(args) -> None:
 # -- (6) MONAI ---------------------------------------------------------------------------
 
 
-def monai_section(args, device, small_seconds: float | None, segmented: dict) -> None:
-    """The same image through MONAI's sliding-window inference, for comparison."""
-    print(f"\n(6) MONAI sliding_window_inference, {args.size}x{args.size} image, float32")
+def monai_runner(args, device, image: np.ndarray | None = None):
+    """MONAI's sliding-window inference over ``image`` (default: random): (run, description).
+
+    ``None`` when MONAI is not installed. BasicUNet always has 5 levels; ReLU and no
+    normalisation, like the paper's network, but "same"-padded 3x3 convolutions (so its
+    windows need blending, not a halo).
+    """
     try:
         from monai.inferers import sliding_window_inference
         from monai.networks.nets import BasicUNet
     except ImportError:
-        print("   monai not installed")
-        return
-    # BasicUNet always has 5 levels; ReLU and no normalisation, like the paper's network,
-    # but "same"-padded 3x3 convolutions (so its windows need blending, not a halo).
+        return None
     b = args.base_channels
     features = (*(b * 2**level for level in range(5)), b)
     network = BasicUNet(2, 1, 2, features=features, act="relu", norm=None).to(device).eval()
-    image = torch.from_numpy(
-        np.random.default_rng(0).random((1, 1, args.size, args.size), dtype=np.float32)
-    ).to(device)
+    if image is None:
+        image = np.random.default_rng(0).random((args.size, args.size), dtype=np.float32)
+    tensor = torch.from_numpy(np.asarray(image, np.float32)[None, None]).to(device)
     roi, overlap = (args.monai_roi,) * 2, 0.25
     interval = int(roi[0] * (1 - overlap))
     windows = (math.ceil(max(args.size - roi[0], 0) / interval) + 1) ** 2
@@ -390,26 +398,30 @@ def monai_section(args, device, small_seconds: float | None, segmented: dict) ->
         copy.deepcopy(network).to("meta")(torch.empty(1, 1, *roi, device="meta"))
     gflop = counter.get_total_flops() * windows / 1e9
 
-    def run(x=image):
+    def run(x=tensor):
         with torch.inference_mode():
             return sliding_window_inference(x, roi, 1, network, overlap=overlap)
 
-    seconds = timed(run, device, warm_up=lambda: run(image[..., : roi[0], : roi[1]]))
-    line = (
-        f"   BasicUNet {features}, roi {roi}, overlap {overlap}, {windows} windows: "
-        f"{seconds:.2f} s, {args.size**2 / seconds / 1e6:.3f} MP/s, "
-        f"{gflop / seconds:.1f} GFLOP/s ({gflop:.0f} GFLOP)"
+    run(tensor[..., : roi[0], : roi[1]])  # warm-up
+    description = (
+        f"MONAI BasicUNet {features}, roi {roi}, overlap {overlap}, {windows} windows, "
+        f"{gflop:.0f} GFLOP"
     )
-    if args.depth != 5:
-        line += f" [napari-unet network has depth {args.depth}, not 5]"
-    print(line)
+    return run, description
+
+
+def monai_section(args, device, small_seconds: float | None) -> None:
+    """The same image through MONAI's sliding-window inference, for comparison."""
+    print(f"\n(6) MONAI sliding_window_inference, {args.size}x{args.size} image, float32")
+    runner = monai_runner(args, device)
+    if runner is None:
+        print("   monai not installed")
+        return
+    run, description = runner
+    seconds = timed(run, device, warm_up=lambda: None)
+    print(f"   {description}: {seconds:.2f} s, {args.size**2 / seconds / 1e6:.3f} MP/s")
     if small_seconds:
         print(f"   = {seconds / small_seconds:.2f} x the time of napari-unet float32 tiled (3)")
-    for path, segment_seconds in segmented.items():
-        print(
-            f"   = {seconds / segment_seconds:.2f} x the time of the whole segment() (7), "
-            f"{path} network [a {args.base_channels}-channel BasicUNet against the default model]"
-        )
 
 
 # -- (7) whole segment() -----------------------------------------------------------------
@@ -443,29 +455,46 @@ def segment_section(args, device) -> dict:
     options = dict(device=device, precision="float32")
     if args.tile_shape:
         options["tile_shape"] = (args.tile_shape,) * 2
-    times = {"plain": [], "folded": []}
+    runner = monai_runner(args, device, image.astype(np.float32) / max(float(image.max()), 1.0))
+    times = {"plain": [], "folded": [], "monai": []}
     labels = {}
     for path in ("plain", "folded"):  # warm-up (kernel choice, allocations)
         with network_path(path):
             segment(image[:512, :512], model, **options)
-    for _ in range(args.rounds):
+    for _ in range(args.rounds):  # interleaved: every round sees one load
         for path in ("plain", "folded"):
             with network_path(path):
                 start = time.perf_counter()
                 labels[path] = segment(image, model, **options)
                 times[path].append(time.perf_counter() - start)
-    best = {k: min(v) for k, v in times.items()}
+        if runner is not None:
+            start = time.perf_counter()
+            runner[0]()
+            times["monai"].append(time.perf_counter() - start)
+    print(f"   load average during: {load_average()}")
+    best = {k: min(v) for k, v in times.items() if v}
     agree = float(np.mean((labels["plain"] > 0) == (labels["folded"] > 0)))
     same = float(np.mean(labels["plain"] == labels["folded"]))
-    for path in ("plain", "folded"):
-        print(
-            f"   {path:6s} {best[path]:6.2f} s (runs: "
-            f"{', '.join(f'{t:.2f}' for t in times[path])}), {labels[path].max()} cells"
-        )
+    for path in times:
+        if times[path]:
+            print(
+                f"   {path:6s} best {best[path]:6.2f} s (runs: "
+                f"{', '.join(f'{t:.2f}' for t in times[path])})"
+                + (f", {labels[path].max()} cells" if path in labels else "")
+            )
+    ratio = [p / f for p, f in zip(times["plain"], times["folded"], strict=True)]
     print(
-        f"   speed-up {best['plain'] / best['folded']:.2f}x; pixels agreeing: foreground "
-        f"{100 * agree:.3f} %, identical label ids {100 * same:.3f} %"
+        f"   folded vs plain, per round: {', '.join(f'{r:.2f}x' for r in ratio)}; pixels "
+        f"agreeing: foreground {100 * agree:.3f} %, identical label ids {100 * same:.3f} %"
     )
+    if runner is not None:
+        print(f"   {runner[1]} (a 16-channel BasicUNet beside the default model)")
+        for path in ("plain", "folded"):
+            ratio = [m / t for m, t in zip(times["monai"], times[path], strict=True)]
+            print(
+                f"   MONAI / segment() {path}, per round: "
+                f"{', '.join(f'{r:.2f}x' for r in ratio)} (median {np.median(ratio):.2f}x)"
+            )
     return best
 
 
@@ -603,8 +632,10 @@ def main(argv=None) -> None:
     small = prediction_section(networks, device, precisions, args, conv)
     if not args.skip_memory:
         memory_section(args)
-    segmented = {} if args.skip_segment else segment_section(args, device)
-    monai_section(args, device, small.get("seconds"), segmented)
+    if args.skip_segment:
+        monai_section(args, device, small.get("seconds"))
+    else:
+        segment_section(args, device)
     if not args.skip_compile:
         compile_section(args, device)
     if args.train_steps:
