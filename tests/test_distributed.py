@@ -217,6 +217,38 @@ def test_zarr_image_on_the_cluster_equals_single_machine_segment(
     assert sorted(os.listdir(tmp_path)) == ["cells.zarr", "labels.zarr"]  # no leftovers
 
 
+def _executing(client) -> int:
+    """Tasks running on the workers, cancelled ones included (they run to their end)."""
+    return sum(client.run(lambda dask_worker: len(dask_worker.state.executing)).values())
+
+
+def _wait_until(condition, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_an_interrupted_zarr_job_leaves_no_partial_store(client, cells, model, tmp_path):
+    """Ctrl-C in the middle of a zarr job (issue 20): blocks still running on the workers
+    when the job ends find their provisional array gone and remove what they wrote."""
+    image = _write_zarr(tmp_path / "cells.zarr", cells)
+    output = tmp_path / "cells_masks.zarr"
+    generator = iter_segment_zarr(
+        client, image, output, model=model, block_shape=BLOCK, precision="float32"
+    )
+    next(generator)
+    next(generator)  # one block done
+    _wait_until(lambda: _executing(client) > 0)  # blocks are being segmented
+    assert (tmp_path / ".cells_masks.zarr.napari-unet-partial").is_dir()
+    with pytest.raises(KeyboardInterrupt):
+        generator.throw(KeyboardInterrupt)  # Ctrl-C while the job waits for its blocks
+    _wait_until(lambda: _executing(client) == 0)  # the blocks dask could not stop ended
+    assert sorted(os.listdir(tmp_path)) == ["cells.zarr", "cells_masks.zarr"]
+    status = dict(zarr.open_array(store=str(output), mode="r").attrs)["napari_unet"]
+    assert status["complete"] is False  # what is left says it is not a result
+
+
 def test_ome_zarr_image_gets_ome_labels_with_a_pyramid(
     client, cells, model, reference, tmp_path, monkeypatch
 ):

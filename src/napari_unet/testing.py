@@ -15,23 +15,18 @@ with the number of cells), so they are not meant for users' data.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 from scipy import ndimage as ndi
 
-from napari_unet.method.annotation import DEFAULT_N_CLASSES, annotation_to_target
+from napari_unet.method.annotation import DEFAULT_GAP, DEFAULT_N_CLASSES, annotation_to_target
 from napari_unet.method.images import check_normalization, to_float32
 from napari_unet.method.network import UNet
 from napari_unet.method.tiling import _check_classes, _check_network_input, mirror_index
-from napari_unet.method.weight_map import (
-    DEFAULT_CLASS_WEIGHTS,
-    DEFAULT_SIGMA,
-    DEFAULT_W0,
-    _assemble,
-    _class_weight_tuple,
-)
+from napari_unet.method.weight_map import DEFAULT_CLASS_WEIGHTS, DEFAULT_SIGMA, DEFAULT_W0
 from napari_unet.runtime.checks import check_w0_sigma
 from napari_unet.runtime.devices import resolve_device
 
@@ -101,7 +96,7 @@ def weight_map_reference(
     sigma: float = DEFAULT_SIGMA,
     class_weights=DEFAULT_CLASS_WEIGHTS,
     dense: bool = False,
-    gap: int = 1,
+    gap: int = DEFAULT_GAP,
     n_classes: int = DEFAULT_N_CLASSES,
 ) -> np.ndarray:
     """Slow, obviously correct eq. 2 weight map: one full-image distance map per cell.
@@ -142,7 +137,9 @@ def weight_map_reference(
     """
     w0, sigma = check_w0_sigma(w0, sigma)
     parts = annotation_to_target(labels, dense=dense, gap=gap, n_classes=n_classes)
-    class_weight_tuple = _class_weight_tuple(class_weights, parts)
+    # the class of every pixel: two classes are background / cell (interior and boundary)
+    classes = parts.classes if parts.n_classes > 2 else (parts.classes != 0).astype(np.uint8)
+    w_c = _reference_class_weights(class_weights, classes, parts.mask, parts.n_classes)
     d1 = np.full(parts.instances.shape, np.inf)
     d2 = np.full(parts.instances.shape, np.inf)
     for cell in np.unique(parts.instances):
@@ -152,4 +149,37 @@ def weight_map_reference(
         # keep the two smallest distances seen so far: d1 <= d2
         d2 = np.minimum(d2, np.maximum(d1, d))
         d1 = np.minimum(d1, d)
-    return _assemble(parts, d1, d2, w0, sigma, class_weight_tuple)
+    weight = np.zeros(classes.shape, np.float64)
+    for y, x in zip(*np.nonzero(parts.mask), strict=True):  # eq. 2, pixel by pixel
+        value = w_c[int(classes[y, x])]
+        # the border term: on annotated pixels between cells (not cell / not interior),
+        # where two cells are in reach
+        if parts.classes[y, x] != 1 and np.isfinite(d2[y, x]):
+            value += w0 * math.exp(-((d1[y, x] + d2[y, x]) ** 2) / (2.0 * sigma**2))
+        weight[y, x] = value
+    return weight.astype(np.float32)
+
+
+def _reference_class_weights(class_weights, classes, mask, n_classes: int) -> list[float]:
+    """``w_c`` per class: 1, the given tuple, or ``N / (m * n_k)`` for "balanced".
+
+    ``N`` annotated pixels, ``n_k`` of them of class ``k``, ``m`` classes present; a
+    class with no annotated pixel weighs 1.
+    """
+    message = f"class_weights must be None, 'balanced' or {n_classes} positive numbers"
+    if class_weights is None:
+        return [1.0] * n_classes
+    if isinstance(class_weights, str):
+        if class_weights != "balanced":
+            raise ValueError(f"{message}, got {class_weights!r}")
+        counts = [int(np.count_nonzero(mask & (classes == k))) for k in range(n_classes)]
+        present = sum(1 for n in counts if n)
+        total = sum(counts)
+        return [total / (present * n) if n else 1.0 for n in counts]
+    try:
+        weights = [float(w) for w in class_weights]
+    except (TypeError, ValueError):
+        raise ValueError(f"{message}, got {class_weights!r}") from None
+    if len(weights) != n_classes or not all(math.isfinite(w) and w > 0 for w in weights):
+        raise ValueError(f"{message}, got {class_weights!r}")
+    return weights

@@ -17,8 +17,6 @@ from magicgui.widgets import CheckBox, Container
 from napari.utils.notifications import show_error
 from qtpy.QtCore import QTimer
 
-from napari_unet.live.preview import SNAPSHOT_INTERVAL_S  # noqa: F401 (read by _train)
-
 from ._common import (
     ROLE_KEY,
     full_resolution,

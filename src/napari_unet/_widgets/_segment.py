@@ -1,14 +1,12 @@
 """*Segment* dock widget: overlap-tile prediction of an image into a Labels layer.
 
-Runs the core generator :func:`napari_unet.inference.segment.iter_segment` (one progress
-record per tile) in a napari thread worker; the result comes back as a Labels layer
-(one id per cell) with the image's ``scale`` and ``translate``.
+Runs the core generator :func:`napari_unet.route.segment.iter_segment_routed` (it picks
+in memory, block-wise zarr or a dask cluster) in a napari thread worker; the result comes
+back as a Labels layer (one id per cell) with the image's ``scale`` and ``translate``.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 from magicgui.widgets import (
@@ -22,20 +20,18 @@ from magicgui.widgets import (
 from napari.layers import Image
 from napari.utils.notifications import show_error, show_info
 
-from napari_unet.method.instances import count_cells
+from napari_unet.inference.settings import SegmentSettings
 
 from ._common import (
     ROLE_KEY,
     ActivityReport,
     device_combo,
-    is_lazy,
     layer_choices,
     layer_data,
     message_label,
     placement,
     scheduler_address,
     scheduler_field,
-    spatial_shape,
 )
 from ._lifetime import WidgetLifetime
 from ._model_choice import ModelChoice
@@ -49,25 +45,6 @@ PRECISION_LABELS = {
 }
 #: Resolution of the progress bar (it shows the fraction of tiles done).
 PROGRESS_STEPS = 1000
-
-
-def _temporary_labels_store() -> str:
-    """A new zarr store in a new temporary folder, for labels kept on disk."""
-    return os.path.join(tempfile.mkdtemp(prefix="napari-unet-labels-"), "labels.zarr")
-
-
-def _one_gray_plane(image: Image) -> bool:
-    """Whether ``image`` is one 2D grayscale plane (leading axes of length 1 allowed)."""
-    return not image.rgb and all(s == 1 for s in spatial_shape(image)[:-2])
-
-
-def _labels_go_to_zarr(image: Image) -> bool:
-    """Whether a lazy 2D image's labels are too large for memory (then written to zarr)."""
-    from napari_unet.inference.to_zarr import labels_fit_in_memory
-
-    return (
-        is_lazy(image) and _one_gray_plane(image) and not labels_fit_in_memory(spatial_shape(image))
-    )
 
 
 class SegmentWidget(Container):
@@ -143,12 +120,12 @@ class SegmentWidget(Container):
         return self._lifetime.job.worker if self._lifetime.job is not None else None
 
     def run(self):
-        """Copy the image and segment it in a thread worker.
+        """Segment the image in a thread worker, by the route the core chooses.
 
         Returns the started worker, or ``None`` if the inputs are not valid (the reason
         is shown as a notification).
         """
-        from napari_unet.inference.segment import iter_segment
+        from napari_unet.route.segment import choose_route, iter_segment_routed
 
         if self._lifetime.running:
             return None
@@ -156,49 +133,33 @@ class SegmentWidget(Container):
         if image is None:
             show_error("Open or select an image to segment.")
             return None
+        tile = None if self.auto_tile.value else (int(self.tile_size.value),) * 2
+        settings = SegmentSettings(
+            tile_shape=tile,
+            device=self.device.value,
+            precision=self.precision.value,
+            rgb=bool(image.rgb),
+        )
+        data = layer_data(image)
         try:
             model = self._model_argument()
             scheduler = scheduler_address(self.scheduler, "segmenting on a dask cluster")
-            if scheduler and not _one_gray_plane(image):
-                raise ValueError("on a dask cluster, one 2D grayscale plane is segmented")
+            choose_route(data, settings, scheduler)  # refuses what no route takes
         except (ValueError, FileNotFoundError, ImportError) as error:
             show_error(f"Cannot segment: {error}")
             return None
-        tile = None if self.auto_tile.value else (int(self.tile_size.value),) * 2
         self._source_image = image
-        job, arguments, options = iter_segment, (layer_data(image), model), {"rgb": bool(image.rgb)}
-        if scheduler:  # block by block on the cluster, into zarr on disk here
-            from napari_unet.distributed import segment_on_scheduler
-
-            job, options = segment_on_scheduler, {"model": model}
-            arguments = (scheduler, arguments[0], _temporary_labels_store())
-        elif _labels_go_to_zarr(image):  # read tile by tile, written block by block to disk
-            from napari_unet.distributed.cluster import EXTRA_HINT
-            from napari_unet.inference.to_zarr import iter_segment_to_zarr
-
-            try:
-                import zarr  # noqa: F401
-            except ImportError:
-                show_error(
-                    f"The labels of {image.name} do not fit in memory; to write them to disk, "
-                    f"install zarr: {EXTRA_HINT}"
-                )
-                return None
-
-            job, options = iter_segment_to_zarr, {}
-            arguments = (arguments[0], _temporary_labels_store(), model)
         self.progress.value = 0
         self.info.value = "Segmenting…"
         self._answered = False
         self._set_running(True)
         self._activity = ActivityReport(f"U-Net segmentation of {image.name}")
         return self._lifetime.run(
-            job,
-            *arguments,
-            tile_shape=tile,
-            device=self.device.value,
-            precision=self.precision.value,
-            **options,
+            iter_segment_routed,
+            data,
+            model,
+            settings,
+            scheduler=scheduler,
             yielded=self._on_progress,
             returned=self._on_returned,
             errored=self._on_errored,
@@ -237,36 +198,26 @@ class SegmentWidget(Container):
         self.progress.value = round(progress.fraction * PROGRESS_STEPS)
         if self._activity is not None:
             self._activity.set_fraction(progress.fraction)
-        if hasattr(progress, "stage"):  # a job on a dask cluster
-            self.info.value = f"on the cluster: {progress.stage} {progress.done}/{progress.total}"
-            return
-        self.info.value = (
-            f"plane {progress.plane_index}/{progress.n_planes} · tile "
-            f"{progress.tile_index}/{progress.n_tiles} · {progress.device}, {progress.precision}"
-        )
+        self.info.value = progress.message
 
     def _on_returned(self, result) -> None:
         self._answered = True
         image = self._source_image
         kwargs = placement(image) if image is not None else {}
         name = image.name if image is not None else "image"
-        on_disk = getattr(result, "store", None)  # labels too large for memory, in zarr
-        # a pyramid of levels on disk, or the labels (in memory, or lazily from zarr)
-        pyramid = getattr(result, "pyramid", None) or [result.labels]
-        device = getattr(result, "device", "a dask cluster")
-        precision = getattr(result, "precision", "auto")
+        on_disk, pyramid = result.store, result.pyramid
         self.last_labels = self._viewer.add_labels(
             pyramid if len(pyramid) > 1 else pyramid[0],
             name=f"{name} segmentation",
             metadata={
                 ROLE_KEY: "segmentation",
-                "device": device,
-                "precision": precision,
+                "device": result.device,
+                "precision": result.precision,
                 **({"store": on_disk} if on_disk else {}),
             },
             **kwargs,
         )
-        if self.add_probabilities.value and getattr(result, "probabilities", None) is not None:
+        if self.add_probabilities.value and result.probabilities is not None:
             self._viewer.add_image(
                 result.probabilities,
                 name=f"{name} foreground probability",
@@ -278,9 +229,9 @@ class SegmentWidget(Container):
                 **kwargs,
             )
         self.progress.value = PROGRESS_STEPS
-        n = result.n_cells if on_disk else count_cells(result.labels)
+        n = result.n_cells
         self.info.value = (
-            f"{n} cell{'s' if n != 1 else ''} · ran on {device} in {precision}"
+            f"{n} cell{'s' if n != 1 else ''} · ran on {result.device} in {result.precision}"
             f" · {result.seconds:.1f} s" + (f" · labels on disk: {on_disk}" if on_disk else "")
         )
 

@@ -28,6 +28,7 @@ from magicgui.widgets import Container, ProgressBar, PushButton
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QTimer
 
+from napari_unet.live.preview import SNAPSHOT_INTERVAL_S
 from napari_unet.live.threads import ThreadShare
 
 from ._accept import AcceptCells
@@ -35,7 +36,7 @@ from ._common import TRAINING_INDICATOR_SPEED, ActivityReport, message_label, sa
 from ._lifetime import WidgetLifetime
 from ._loss_fields import LossFields
 from ._loss_plot import LossPlot
-from ._preview import SNAPSHOT_INTERVAL_S, LivePreview
+from ._preview import LivePreview
 from ._session import TrainingState, UNetSession, session_for
 from ._training_pairs import TrainingPairs
 from ._training_settings import TrainingSettings

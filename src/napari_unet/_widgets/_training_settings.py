@@ -19,6 +19,7 @@ class TrainingSettings(Container):
     """
 
     def __init__(self, lifetime: WidgetLifetime):
+        from napari_unet.training.config import MAX_TILE_OUTPUT, MIN_TILE_OUTPUT
         from napari_unet.training.loop import (
             DEFAULT_TRAINING_MINUTES,
             SCRATCH_CONFIG,
@@ -64,7 +65,8 @@ class TrainingSettings(Container):
         self.tile_size = SpinBox(label="tile px (0: auto)", value=0, min=0, max=2048, step=4)
         self.tile_size.tooltip = (
             "Input tile size in pixels, rounded up to a valid size for the network; "
-            "0: the smallest tile whose output is at least 100×100"
+            "0: the smallest tile whose output is twice the cell diameter, at least "
+            f"{MIN_TILE_OUTPUT}×{MIN_TILE_OUTPUT} and at most {MAX_TILE_OUTPUT}×{MAX_TILE_OUTPUT}"
         )
         self.augment = CheckBox(text="augmentation", value=defaults.augment)
         self.augment.tooltip = "Random elastic deformation, shifts, flips, rotations, gray values"

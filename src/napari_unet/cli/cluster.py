@@ -6,8 +6,6 @@ import argparse
 import sys
 from pathlib import Path
 
-#: What to install for ``--dask-scheduler``.
-
 
 def add_cluster_options(parser: argparse.ArgumentParser, *, blocks: bool = False) -> None:
     """Add ``--dask-scheduler`` (and for ``segment`` ``--block-size``) to a subcommand."""
@@ -55,41 +53,37 @@ def segment_on_cluster(args) -> int:
     _check_installed()
     from tqdm import tqdm
 
-    from napari_unet.distributed import connect, iter_segment_files, iter_segment_zarr
+    from napari_unet.cli._settings import segment_settings
+    from napari_unet.distributed import connect, iter_segment_files
+    from napari_unet.route.segment import iter_segment_routed
 
     stores = [Path(p) for p in args.inputs if is_zarr(p)]
     others = [p for p in args.inputs if not is_zarr(p)]
     if stores and args.probabilities:
         raise ValueError("--probabilities is not available for zarr inputs")
-    options = {
-        "model": args.model,
-        "tile_shape": args.tile_size,
-        "device": args.device,
-        "precision": args.precision,
-        "threshold": args.threshold,
-        "min_size": args.min_size,
-        "object_size": args.object_size,
-    }
+    settings = segment_settings(args)
     failed = 0
-    with connect(args.dask_scheduler) as client:
-        for store in stores:
-            output = args.output / f"{store.name.removesuffix('.zarr')}_masks.zarr"
-            generator = iter_segment_zarr(
-                client, store, output, block_shape=args.block_size, **options
-            )
-            result = _with_bar(generator, store.name, "block")
-            tqdm.write(f"{store.name}: {result.n_cells} cells -> {output} ({result.seconds:.1f} s)")
-        if others:
+    for store in stores:  # block by block on the cluster, by the one route choice
+        output = args.output / f"{store.name.removesuffix('.zarr')}_masks.zarr"
+        generator = iter_segment_routed(
+            store, args.model, settings, output=output, scheduler=args.dask_scheduler,
+            block_shape=args.block_size,
+        )  # fmt: skip
+        result = _with_fraction_bar(generator, store.name)
+        tqdm.write(f"{store.name}: {result.n_cells} cells -> {output} ({result.seconds:.1f} s)")
+    if others:
+        with connect(args.dask_scheduler) as client:
             generator = iter_segment_files(
-                client, others, args.output, probabilities=args.probabilities, **options
-            )
+                client, others, args.output, probabilities=args.probabilities,
+                model=args.model, **settings.shared(),
+            )  # fmt: skip
             result = _with_bar(generator, "images", "image", report=_report_file)
-            failed = len(result.failed)
-            if failed:
-                print(
-                    f"napari-unet segment: {failed} of {len(result.outcomes)} files failed",
-                    file=sys.stderr,
-                )
+        failed = len(result.failed)
+        if failed:
+            print(
+                f"napari-unet segment: {failed} of {len(result.outcomes)} files failed",
+                file=sys.stderr,
+            )
     return 1 if failed else 0
 
 
@@ -103,6 +97,21 @@ def _report_file(outcome) -> None:
         tqdm.write(f"{name}: complete from an earlier run, kept")
     else:
         tqdm.write(f"{name}: {outcome.n_cells} cells -> {outcome.outputs[0]}")
+
+
+def _with_fraction_bar(generator, description: str):
+    """Run a :func:`~napari_unet.route.segment.iter_segment_routed` job with a tqdm bar."""
+    from tqdm import tqdm
+
+    from napari_unet.runtime.progress import run_to_completion
+
+    with tqdm(total=1.0, desc=description, bar_format="{l_bar}{bar}| {elapsed}") as bar:
+
+        def update(progress, bar=bar):
+            bar.set_postfix_str(progress.message, refresh=False)
+            bar.update(progress.fraction - bar.n)
+
+        return run_to_completion(generator, update)
 
 
 def _with_bar(generator, description: str, unit: str, report=None):

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 from pathlib import Path
 
+from napari_unet.cli._settings import segment_settings
 from napari_unet.cli.cluster import add_cluster_options
-from napari_unet.io.files import FILE_ERRORS
+from napari_unet.cli.outcomes import (
+    DEBUG_HELP,
+    EXIT_INTERRUPTED,
+    REPORTED_ERRORS,
+    interrupt_stops,
+    run_reporting,
+)
 from napari_unet.method.annotation import DEFAULT_N_CLASSES, TARGET_CLASSES
 from napari_unet.runtime.devices import DEVICE_CHOICES, PRECISION_CHOICES
 
@@ -23,10 +31,6 @@ def _tile(value: str) -> tuple[int, int]:
     return parts[0], parts[1]
 
 
-#: Errors reported as one line naming the file (anything else is a bug: a traceback).
-_REPORTED_ERRORS = FILE_ERRORS
-
-
 def _segment_outputs(path: Path, args) -> list[Path]:
     from napari_unet.io.files import segmentation_outputs
 
@@ -34,8 +38,12 @@ def _segment_outputs(path: Path, args) -> list[Path]:
 
 
 def _segment(args) -> int:
-    from napari_unet.io.checks import check_output_path, check_unique_outputs
-    from napari_unet.io.files import image_files, written_by_this_package
+    from napari_unet.io.checks import (
+        check_output_path,
+        check_unique_outputs,
+        refuse_foreign_output,
+    )
+    from napari_unet.io.files import image_files
     from napari_unet.models.files import load_model
 
     if args.dask_scheduler:  # on a cluster (also zarr images, block by block)
@@ -49,20 +57,25 @@ def _segment(args) -> int:
     check_unique_outputs(every_output, inputs=files)
     check_output_path(every_output[0], files)
     for out in every_output:
-        if out.exists() and not written_by_this_package(out):
-            raise ValueError(
-                f"{out} exists and was not written by napari-unet: move it, or choose "
-                "another output folder"
-            )
+        refuse_foreign_output(out)
     model = load_model(args.model)
     args.output.mkdir(parents=True, exist_ok=True)
-    failed = 0
+    failed, done = 0, 0
     for path in files:
         try:
             _segment_file(path, model, args, outputs[path])
-        except _REPORTED_ERRORS as error:
+        except REPORTED_ERRORS as error:
             failed += 1
             print(f"napari-unet segment: error: {path}: {error}", file=sys.stderr)
+        except KeyboardInterrupt:
+            print(
+                f"napari-unet segment: interrupted: {done - failed} of {len(files)} images "
+                f"segmented, their results written to {args.output}; {path.name} and the "
+                "images after it were not written",
+                file=sys.stderr,
+            )
+            return EXIT_INTERRUPTED
+        done += 1
     if failed:
         print(f"napari-unet segment: {failed} of {len(files)} files failed", file=sys.stderr)
         return 1
@@ -72,18 +85,9 @@ def _segment(args) -> int:
 def _segment_file(path: Path, model, args, outputs: list[Path]) -> None:
     from tqdm import tqdm
 
-    from napari_unet.inference.segment import iter_segment
-    from napari_unet.io.files import (
-        check_label_shape,
-        read_image,
-        write_labels_tiff,
-        write_tiff,
-    )
-    from napari_unet.method.images import image_layout
+    from napari_unet.inference.files import iter_segment_file
     from napari_unet.runtime.progress import run_to_completion
 
-    image = read_image(path)
-    check_label_shape(image_layout(image).labels_shape)  # refuse what cannot be written
     with tqdm(total=1.0, desc=path.name, unit="image", bar_format="{l_bar}{bar}| {elapsed}") as bar:
 
         def update(p, bar=bar):
@@ -91,35 +95,19 @@ def _segment_file(path: Path, model, args, outputs: list[Path]) -> None:
             bar.update(p.fraction - bar.n)
 
         result = run_to_completion(
-            iter_segment(
-                image,
-                model,
-                tile_shape=args.tile_size,
-                device=args.device,
-                precision=args.precision,
-                threshold=args.threshold,
-                min_size=args.min_size,
-                object_size=args.object_size,
-            ),
-            update,
+            iter_segment_file(path, outputs, model, segment_settings(args)), update
         )
-    out = write_labels_tiff(outputs[0], result.labels)
-    if args.probabilities:
-        write_tiff(outputs[1], result.probabilities)
     tqdm.write(
-        f"{path.name}: {int(result.labels.max())} cells -> {out} "
+        f"{path.name}: {result.n_cells} cells -> {result.outputs[0]} "
         f"({result.seconds:.2f} s on {result.device}, {result.precision})"
     )
 
 
 def _train(args) -> int:
-    from tqdm import tqdm
-
     from napari_unet.io.checks import check_output_path, pair_by_name
-    from napari_unet.io.files import image_files, read_image
+    from napari_unet.io.files import image_files
     from napari_unet.method.network import UNet
-    from napari_unet.models.files import load_model, model_file_bytes, save_model_or_keep
-    from napari_unet.runtime.progress import run_to_completion
+    from napari_unet.models.files import load_model, model_file_bytes
     from napari_unet.training.loop import SCRATCH_CONFIG, TrainingConfig, train
 
     pairs = pair_by_name(image_files(args.images), image_files(args.annotations))
@@ -143,6 +131,19 @@ def _train(args) -> int:
         from napari_unet.cli.cluster import train_on_cluster
 
         train = train_on_cluster(args.dask_scheduler)
+    stop = threading.Event()
+    with interrupt_stops(stop, "train"):
+        return _run_training(train, images, annotations, model, config, args, stop)
+
+
+def _run_training(train, images, annotations, model, config, args, stop) -> int:
+    """Train, then save the best model; Ctrl-C once stops early and still saves."""
+    from tqdm import tqdm
+
+    from napari_unet.io.files import read_image
+    from napari_unet.models.files import save_model_or_keep
+    from napari_unet.runtime.progress import run_to_completion
+
     generator = train(
         [read_image(p) for p in images],
         [read_image(p) for p in annotations],
@@ -151,6 +152,7 @@ def _train(args) -> int:
         device=args.device,
         dense=args.dense,
         seed=args.seed,
+        stop=stop,
     )
     with tqdm(total=1.0, desc="training", bar_format="{l_bar}{bar}| {elapsed}{postfix}") as bar:
 
@@ -159,6 +161,12 @@ def _train(args) -> int:
             bar.update(p.fraction - bar.n)
 
         result = run_to_completion(generator, update)
+    if result.stopped and not result.history:
+        print(
+            "napari-unet train: interrupted before the first iteration: nothing written",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
     written, error = save_model_or_keep(result.model, args.output)
     if error is not None:
         print(
@@ -167,6 +175,13 @@ def _train(args) -> int:
             file=sys.stderr,
         )
         return 1
+    if result.stopped:
+        tqdm.write(
+            f"napari-unet train: interrupted after {len(result.history)} iterations; the best "
+            f"model so far (iteration {result.best_iteration}) was written to {written}",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
     tqdm.write(f"best iteration {result.best_iteration}; model written to {written}")
     return 0
 
@@ -222,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="U-Net (Ronneberger et al. 2015) cell segmentation: "
         "segment, train, weight maps.",
     )
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     sub = parser.add_subparsers(dest="command", required=True)
 
     seg = sub.add_parser(
@@ -382,6 +398,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bx.add_argument("--license", default=DEFAULT_LICENSE, help="SPDX licence id; " + _DEFAULT)
     bx.set_defaults(func=_export_bioimageio)
+    for subcommand in (seg, tr, wm, bx):  # also after the subcommand; SUPPRESS keeps the main's
+        subcommand.add_argument(
+            "--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP
+        )
     return parser
 
 
@@ -392,15 +412,10 @@ def main(argv: list[str] | None = None) -> int:
     -------
     int
         0 on success; 1 when some files of a batch (or the save to the requested
-        place) failed, each reported on one line; 2 when the run was refused or failed
-        as a whole (one line on standard error, no traceback).
+        place) failed, each reported on one line; 2 when the run failed as a whole, 130
+        after Ctrl-C (one line on standard error; ``--debug`` shows a traceback).
     """
-    args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except _REPORTED_ERRORS as error:
-        print(f"napari-unet {args.command}: error: {error}", file=sys.stderr)
-        return 2
+    return run_reporting(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -105,34 +105,18 @@ def outputs_complete(image: str | os.PathLike, outputs: Sequence[str | os.PathLi
 
 def _file_task(image: Path, outputs: tuple[Path, ...], model, options: dict) -> FileOutcome:
     """Worker side: segment one file and write its results, unless they are complete."""
-    from napari_unet.inference.segment import iter_segment
-    from napari_unet.io.files import (
-        check_label_shape,
-        read_image,
-        write_labels_tiff,
-        write_tiff,
-        written_by_this_package,
-    )
-    from napari_unet.method.images import image_layout
+    from napari_unet.inference.files import iter_segment_file
+    from napari_unet.inference.settings import SegmentSettings
 
     started = time.perf_counter()
     if outputs_complete(image, outputs):
         return FileOutcome(image, outputs, skipped=True)
-    for out in outputs:
-        if out.exists() and not written_by_this_package(out):
-            why = "exists and was not written by napari-unet: move it, or choose another folder"
-            return FileOutcome(image, outputs, error=f"{out} {why}")
     try:
-        pixels = read_image(image)
-        check_label_shape(image_layout(pixels).labels_shape)
-        result = run_to_completion(iter_segment(pixels, model, **options))
-        write_labels_tiff(outputs[0], result.labels)  # masks first: both or a rerun
-        if len(outputs) > 1:
-            write_tiff(outputs[1], result.probabilities)
+        generator = iter_segment_file(image, outputs, model, SegmentSettings(**options))
+        result = run_to_completion(generator)
     except FILE_ERRORS as error:
         return FileOutcome(image, outputs, seconds=time.perf_counter() - started, error=str(error))
-    n_cells = int(result.labels.max()) if result.labels.size else 0
-    return FileOutcome(image, outputs, n_cells, time.perf_counter() - started)
+    return FileOutcome(image, outputs, result.n_cells, time.perf_counter() - started)
 
 
 def iter_segment_files(

@@ -9,11 +9,13 @@ result equals :func:`napari_unet.segment` on the whole image.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import uuid
 from collections.abc import Generator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -28,6 +30,7 @@ from napari_unet.inference.blocks import (
 )
 from napari_unet.inference.stitching import BlockCells, global_ids, match_cells
 from napari_unet.io import zarr_files as zarr_io
+from napari_unet.io.checks import refuse_foreign_output
 from napari_unet.runtime.progress import run_to_completion
 
 
@@ -79,6 +82,11 @@ def _block_task(
         source = np.asarray(source[y0:y1, x0:x1])
     labels, n_core = segment_block(source, plan, block, model, normalization, instances, **options)
     provisional.write(block.core, core_labels(labels, block))
+    if not _has_metadata(provisional.store, provisional.path):
+        # The job ended (stopped, failed, interrupted) while this block ran, and removed
+        # its provisional array: a task dask could not stop must not leave chunks behind.
+        _remove(provisional)
+        raise RuntimeError("the job ended while this block was segmented")
     return BlockCells(n_core, int(labels.max())), seam_labels(labels, block, seams)
 
 
@@ -109,11 +117,9 @@ def _output_location(output, ome, name: str, source_path: str | None) -> tuple[s
         inside = source_path is not None and source_path.startswith(store.rstrip("/") + "/")
         if store == source_path or inside:
             raise ValueError(f"the output {output} would overwrite the input image")
-    if zarr_io.exists(store, path) and not zarr_io.written_by_napari_unet(store, path):
-        raise ValueError(
-            f"{what} exists and was not written by napari-unet: move it, or choose another "
-            + ("name" if output is None else "output")
-        )
+    refuse_foreign_output(
+        store, path, what=what, instead="choose another " + ("name" if output is None else "output")
+    )
     return store, path
 
 
@@ -297,8 +303,10 @@ def iter_segment_zarr(
             zarr_io.write_ome_label_metadata(ome, name, factors)
         zarr_io.mark_complete(target, n_cells)
     finally:  # also when the caller stops early: nothing keeps running or lying around
-        client.cancel([model_future, *futures])
-        _remove(provisional)
+        try:
+            client.cancel([model_future, *futures])
+        finally:  # blocks still running find their array gone and remove what they wrote
+            _remove(provisional)
     return ZarrSegmentResult(store, path, n_cells, plan, time.perf_counter() - started)
 
 
@@ -311,9 +319,29 @@ def _as_dask(plane, block_shape):
     return array[(0,) * (array.ndim - 2)]
 
 
+#: Files that make a folder a zarr array (format 3, format 2).
+_ARRAY_METADATA = ("zarr.json", ".zarray")
+
+
+def _has_metadata(store: str, path: str = "") -> bool:
+    """Whether a local array's metadata file is there; always True for a URL."""
+    if zarr_io.is_url(store):
+        return True
+    return any(Path(store, path, name).is_file() for name in _ARRAY_METADATA)
+
+
+def _remove_metadata(store: str, path: str = "") -> None:
+    """Delete a local array's metadata file (a URL is left alone); errors are ignored."""
+    for name in () if zarr_io.is_url(store) else _ARRAY_METADATA:
+        with contextlib.suppress(OSError):
+            Path(store, path, name).unlink()
+
+
 def _remove(target) -> None:
+    """Delete a provisional array: its metadata first, so a block still writing sees it gone."""
     import zarr
 
+    _remove_metadata(target.store, target.path)
     if target.path:
         try:
             del zarr.open_group(store=target.store, mode="r+")[target.path]

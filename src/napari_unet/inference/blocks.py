@@ -23,6 +23,7 @@ import numpy as np
 from napari_unet.inference.segment import InstanceSettings
 from napari_unet.method.network import UNet
 from napari_unet.method.tiling import mirror_index, predict_tiled
+from napari_unet.models.metadata import model_object_size
 
 #: Default core side of a block, pixels: a few seconds per block on a GPU, about a
 #: minute on one CPU core; chunks of the labels written have this shape.
@@ -173,10 +174,10 @@ def network_context(model: UNet) -> int:
 def default_overlap(model: UNet) -> int:
     """Default overlap, pixels: :data:`OVERLAP_CELL_DIAMETERS` cell diameters of the model.
 
-    The diameter is the model's ``object_size`` (16 px when it has none), rounded up to
-    the pooling grid.
+    The diameter is the model's ``object_size``
+    (:func:`~napari_unet.models.metadata.model_object_size`), rounded up to the pooling grid.
     """
-    size = float((model.metadata or {}).get("object_size", 16.0))
+    size = model_object_size(model)
     p = model.pooling_factor
     return max(p, math.ceil(OVERLAP_CELL_DIAMETERS * size / p) * p)
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from napari_unet.method.annotation import DEFAULT_GAP
 from napari_unet.method.images import (
     image_layout,
     iter_planes,
@@ -18,7 +19,12 @@ from napari_unet.method.instances import boundary_watershed, min_size_for, proba
 from napari_unet.method.network import UNet
 from napari_unet.method.object_size import check_object_size
 from napari_unet.models.files import load_model
-from napari_unet.models.metadata import model_percentiles
+from napari_unet.models.metadata import (
+    DEFAULT_MIN_SIZE,
+    DEFAULT_SEED_THRESHOLD,
+    DEFAULT_THRESHOLD,
+    model_percentiles,
+)
 from napari_unet.runtime.devices import resolved_names
 from napari_unet.runtime.progress import map_progress, run_to_completion
 
@@ -132,15 +138,17 @@ class InstanceSettings:
         """
         metadata = model.metadata or {}
         post = metadata.get("postprocessing", {})
-        threshold = float(post.get("threshold", 0.5) if threshold is None else threshold)
+        threshold = float(
+            post.get("threshold", DEFAULT_THRESHOLD) if threshold is None else threshold
+        )
         if min_size is None:
             if object_size is not None:
                 min_size = min_size_for(check_object_size(object_size))
             else:
-                min_size = int(post.get("min_size", 16))
+                min_size = int(post.get("min_size", DEFAULT_MIN_SIZE))
         # Cells lost ``gap`` px per side to the separation border: grow back across 2 * gap.
-        grow = 2 * int(metadata.get("gap", 1))
-        seed_threshold = float(post.get("seed_threshold", 0.5))
+        grow = 2 * int(metadata.get("gap", DEFAULT_GAP))
+        seed_threshold = float(post.get("seed_threshold", DEFAULT_SEED_THRESHOLD))
         return cls(model.config.n_classes == 3, threshold, int(min_size), seed_threshold, grow)
 
     @property
@@ -220,9 +228,10 @@ def iter_segment(
         cells are bright, as in the fluorescence images of the default model
         (:func:`~napari_unet.method.images.rgb_plane_to_gray`).
     threshold : float, optional
-        Foreground probability threshold; default from the model (0.5).
+        Foreground probability threshold; default from the model
+        (:data:`~napari_unet.method.instances.DEFAULT_THRESHOLD`).
     min_size : int, optional
-        Smallest cell in pixels; default from the model (16), or derived from
+        Smallest cell in pixels; default from the model (``DEFAULT_MIN_SIZE``), or derived from
         ``object_size`` when that is given
         (:func:`~napari_unet.method.instances.min_size_for`).
     object_size : float, optional

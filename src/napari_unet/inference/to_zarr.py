@@ -25,6 +25,7 @@ from napari_unet.inference.blocks import (
 from napari_unet.inference.segment import SegmentProgress
 from napari_unet.inference.stitching import BlockCells, global_ids, match_cells
 from napari_unet.io import zarr_files as zarr_io
+from napari_unet.io.checks import refuse_foreign_output
 
 #: Share of the available memory that in-memory results (int32 labels and float32
 #: probabilities, 8 bytes per pixel) may take; beyond it labels go to zarr on disk.
@@ -161,8 +162,7 @@ def iter_segment_to_zarr(
     if normalization is None:
         normalization = percentile_normalization(plane, model_percentiles(net))
     store = zarr_io.store_path(store)
-    if zarr_io.exists(store) and not zarr_io.written_by_napari_unet(store, "0"):
-        raise ValueError(f"{store} exists and was not written by napari-unet; choose another")
+    refuse_foreign_output(store, "0", replaces_store=True, instead="choose another store")
     zarr_io.remove(store)
     target = zarr_io.create_labels(store, "0", plan.image_shape, plan.block_shape)
     options.update(device=device, precision=precision)

@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from napari_unet.io.files import TEMP_TAG
+from napari_unet.io.files import TEMP_TAG, written_by_this_package
 
 
 def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
@@ -30,6 +30,54 @@ def _existing_ancestor(path: Path) -> Path:
     while not path.exists() and path != path.parent:
         path = path.parent
     return path
+
+
+def refuse_foreign_output(
+    output: str | os.PathLike,
+    zarr_path: str | None = None,
+    *,
+    replaces_store: bool = False,
+    what: str | None = None,
+    instead: str = "choose another output folder",
+) -> None:
+    """Refuse to overwrite a file or zarr array this package did not write.
+
+    The one guard of every writer: the command line, the cluster's file tasks, and the
+    zarr labels of :mod:`napari_unet.inference.to_zarr` and :mod:`napari_unet.distributed`.
+
+    Parameters
+    ----------
+    output : str or os.PathLike
+        A file (TIFF, model), or a zarr store when ``zarr_path`` is given.
+    zarr_path : str, optional
+        The array's path in the store (``""`` for the store's root array).
+    replaces_store : bool
+        Whether the writer deletes the whole store first: then any existing store counts,
+        not only one with an array at ``zarr_path``.
+    what : str, optional
+        How the message names the output; default ``output``.
+    instead : str
+        What the user can do instead, ending the message.
+
+    Raises
+    ------
+    ValueError
+        If ``output`` exists and does not carry this package's mark
+        (:func:`~napari_unet.io.files.written_by_this_package`,
+        :func:`~napari_unet.io.zarr_files.written_by_napari_unet`).
+    """
+    if zarr_path is None:
+        foreign = Path(output).exists() and not written_by_this_package(output)
+    else:
+        from napari_unet.io import zarr_files
+
+        store = str(output)
+        existing = zarr_files.exists(store, "" if replaces_store else zarr_path)
+        foreign = existing and not zarr_files.written_by_napari_unet(store, zarr_path)
+    if foreign:
+        raise ValueError(
+            f"{what or output} exists and was not written by napari-unet: move it, or {instead}"
+        )
 
 
 def check_output_path(

@@ -28,6 +28,7 @@ from scipy import ndimage as ndi
 __all__ = [
     "BACKGROUND",
     "BOUNDARY_WIDTH",
+    "DEFAULT_GAP",
     "DEFAULT_N_CLASSES",
     "FIRST_CELL",
     "TARGET_CLASSES",
@@ -47,6 +48,8 @@ FIRST_CELL = 2
 
 BOUNDARY_WIDTH = 2
 """Default width (pixels) of the cell-boundary class of the three-class target."""
+DEFAULT_GAP = 1
+"""Default separation gap (pixels) carved from each of two touching cells (Sec. 3)."""
 
 DEFAULT_N_CLASSES = 3
 """Classes of a new network's target (:data:`TARGET_CLASSES`): the three-class target,
@@ -215,7 +218,7 @@ def validate_annotation(labels, image_shape=None, dense: bool = False) -> np.nda
 def annotation_to_target(
     labels,
     dense: bool = False,
-    gap: int = 1,
+    gap: int = DEFAULT_GAP,
     *,
     n_classes: int = 2,
     boundary_width: int = BOUNDARY_WIDTH,

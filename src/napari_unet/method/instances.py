@@ -19,12 +19,20 @@ from skimage.segmentation import expand_labels, watershed
 
 #: Rows per band when growing cells back over the separation gaps.
 _BAND_ROWS = 1024
+# Post-processing fallbacks for models whose metadata has none: the one definition
+# (models.metadata re-exports them for inference.segment.InstanceSettings).
+DEFAULT_THRESHOLD = 0.5
+"""Foreground probability threshold."""
+DEFAULT_MIN_SIZE = 16
+"""Smallest cell kept, pixels."""
+DEFAULT_SEED_THRESHOLD = 0.5
+"""Interior probability of a watershed seed (three-class models)."""
 
 
 def probabilities_to_labels(
     foreground: np.ndarray,
-    threshold: float = 0.5,
-    min_size: int = 16,
+    threshold: float = DEFAULT_THRESHOLD,
+    min_size: int = DEFAULT_MIN_SIZE,
     grow: int = 2,
 ) -> np.ndarray:
     """Instance labels from a foreground probability map.
@@ -119,9 +127,9 @@ def min_size_for(object_size: float) -> int:
 def boundary_watershed(
     background: np.ndarray,
     interior: np.ndarray,
-    threshold: float = 0.5,
-    min_size: int = 16,
-    seed_threshold: float = 0.5,
+    threshold: float = DEFAULT_THRESHOLD,
+    min_size: int = DEFAULT_MIN_SIZE,
+    seed_threshold: float = DEFAULT_SEED_THRESHOLD,
     min_seed_size: int | None = None,
 ) -> np.ndarray:
     """Instance labels from three-class probabilities by seeded watershed.

@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from napari_unet.runtime.checks import short_repr
+
 
 @dataclass(frozen=True)
 class UNetConfig:
@@ -49,11 +51,17 @@ class UNetConfig:
         for name in ("in_channels", "n_classes", "depth", "base_channels"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"UNetConfig.{name} must be a positive integer, got {value!r}")
+                raise ValueError(
+                    f"UNetConfig.{name} must be a positive integer, got {short_repr(value)}"
+                )
         if self.n_classes < 2:
             raise ValueError(f"UNetConfig.n_classes must be at least 2, got {self.n_classes}")
         if self.depth < 2:
             raise ValueError(f"UNetConfig.depth must be at least 2, got {self.depth}")
+        if not isinstance(self.batch_norm, bool):
+            raise ValueError(
+                f"UNetConfig.batch_norm must be True or False, got {short_repr(self.batch_norm)}"
+            )
 
     def to_dict(self) -> dict:
         """Return the settings as a JSON-serialisable dict."""

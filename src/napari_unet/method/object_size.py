@@ -1,7 +1,15 @@
 """The object size hint: the typical cell diameter, given by the user or measured.
 
-Stored in a trained model, it sets the training tile (:mod:`napari_unet.training.loop`) and
-the smallest cell kept when segmenting (:func:`napari_unet.method.instances.min_size_for`).
+Stored in a trained model (:func:`napari_unet.models.metadata.model_object_size`; a model
+without one counts as :data:`DEFAULT_OBJECT_SIZE`), it sets three rules:
+
+- the training tile: an output of ``clamp(2 x object size, MIN_TILE_OUTPUT,
+  MAX_TILE_OUTPUT)`` pixels (:mod:`napari_unet.training.config`, applied in
+  :mod:`napari_unet.training.loop`), so a tile holds a cell and its neighbours;
+- the smallest cell kept when segmenting: a quarter of the disc of that diameter, at
+  least 8 pixels (:func:`napari_unet.method.instances.min_size_for`);
+- the block overlap of images too large for memory: ``OVERLAP_CELL_DIAMETERS`` diameters,
+  rounded up to the pooling grid (:func:`napari_unet.inference.blocks.default_overlap`).
 """
 
 from __future__ import annotations
@@ -11,6 +19,9 @@ import math
 import numpy as np
 
 from napari_unet.method.annotation import FIRST_CELL
+
+#: Typical cell diameter (pixels) assumed for a model that stores none.
+DEFAULT_OBJECT_SIZE = 16.0
 
 
 def check_object_size(object_size) -> float:

@@ -22,7 +22,12 @@ from collections.abc import Generator
 import numpy as np
 from scipy import ndimage as ndi
 
-from napari_unet.method.annotation import DEFAULT_N_CLASSES, Target, annotation_to_target
+from napari_unet.method.annotation import (
+    DEFAULT_GAP,
+    DEFAULT_N_CLASSES,
+    Target,
+    annotation_to_target,
+)
 from napari_unet.runtime.checks import check_w0_sigma
 
 __all__ = [
@@ -100,7 +105,7 @@ def separation_border_weight_map(
     class_weights=DEFAULT_CLASS_WEIGHTS,
     *,
     dense: bool = False,
-    gap: int = 1,
+    gap: int = DEFAULT_GAP,
     n_classes: int = DEFAULT_N_CLASSES,
 ) -> np.ndarray:
     """Pixel-wise loss weight of eq. 2 of the U-Net paper for a (partial) annotation.

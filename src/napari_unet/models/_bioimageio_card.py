@@ -385,10 +385,10 @@ def write_cover(path: Path, test_input: np.ndarray, test_output: np.ndarray, hal
     """
     import imageio.v3 as iio
 
-    from napari_unet.method.images import normalize, percentile_normalization
+    from napari_unet.method.images import DEFAULT_PERCENTILES, normalize, percentile_normalization
 
     image = test_input[0, halo:-halo, halo:-halo]
-    gray = np.clip(normalize(image, *percentile_normalization(image, (1.0, 99.8))), 0, 1)
+    gray = np.clip(normalize(image, *percentile_normalization(image, DEFAULT_PERCENTILES)), 0, 1)
     left = np.repeat(gray[..., None], 3, axis=-1)
     colours = np.array([[0, 0, 0], [0.1, 0.9, 0.2], [1.0, 0.2, 0.8]])  # background, in, edge
     if test_output.shape[0] != len(colours):

@@ -27,21 +27,23 @@ from pathlib import Path
 import torch
 
 from napari_unet.io.files import atomic_path
-from napari_unet.method.network import UNet, UNetConfig
+from napari_unet.method.network import UNet
+from napari_unet.models.checks import (  # noqa: F401 - also read from here
+    ARCHITECTURE_LIMITS,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    MAX_WIDEST_CHANNELS,
+    check_architecture,
+    check_state,
+    config_from_dict,
+)
 from napari_unet.models.metadata import DEFAULT_MODEL_NAME
 
-FORMAT_NAME = "napari-unet"
-FORMAT_VERSION = "1"
 SUFFIX = ".safetensors"
 #: Suffixes of the model files :func:`load_model` reads (the widgets' file filters).
 #: A bioimage.io model package (zip), as :func:`napari_unet.export_bioimageio` writes.
 PACKAGE_SUFFIX = ".zip"
 READABLE_SUFFIXES = (SUFFIX, PACKAGE_SUFFIX)
-
-
-#: Largest architecture a model file may declare (the paper's network: depth 5, 64
-#: channels); checked before anything is built.
-ARCHITECTURE_LIMITS = {"in_channels": 16, "n_classes": 256, "depth": 8, "base_channels": 512}
 
 
 def shipped_model_path(name: str = DEFAULT_MODEL_NAME) -> Path:
@@ -184,10 +186,11 @@ def load_model(path_or_name: str | os.PathLike = DEFAULT_MODEL_NAME) -> UNet:
     if header.get("format") != FORMAT_NAME:
         raise ValueError(f"{path} is a safetensors file but not a napari-unet model (no header)")
     try:
-        config = UNetConfig(**json.loads(header["config"]))
+        values = json.loads(header["config"])
         metadata = json.loads(header.get("metadata", "{}"))
-    except (KeyError, TypeError, json.JSONDecodeError) as error:
+    except (KeyError, TypeError, RecursionError, json.JSONDecodeError) as error:
         raise ValueError(f"{path} has a corrupt napari-unet header: {error}") from error
+    config = config_from_dict(values, path)
     if not isinstance(metadata, dict):
         raise ValueError(f"{path} has a corrupt napari-unet header: metadata is not a dict")
     check_state(config, state, path)
@@ -221,82 +224,6 @@ def as_model(model: UNet | str | os.PathLike) -> UNet:
     raise ValueError(
         f"model must be a UNet, a model file or a shipped model name, got {type(model).__name__}"
     )
-
-
-def _architecture_from_tensors(state: dict) -> dict:
-    """The architecture the stored tensors imply (first convolution, head, levels)."""
-    found = {}
-    first = state.get("contracting_path.0.0.weight")
-    if first is not None and first.ndim == 4:
-        found["base_channels"], found["in_channels"] = int(first.shape[0]), int(first.shape[1])
-    head = state.get("head.weight")
-    if head is not None and head.ndim == 4:
-        found["n_classes"] = int(head.shape[0])
-    levels = {key.split(".")[1] for key in state if key.startswith("contracting_path.")}
-    if levels:
-        found["depth"] = len(levels)
-    found["batch_norm"] = any(key.endswith("running_mean") for key in state)
-    return found
-
-
-def check_state(config: UNetConfig, state: dict, path: str | os.PathLike = "model") -> None:
-    """Check a declared architecture against bounds and stored tensors, building nothing.
-
-    Parameters
-    ----------
-    config : UNetConfig
-        The architecture the file declares.
-    state : dict of str to torch.Tensor
-        The stored tensors.
-    path : str or os.PathLike
-        Named in the messages.
-
-    Raises
-    ------
-    ValueError
-        If the architecture exceeds :data:`ARCHITECTURE_LIMITS`, differs from what the
-        tensors imply (first convolution: ``base_channels`` and ``in_channels``; number
-        of levels: ``depth``; head: ``n_classes``; batch-norm statistics), a tensor is
-        missing, extra or of another shape than the architecture needs, or a stored
-        number is NaN or infinite (or a batch-norm variance negative).
-    """
-    for name, limit in ARCHITECTURE_LIMITS.items():
-        if getattr(config, name) > limit:
-            raise ValueError(
-                f"{path} declares {name}={getattr(config, name)}, more than the limit of "
-                f"{limit} for model files: the file is damaged or not a napari-unet model"
-            )
-    for name, value in _architecture_from_tensors(state).items():
-        if getattr(config, name) != value:
-            raise ValueError(
-                f"{path} declares {name}={getattr(config, name)!r} but its stored weights "
-                f"have {name}={value!r}: the file is damaged"
-            )
-    import torch
-
-    with torch.device("meta"):  # shapes only: no memory is allocated
-        expected = {k: tuple(v.shape) for k, v in UNet(config=config).state_dict().items()}
-    missing = sorted(set(expected) - set(state))
-    extra = sorted(set(state) - set(expected))
-    if missing or extra:
-        raise ValueError(
-            f"{path}: the stored weights do not fit the architecture {config}: "
-            f"missing {missing[:3]}, unexpected {extra[:3]}"
-        )
-    for key, shape in expected.items():
-        if tuple(state[key].shape) != shape:
-            raise ValueError(
-                f"{path}: tensor {key} has shape {tuple(state[key].shape)}, the architecture "
-                f"{config} needs {shape}: the file is damaged"
-            )
-    for key, tensor in state.items():
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise ValueError(
-                f"{path}: tensor {key} holds NaN or infinite values; such a network "
-                "predicts nothing useful, so the file is refused"
-            )
-        if key.endswith("running_var") and bool((tensor < 0).any()):
-            raise ValueError(f"{path}: batch-norm variance {key} is negative: the file is damaged")
 
 
 def save_model_or_keep(model: UNet, path: str | os.PathLike) -> tuple[Path, OSError | None]:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from napari_unet.method.images import DEFAULT_PERCENTILES
+from napari_unet.method.instances import DEFAULT_MIN_SIZE, DEFAULT_SEED_THRESHOLD, DEFAULT_THRESHOLD
+from napari_unet.method.object_size import DEFAULT_OBJECT_SIZE
 
 if TYPE_CHECKING:  # pragma: no cover
     from napari_unet.method.network import UNet
@@ -18,10 +20,14 @@ if TYPE_CHECKING:  # pragma: no cover
 DEFAULT_MODEL_NAME = "default"
 
 __all__ = [
+    "DEFAULT_MIN_SIZE",
     "DEFAULT_MODEL_NAME",
     "DEFAULT_PERCENTILES",
+    "DEFAULT_SEED_THRESHOLD",
+    "DEFAULT_THRESHOLD",
     "fine_tuned_from_shipped",
     "is_shipped",
+    "model_object_size",
     "model_percentiles",
 ]
 
@@ -30,6 +36,12 @@ def model_percentiles(model: UNet) -> tuple[float, float]:
     """Normalisation percentiles stored in a model (the defaults when it has none)."""
     metadata = getattr(model, "metadata", None) or {}
     return tuple(metadata.get("normalization", {}).get("percentiles", DEFAULT_PERCENTILES))
+
+
+def model_object_size(model: UNet) -> float:
+    """Typical cell diameter (pixels) stored in a model (:data:`DEFAULT_OBJECT_SIZE` if none)."""
+    metadata = getattr(model, "metadata", None) or {}
+    return float(metadata.get("object_size", DEFAULT_OBJECT_SIZE))
 
 
 def is_shipped(model: UNet) -> bool:

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import math
 import numbers
+import reprlib
 from numbers import Real
+
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxother = 3, 40, 40
+_SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxdict = _SHORT.maxset = 4
 
 #: Estimated bytes per input pixel and first-level channel for one training tile:
 #: activations kept for the backward pass on both paths of the U-Net (about 24 values
@@ -12,6 +17,17 @@ from numbers import Real
 #: CPU in float32, 2 tiles of 572x572 with the scratch network (16 channels): 0.86 GiB
 #: peak growth, estimated 1.33 GiB, so the check errs on the safe side by ~1.5x.
 TRAINING_BYTES_PER_PIXEL_CHANNEL = 128
+
+
+def short_repr(value, limit: int = 80) -> str:
+    """A repr of ``value`` of at most ``limit`` characters, cheap for any input.
+
+    Nested containers are shown to three levels and four items each (:mod:`reprlib`),
+    so a value read from an untrusted file (a YAML list that aliases make 10⁹ items
+    wide) costs no more to print than a short one.
+    """
+    text = _SHORT.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def check_positive_int(name: str, value) -> int:
@@ -26,7 +42,7 @@ def check_positive_int(name: str, value) -> int:
         or int(value) != value
         or value < 1
     ):
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        raise ValueError(f"{name} must be a positive integer, got {short_repr(value)}")
     return int(value)
 
 
@@ -35,12 +51,14 @@ def check_positive_int_pair(name: str, value) -> tuple[int, int]:
     try:
         first, second = value
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be two positive integers (Y, X), got {value!r}") from None
+        raise ValueError(
+            f"{name} must be two positive integers (Y, X), got {short_repr(value)}"
+        ) from None
     try:
         return check_positive_int(name, first), check_positive_int(name, second)
     except ValueError:
         raise ValueError(
-            f"{name} must be two positive integers (Y, X) in pixels, got {value!r}"
+            f"{name} must be two positive integers (Y, X) in pixels, got {short_repr(value)}"
         ) from None
 
 

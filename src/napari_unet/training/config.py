@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
-from napari_unet.method.annotation import BOUNDARY_WIDTH, DEFAULT_N_CLASSES
+from napari_unet.method.annotation import BOUNDARY_WIDTH, DEFAULT_GAP, DEFAULT_N_CLASSES
 from napari_unet.method.augmentation import AugmentationConfig
 from napari_unet.method.images import DEFAULT_PERCENTILES
 from napari_unet.method.network import UNet, UNetConfig
@@ -118,7 +118,7 @@ class TrainingConfig:
     sigma: float = DEFAULT_SIGMA
     class_weights: str | tuple[float, ...] | None = DEFAULT_CLASS_WEIGHTS
     n_classes: int | None = None
-    gap: int = 1
+    gap: int = DEFAULT_GAP
     boundary_width: int = BOUNDARY_WIDTH
     object_size: float | None = None
     optimizer: str = "adam"

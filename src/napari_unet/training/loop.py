@@ -33,7 +33,11 @@ from napari_unet.method.instances import (
     min_size_for,
 )
 from napari_unet.method.network import UNet, UNetConfig, with_boundary_class
-from napari_unet.method.object_size import check_object_size, estimate_object_size
+from napari_unet.method.object_size import (
+    DEFAULT_OBJECT_SIZE,
+    check_object_size,
+    estimate_object_size,
+)
 from napari_unet.models.files import as_model
 from napari_unet.runtime.checks import check_training_memory
 from napari_unet.runtime.devices import precision_name, resolve_device, resolve_precision
@@ -109,7 +113,7 @@ def _object_size(config: TrainingConfig, annotations, dense: bool, base_metadata
     measured = estimate_object_size(annotations, dense)
     if measured is not None:
         return max(measured, 1.0)
-    return float(base_metadata.get("object_size", 16.0))
+    return float(base_metadata.get("object_size", DEFAULT_OBJECT_SIZE))
 
 
 def _tile_shape(model: UNet, config: TrainingConfig, object_size: float) -> tuple[int, int]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch.utils.data
 
+from napari_unet.method.annotation import FIRST_CELL
 from napari_unet.method.augmentation import (
     augment_intensity,
     crop_grid,
@@ -113,7 +114,8 @@ def prepare_samples(
     has_background = any((s.target.ravel()[s.annotated] == 0).any() for s in samples)
     if not has_cell:
         raise ValueError(
-            f"the annotation has no cell (labels >= {1 if dense else 2}): paint at least one cell"
+            f"the annotation has no cell (labels >= {1 if dense else FIRST_CELL}): "
+            "paint at least one cell"
         )
     if not has_background:
         raise ValueError(
