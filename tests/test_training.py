@@ -133,3 +133,20 @@ def test_map_progress_converts_records_and_keeps_the_result():
     seen = []
     result = run_to_completion(map_progress(inner(), lambda p: 10 * p), seen.append)
     assert seen == [10, 20] and result == "done"
+
+
+@pytest.mark.parametrize("shape,sigma,grid", [((284, 284), 10.0, 3), ((100, 137), 4.0, 5)])
+def test_elastic_displacement_is_the_bicubic_interpolation_of_the_coarse_grid(shape, sigma, grid):
+    """The separable evaluation equals interpolating the 2D field with map_coordinates."""
+    from scipy import ndimage as ndi
+
+    from napari_unet.method.augmentation import elastic_displacement
+
+    field = elastic_displacement(shape, sigma, grid, np.random.default_rng(3))
+    coarse = np.random.default_rng(3).normal(0.0, sigma, size=(2, grid, grid))
+    ys = np.linspace(0, grid - 1, shape[0], dtype=np.float32)
+    xs = np.linspace(0, grid - 1, shape[1], dtype=np.float32)
+    coords = np.stack(np.meshgrid(ys, xs, indexing="ij"))
+    expected = np.stack([ndi.map_coordinates(c, coords, order=3, mode="nearest") for c in coarse])
+    assert field.dtype == np.float32 and field.shape == (2, *shape)
+    np.testing.assert_allclose(field, expected, atol=1e-5)

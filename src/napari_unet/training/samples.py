@@ -7,6 +7,8 @@ around annotated pixels and augmented (Sec. 3.1) by one sampling grid each.
 
 from __future__ import annotations
 
+import concurrent.futures
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -239,14 +241,31 @@ class _TileStream(torch.utils.data.IterableDataset):
             yield random_batch(*self.args, rng)
 
 
-class BatchSource:
-    """Random training batches (:func:`random_batch`), made here or by worker processes.
+def batches_ahead(device) -> bool:
+    """Whether a helper thread should make the next batch while a step runs on ``device``.
 
-    On a GPU a training step takes a few milliseconds, while augmenting a batch on
-    one CPU core takes tens: with ``workers > 0`` a ``torch.utils.data.DataLoader``
-    runs that many processes that prepare batches ahead. Batches are reproducible for
-    a given seed and number of workers (each worker draws from its own seeded
-    generator; the loader takes them in turn).
+    Yes on a GPU, and on a CPU with a core that PyTorch's threads leave free. Not when
+    PyTorch's threads take every core: its OpenMP team waits at every operation's barrier
+    for a thread the helper took the core from (docs/benchmarks.md; a 2-core CPU), which
+    costs more than the ~12 ms of a default batch made in line.
+    """
+    if torch.device(device).type != "cpu":
+        return True
+    return (os.cpu_count() or 1) > torch.get_num_threads()
+
+
+class BatchSource:
+    """Random training batches (:func:`random_batch`), made ahead of the step that needs them.
+
+    With ``workers == 0`` one helper thread makes the next batch while the training step
+    runs on the current one (NumPy and SciPy release the GIL in the interpolation, as
+    PyTorch does in its kernels), so the step never waits for augmentation it could
+    overlap with. On a GPU a training step takes a few milliseconds, while augmenting a
+    batch on one CPU core takes tens: with ``workers > 0`` a
+    ``torch.utils.data.DataLoader`` runs that many processes that prepare batches ahead.
+    Batches are reproducible for a given seed and number of workers (the thread draws
+    from ``rng`` in order; each worker process draws from its own seeded generator, the
+    loader takes them in turn).
 
     Parameters
     ----------
@@ -255,13 +274,19 @@ class BatchSource:
     rng : numpy.random.Generator
         Source of the batches (``workers == 0``) or of the workers' seed.
     workers : int
-        Worker processes; 0 makes every batch in the calling thread.
+        Worker processes; 0: one batch made ahead on a thread of this process.
+    ahead : bool
+        With ``workers == 0``: make the next batch ahead (True) or on demand in the
+        calling thread (False).
     """
 
-    def __init__(self, samples, halo, tile_shape, batch_size, augmentation, rng, workers=0):
+    def __init__(
+        self, samples, halo, tile_shape, batch_size, augmentation, rng, workers=0, ahead=True
+    ):
         self._args = (samples, halo, tile_shape, batch_size, augmentation)
         self._rng = rng
         self._batches = None
+        self._thread = self._pending = None
         if workers > 0:
             loader = torch.utils.data.DataLoader(
                 _TileStream(self._args, int(rng.integers(2**63 - 1))),
@@ -270,15 +295,29 @@ class BatchSource:
                 prefetch_factor=2,
             )
             self._batches = iter(loader)
+        elif ahead:
+            self._thread = concurrent.futures.ThreadPoolExecutor(1, "napari-unet-batches")
+
+    def _make(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return random_batch(*self._args, self._rng)
 
     def next(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The next batch: inputs, targets and weights (see :func:`random_batch`)."""
-        if self._batches is None:
-            return random_batch(*self._args, self._rng)
-        return tuple(np.asarray(part) for part in next(self._batches))
+        if self._batches is not None:
+            return tuple(np.asarray(part) for part in next(self._batches))
+        if self._thread is None:
+            return self._make()
+        batch = (self._pending or self._thread.submit(self._make)).result()
+        self._pending = self._thread.submit(self._make)
+        return batch
 
     def close(self) -> None:
-        """Stop the worker processes (if any)."""
+        """Stop the worker processes or the helper thread (if any)."""
         if self._batches is not None:
             self._batches._shutdown_workers()
             self._batches = None
+        if self._thread is not None:
+            if self._pending is not None:
+                self._pending.cancel()
+            self._thread.shutdown(wait=True)
+            self._thread = self._pending = None
