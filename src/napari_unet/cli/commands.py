@@ -9,6 +9,7 @@ from pathlib import Path
 
 from napari_unet.cli._settings import segment_settings
 from napari_unet.cli.cluster import add_cluster_options
+from napari_unet.cli.one_file import export_bioimageio_command, weight_map_command
 from napari_unet.cli.outcomes import (
     DEBUG_HELP,
     EXIT_INTERRUPTED,
@@ -188,47 +189,6 @@ def _run_training(train, images, annotations, model, config, args, stop) -> int:
     return 0
 
 
-def _weight_map(args) -> int:
-    from napari_unet.io.checks import check_output_path
-    from napari_unet.io.files import read_image, write_tiff
-    from napari_unet.method.weight_map import separation_border_weight_map
-
-    check_output_path(args.output, [args.annotation])
-    labels = read_image(args.annotation)
-    class_weights = None if args.class_weights == "none" else "balanced"
-    weights = separation_border_weight_map(
-        labels, args.w0, args.sigma, class_weights, dense=args.dense, n_classes=args.n_classes
-    )
-    write_tiff(args.output, weights)
-    print(
-        f"weight map {weights.shape}, range {weights.min():.3f}..{weights.max():.3f}"
-        f" -> {args.output}"
-    )
-    return 0
-
-
-def _export_bioimageio(args) -> int:
-    from napari_unet.io.checks import check_output_path
-    from napari_unet.models.files import load_model, resolve_model_path
-
-    check_output_path(args.output, [resolve_model_path(args.model)])
-    try:
-        from napari_unet.models.bioimageio import export_bioimageio
-
-        written = export_bioimageio(
-            load_model(args.model),
-            args.output,
-            name=args.name,
-            authors=args.author,
-            license=args.license,
-        )
-    except ImportError as error:  # the optional extra is missing: say how to install it
-        print(f"napari-unet export-bioimageio: error: {error}", file=sys.stderr)
-        return 2
-    print(f"bioimage.io model package -> {written} (check it: bioimageio test {written})")
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The ``napari-unet`` argument parser; its defaults are those of the core."""
     from napari_unet.training.loop import TrainingConfig
@@ -377,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="target the map is for (default: %(default)s, as the default model)",
     )
     wm.add_argument("--dense", action="store_true", help="annotation is dense: 0 = background")
-    wm.set_defaults(func=_weight_map)
+    wm.set_defaults(func=weight_map_command)
 
     from napari_unet.models.bioimageio import DEFAULT_LICENSE, INSTALL_HINT
 
@@ -399,7 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
         "shipped model, else a placeholder)",
     )
     bx.add_argument("--license", default=DEFAULT_LICENSE, help="SPDX licence id; " + _DEFAULT)
-    bx.set_defaults(func=_export_bioimageio)
+    bx.set_defaults(func=export_bioimageio_command)
     for subcommand in (seg, tr, wm, bx):  # also after the subcommand; SUPPRESS keeps the main's
         subcommand.add_argument(
             "--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP
