@@ -3,7 +3,11 @@ import pytest
 from scipy import ndimage as ndi
 
 from napari_unet.method.annotation import annotation_to_target
-from napari_unet.method.instances import probabilities_to_labels
+from napari_unet.method.instances import (
+    boundary_watershed,
+    fill_cell_holes,
+    probabilities_to_labels,
+)
 from napari_unet.metrics import seg_score
 
 
@@ -47,3 +51,41 @@ def test_growing_in_bands_equals_growing_the_whole_image(sample_masks, monkeypat
     whole = probabilities_to_labels(target, min_size=1, grow=2)
     monkeypatch.setattr(instances, "_BAND_ROWS", 7)
     np.testing.assert_array_equal(probabilities_to_labels(target, min_size=1, grow=2), whole)
+
+
+def _disc_probabilities(shape=(64, 64), centre=(32, 32), radius=14):
+    """Three-class probabilities (background, interior) of one round cell."""
+    yy, xx = np.indices(shape)
+    r = np.hypot(yy - centre[0], xx - centre[1])
+    cell = r <= radius
+    background = np.where(cell, 0.05, 0.95).astype(np.float32)
+    interior = np.where(r <= radius - 2, 0.9, 0.05).astype(np.float32)
+    return background, interior, cell
+
+
+def test_fill_holes_gives_a_cell_its_enclosed_background():
+    background, interior, cell = _disc_probabilities()
+    hole = np.zeros_like(cell)
+    hole[29:35, 29:35] = True  # a dim nucleolus the network calls background
+    background[hole], interior[hole] = 0.95, 0.05
+    plain = boundary_watershed(background, interior, 0.5, 16, 0.5)
+    filled = boundary_watershed(background, interior, 0.5, 16, 0.5, fill_holes=True)
+    assert (plain[hole] == 0).all() and (filled[hole] == filled[32, 20]).all()
+    assert seg_score(cell.astype(np.int32), filled) > seg_score(cell.astype(np.int32), plain)
+    # background between two cells is not a hole of either
+    two = np.zeros((40, 80), np.int32)
+    two[5:35, 5:38], two[5:35, 42:75] = 1, 2
+    np.testing.assert_array_equal(fill_cell_holes(two.copy()), two)
+
+
+def test_smoothing_removes_a_ragged_spur_and_keeps_the_cell():
+    background, interior, cell = _disc_probabilities()
+    spur = np.zeros_like(cell)
+    spur[31:33, 46:60] = True  # a 2 px protrusion out of the cell
+    background[spur] = 0.3
+    rough = boundary_watershed(background, interior, 0.5, 16, 0.5)
+    smooth = boundary_watershed(background, interior, 0.5, 16, 0.5, smoothing=1.5)
+    assert rough[spur].all() and not smooth[31:33, 50:60].any()
+    assert seg_score(cell.astype(np.int32), smooth) > seg_score(cell.astype(np.int32), rough)
+    with pytest.raises(ValueError, match="smoothing"):
+        boundary_watershed(background, interior, 0.5, 16, 0.5, smoothing=-1)
