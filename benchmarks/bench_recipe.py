@@ -5,7 +5,7 @@
 
 Variants (``name+key=value+…``): ``start`` (the shipped model), ``base`` (every default),
 ``adabn`` (batch-norm statistics re-estimated on the painted images, then frozen; Li et al.
-2016), ``dec`` (only the expansive path trains), with ``lr=``, ``bs=``, ``tile=`` and
+2016), ``dec`` (only the expansive path trains: ``TrainingConfig(trained_layers="expansive")``), with ``lr=``, ``bs=``, ``tile=`` and
 ``scale=`` (images and painting resized by that factor for training and prediction,
 labels scaled back by nearest neighbour). Scored with SEG and AP@0.5 on ``--split``; one
 JSON line per variant, with the load average.
@@ -14,6 +14,7 @@ JSON line per variant, with the load average.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import sys
@@ -27,11 +28,11 @@ from skimage.transform import rescale, resize
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from bench_finetune import painted_cells, painted_full  # noqa: E402
-from nuclei_data import load  # noqa: E402
+from bench_finetune import painted_cells, painted_full, score  # noqa: E402
+from nuclei_data import grey, load  # noqa: E402
 
 from napari_unet.inference.segment import iter_segment  # noqa: E402
-from napari_unet.metrics import average_precision, seg_score  # noqa: E402
+from napari_unet.method.images import DEFAULT_PERCENTILES, normalize, percentile_normalization  # noqa: E402
 from napari_unet.models.files import load_model  # noqa: E402
 from napari_unet.runtime.progress import run_to_completion  # noqa: E402
 from napari_unet.training import TrainingConfig, train  # noqa: E402
@@ -39,8 +40,6 @@ from napari_unet.training import TrainingConfig, train  # noqa: E402
 
 def freeze_bn_after_adapt(model, images, n=16, tile=284, seed=0):
     """AdaBN: re-estimate BN statistics on the images, then keep BN in eval mode."""
-    from napari_unet.method.images import normalize, percentile_normalization
-
     rng = np.random.default_rng(seed)
     bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     for bn in bns:
@@ -49,10 +48,8 @@ def freeze_bn_after_adapt(model, images, n=16, tile=284, seed=0):
     model.train()
     planes = []
     for im in images:
-        im = np.asarray(im, np.float32)
-        if im.ndim == 3:
-            im = im.mean(-1)
-        lo, hi = percentile_normalization(im, (1, 99.8))
+        im = np.asarray(grey(im), np.float32)  # the plane the network sees
+        lo, hi = percentile_normalization(im, DEFAULT_PERCENTILES)
         planes.append(normalize(im, lo, hi))
     with torch.no_grad():
         for _ in range(n):
@@ -73,10 +70,21 @@ def freeze_bn_after_adapt(model, images, n=16, tile=284, seed=0):
     return model
 
 
-def freeze_encoder(model):
-    for name, p in model.named_parameters():
-        if name.startswith("contracting_path"):
-            p.requires_grad_(False)
+def rescaled(image, scale: float) -> np.ndarray:
+    """An image (grey or RGB) resized by ``scale``, anti-aliased."""
+    image = np.asarray(image, np.float32)
+    channel_axis = -1 if image.ndim == 3 else None
+    return rescale(image, scale, order=1, channel_axis=channel_axis, anti_aliasing=True)
+
+
+def labels_at_scale(item, model, scale: float) -> np.ndarray:
+    """Segment ``item.image`` resized by ``scale``; labels back at full size (nearest)."""
+    if scale == 1.0:
+        return run_to_completion(iter_segment(item.image, model)).labels
+    labels = run_to_completion(iter_segment(rescaled(item.image, scale), model)).labels
+    return resize(
+        labels, item.masks.shape, order=0, preserve_range=True, anti_aliasing=False
+    ).astype(np.int32)
 
 
 def main():
@@ -105,30 +113,8 @@ def main():
         anns = [painted_cells(train_items[pick].masks, n, rng)]
     base = load_model("default")
 
-    def evaluate(model, scale=1.0, post=None):
-        segs, aps = [], []
-        for it in scored:
-            im = it.image
-            kw = {}
-            if post:
-                kw.update(post)
-            if scale != 1.0:
-                small = rescale(
-                    np.asarray(im, np.float32),
-                    scale,
-                    order=1,
-                    channel_axis=-1 if im.ndim == 3 else None,
-                    anti_aliasing=True,
-                )
-                lab = run_to_completion(iter_segment(small, model, **kw)).labels
-                lab = resize(
-                    lab, it.masks.shape, order=0, preserve_range=True, anti_aliasing=False
-                ).astype(np.int32)
-            else:
-                lab = run_to_completion(iter_segment(im, model, **kw)).labels
-            segs.append(seg_score(it.masks, lab))
-            aps.append(average_precision(it.masks, lab))
-        return round(float(np.nanmean(segs)), 4), round(float(np.mean(aps)), 4)
+    def evaluate(model, scale=1.0):
+        return score(scored, lambda item: labels_at_scale(item, model, scale))
 
     for variant in args.variants.split(","):
         t0 = time.time()
@@ -141,27 +127,17 @@ def main():
             cfg["batch_size"] = int(opts["bs"])
         if "tile" in opts:
             cfg["tile_shape"] = (int(opts["tile"]),) * 2
+        if "dec" in name:
+            cfg["trained_layers"] = "expansive"
         scale = float(opts.get("scale", 1.0))
-        model = base
         if name == "start":
             s = evaluate(base, scale)
             rec = dict(variant=variant, seg=s[0], ap=s[1])
         else:
-            import copy
-
             model = copy.deepcopy(base)
             tr_images, tr_anns = images, anns
             if scale != 1.0:
-                tr_images = [
-                    rescale(
-                        np.asarray(i, np.float32),
-                        scale,
-                        order=1,
-                        channel_axis=-1 if np.ndim(i) == 3 else None,
-                        anti_aliasing=True,
-                    )
-                    for i in images
-                ]
+                tr_images = [rescaled(i, scale) for i in images]
                 tr_anns = [
                     resize(
                         a, tr_images[k].shape[:2], order=0, preserve_range=True, anti_aliasing=False
@@ -170,8 +146,6 @@ def main():
                 ]
             if "adabn" in name:
                 freeze_bn_after_adapt(model, tr_images)
-            if "dec" in name:
-                freeze_encoder(model)
             # hold_out=0: every painted cell trains, as in round 2 (the recipes are compared
             # on the same network output, without the never-worse rule)
             config = TrainingConfig(
