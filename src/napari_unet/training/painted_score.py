@@ -254,11 +254,15 @@ def hold_out_cells(
     """
     partial = [as_partial(a, dense) for a in annotations]
     candidates = []  # (image, plane index, cell id, cut by the edge)
+    planes: dict = {}  # (image, plane index) -> the plane, for the painted planes
     for n, (image, annotation) in enumerate(zip(images, partial, strict=True)):
-        for index, _ in iter_planes(image, image_layout(image)):
-            plane = annotation[index] if index else annotation
-            ids = np.unique(plane[plane >= FIRST_CELL])
-            edge = np.unique(np.concatenate([plane[0], plane[-1], plane[:, 0], plane[:, -1]]))
+        for index, plane in iter_planes(image, image_layout(image)):
+            labels = annotation[index] if index else annotation
+            ids = np.unique(labels[labels >= FIRST_CELL])
+            if not len(ids):
+                continue
+            planes[n, index] = plane
+            edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
             candidates.extend((n, index, int(i), bool(np.isin(i, edge))) for i in ids)
     n_held = min(MAX_HELD_OUT, max(1, round(share * len(candidates)))) if share > 0 else 0
     if len(candidates) < MIN_PAINTED_TO_HOLD_OUT or n_held == 0:
@@ -269,20 +273,20 @@ def hold_out_cells(
     held = [pool[i] for i in sorted(order[:n_held])]
     others = [pool[i] for i in sorted(order[n_held:MAX_SCORED])]
     ring = max(3, round(object_size / 4))
-    planes: dict = {}
+    prepared: dict = {}  # once per plane: pixels, normalisation, each cell's bounding box
 
     def crop(n, index, cell) -> _Crop:
-        if (n, index) not in planes:
-            plane = dict(iter_planes(images[n], image_layout(images[n])))[index]
-            planes[n, index] = np.asarray(plane)
-        plane = planes[n, index]
         labels = partial[n][index] if index else partial[n]  # not yet hidden: read first
-        box = ndi.find_objects((labels == cell).astype(np.int8))[0]
-        box = _grown_box(box, ring + 1, plane.shape)
+        if (n, index) not in prepared:
+            plane = np.asarray(planes[n, index])
+            normalization = percentile_normalization(plane, percentiles)
+            prepared[n, index] = plane, normalization, ndi.find_objects(labels)
+        plane, normalization, boxes = prepared[n, index]
+        box = _grown_box(boxes[cell - 1], ring + 1, plane.shape)
         truth = labels[box] == cell
         around = ndi.binary_dilation(truth, iterations=ring)
         background = around & (labels[box] == BACKGROUND)
-        return _Crop(plane, percentile_normalization(plane, percentiles), box, truth, background)
+        return _Crop(plane, normalization, box, truth, background)
 
     held_crops = [crop(n, index, cell) for n, index, cell, _ in held]
     other_crops = [crop(n, index, cell) for n, index, cell, _ in others]
