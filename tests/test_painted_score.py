@@ -194,3 +194,30 @@ def test_from_scratch_reports_a_score_without_a_comparison(cells, one_torch_thre
     assert report.start is None and report.kept == "trained"
     assert report.message.startswith("painted-cell SEG ")
     assert all(p.painted.start is None for p in result.history)
+
+
+def test_dense_ground_truth_stays_dense_for_validation_and_the_record(
+    sample_image, sample_masks, one_torch_thread
+):
+    # cells are held out of a dense annotation; the validation pairs and the model's record
+    # still read the user's convention (0 = background)
+    image, masks = np.array(sample_image[:256, :352]), np.array(sample_masks[:256, :352])
+    val = (np.array(sample_image[256:, 352:]), np.array(sample_masks[256:, 352:]))
+    config = TrainingConfig(max_seconds=None, n_iterations=2, tile_shape=(188, 188))
+    result = run_to_completion(
+        train(
+            [image],
+            [masks],
+            model="default",
+            dense=True,
+            config=config,
+            seed=0,
+            device="cpu",
+            validation=[val],
+        )
+    )
+    assert result.painted is not None and result.painted.trained.n_cells == MAX_HELD_OUT
+    assert result.model.metadata["training"]["dense"] is True
+    # the validation truth covers every nucleus: a dense pair read as partial would ignore
+    # its background (0) and count its first nucleus (1) as background
+    assert 0 < result.history[-1].validation_score <= 1

@@ -240,6 +240,7 @@ def train(
     check_pairs(images, annotations)
     object_size = _object_size(config, annotations, dense, base_metadata)
     held_out = painted = None
+    trained_on, trained_dense = annotations, dense  # the held-out cells taken out of these
     if config.hold_out > 0:
         kept, held_out, painted = hold_out_cells(
             images,
@@ -251,8 +252,8 @@ def train(
             share=config.hold_out,
         )
         if held_out is not None:
-            annotations, dense = kept, False
-    samples = prepare_samples(images, annotations, config, dense, n_classes)
+            trained_on, trained_dense = kept, False
+    samples = prepare_samples(images, trained_on, config, trained_dense, n_classes)
     validation_data = prepare_validation(validation or [], config, dense, n_classes)
     settings = start_settings(model, object_size)
     metadata = _run_metadata(
