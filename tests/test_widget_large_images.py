@@ -29,7 +29,9 @@ def test_segment_a_dask_layer_in_bounded_memory(make_napari_viewer, qtbot, tmp_p
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the widget's labels folder
     monkeypatch.setattr(large_images, "IN_MEMORY_SHARE", 1e-9)
     monkeypatch.setattr(blocks, "DEFAULT_BLOCK_SIDE", 512)  # 36 blocks
-    monkeypatch.setattr("napari_unet.io.zarr_files.PYRAMID_MIN_SIDE", 1024)  # levels of 1536, 768 px
+    monkeypatch.setattr(
+        "napari_unet.io.zarr_files.PYRAMID_MIN_SIDE", 1024
+    )  # levels of 1536, 768 px
     model = save_model(UNet(depth=2, base_channels=4), tmp_path / "tiny.safetensors")
     # what the first run imports is not the image's memory: import it before measuring
     warm_up = large_images.iter_segment_to_zarr(slide[:64, :64], tmp_path / "w.zarr", model)

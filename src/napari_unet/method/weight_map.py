@@ -20,7 +20,6 @@ import math
 from collections.abc import Generator
 
 import numpy as np
-from scipy import ndimage as ndi
 
 from napari_unet.method.annotation import (
     DEFAULT_GAP,
@@ -28,6 +27,7 @@ from napari_unet.method.annotation import (
     Target,
     annotation_to_target,
 )
+from napari_unet.method.cell_distances import two_nearest_cell_distances
 from napari_unet.runtime.checks import check_w0_sigma
 
 __all__ = [
@@ -207,9 +207,9 @@ def weight_map_from_target(
         For invalid ``w0``, ``sigma`` or ``class_weights``.
     """
     w0, sigma = check_w0_sigma(w0, sigma)
-    class_weight_tuple = _class_weight_tuple(class_weights, parts)
-    d1, d2 = _two_nearest_cell_distances(parts.instances, _border_reach(w0, sigma))
-    return _assemble(parts, d1, d2, w0, sigma, class_weight_tuple)
+    weights = class_weight_tuple(class_weights, parts)
+    d1, d2 = two_nearest_cell_distances(parts.instances, border_reach(w0, sigma))
+    return assemble_weight_map(parts, d1, d2, w0, sigma, weights)
 
 
 def training_weight_map(
@@ -299,7 +299,7 @@ def iter_weight_map(
     return weights
 
 
-def _border_reach(w0: float, sigma: float) -> float:
+def border_reach(w0: float, sigma: float) -> float:
     """Largest ``d2`` (pixels) at which the border term can still reach ``tol``.
 
     The term ``w0 * exp(-s**2 / (2 sigma**2))`` is below ``tol`` once
@@ -311,41 +311,7 @@ def _border_reach(w0: float, sigma: float) -> float:
     return max(sigma * math.sqrt(2.0 * math.log(w0 / _BORDER_TOLERANCE)) - 1.0, 0.0)
 
 
-def _two_nearest_cell_distances(
-    instances: np.ndarray, reach: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Distances ``d1 <= d2`` (pixels, float64) to the two nearest cells within ``reach``.
-
-    Exact wherever the true ``d2 <= reach``; elsewhere ``d2`` (and possibly ``d1``)
-    may be ``inf`` or larger than the truth.
-    """
-    d1 = np.full(instances.shape, np.inf)
-    d2 = np.full(instances.shape, np.inf)
-    # a pixel outside the cell's box grown by ``margin`` is at least ``margin + 1``
-    # pixels (Euclidean) from the cell, so every pixel within ``reach`` is inside
-    margin = math.floor(reach)
-    if instances.size and instances.max() > instances.size:
-        # sparse huge ids: renumber 1..n so find_objects does not list ~max(id) boxes
-        cells = instances > 0
-        _, inverse = np.unique(instances[cells], return_inverse=True)
-        instances = np.zeros_like(instances)
-        instances[cells] = inverse + 1
-    for index, box in enumerate(ndi.find_objects(instances)):
-        if box is None:
-            continue
-        window = tuple(
-            slice(max(s.start - margin, 0), min(s.stop + margin, n))
-            for s, n in zip(box, instances.shape, strict=True)
-        )
-        d = ndi.distance_transform_edt(instances[window] != index + 1)
-        d1_window = d1[window]
-        d2_window = d2[window]
-        np.minimum(d2_window, np.maximum(d1_window, d), out=d2_window)
-        np.minimum(d1_window, d, out=d1_window)
-    return d1, d2
-
-
-def _class_weight_tuple(class_weights, parts: Target) -> tuple[float, ...]:
+def class_weight_tuple(class_weights, parts: Target) -> tuple[float, ...]:
     """Resolve the ``class_weights`` argument to one weight per class of ``parts``."""
     n = parts.n_classes
     names = "(w_background, w_cell)" if n == 2 else "(w_background, w_interior, w_boundary)"
@@ -375,18 +341,18 @@ def _class_weight_tuple(class_weights, parts: Target) -> tuple[float, ...]:
     return weights
 
 
-def _assemble(
+def assemble_weight_map(
     parts: Target,
     d1: np.ndarray,
     d2: np.ndarray,
     w0: float,
     sigma: float,
-    class_weight_tuple: tuple[float, ...],
+    class_weights: tuple[float, ...],
 ) -> np.ndarray:
     """Combine ``w_c`` and the border term into the float32 weight map of eq. 2."""
     weight = np.zeros(parts.classes.shape, np.float64)
     classes = parts.classes if parts.n_classes > 2 else (parts.classes != 0)
-    for k, w in enumerate(class_weight_tuple):
+    for k, w in enumerate(class_weights):
         weight[parts.mask & (classes == k)] = w
     # The border term lies between cells: on every annotated pixel that is not cell
     # (two classes) or cell interior (three classes).

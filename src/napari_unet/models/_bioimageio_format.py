@@ -51,7 +51,6 @@ PROJECT_CITATION = (
 )
 
 
-
 def input_size_rule(model: UNet) -> tuple[int, int]:
     """``(min, step)``: the valid input sizes of one spatial axis are ``min + n * step``.
 

@@ -97,6 +97,7 @@ def check_training_memory(model, tile_shape, batch_size: int, device) -> None:
 MAX_W0_SIGMA = {"w0": 1e6, "sigma": 1e4}
 """Largest ``w0`` (weight units; the paper uses 10) and ``sigma`` (pixels; the paper uses 5)."""
 
+
 def check_w0_sigma(w0, sigma) -> tuple[float, float]:
     """Return eq. 2's ``(w0, sigma)`` as floats or raise ``ValueError`` naming the bad one."""
     for name, value, unit in (("w0", w0, "weight units"), ("sigma", sigma, "pixels")):

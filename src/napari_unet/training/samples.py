@@ -25,6 +25,7 @@ from napari_unet.method.augmentation import (
 )
 from napari_unet.method.images import image_layout, iter_planes, normalize, percentile_normalization
 from napari_unet.method.weight_map import training_target, training_weight_map
+from napari_unet.method.weight_map_3d import volume_training_weights
 
 
 @dataclass
@@ -79,7 +80,12 @@ def check_pairs(images: Sequence, annotations: Sequence) -> list:
 
 
 def prepare_samples(
-    images: Sequence, annotations: Sequence, config, dense: bool, n_classes: int
+    images: Sequence,
+    annotations: Sequence,
+    config,
+    dense: bool,
+    n_classes: int,
+    volumes: Sequence | None = None,
 ) -> list[Sample]:
     """Validate image/annotation pairs and convert every annotated plane once.
 
@@ -94,6 +100,11 @@ def prepare_samples(
         Annotations are dense ground truth.
     n_classes : {2, 3}
         Target of the network being trained.
+    volumes : sequence, optional
+        Per image: ``None`` (its planes are independent 2D images), or the voxel size
+        ``(dz, dy, dx)`` of a volume (``(..., Z, Y, X)``, e.g. ``(1, 1, 1)``): its
+        painted XY planes are the samples, weighted by the 3D eq. 2 map
+        (:mod:`napari_unet.method.weight_map_3d`).
 
     Returns
     -------
@@ -102,16 +113,21 @@ def prepare_samples(
     Raises
     ------
     ValueError
-        For empty or mismatched inputs, or annotations without an annotated pixel, a
-        background or a cell anywhere.
+        For empty or mismatched inputs, a volume with nothing painted, or annotations
+        without an annotated pixel, a background or a cell anywhere.
     """
     samples = []
-    for image, annotation, layout in check_pairs(images, annotations):
+    pairs = check_pairs(images, annotations)
+    for n, (image, annotation, layout) in enumerate(pairs):
+        spacing = volumes[n] if volumes is not None else None
+        if spacing is None:
+            weighted = _plane_targets(annotation, layout, config, dense, n_classes)
+        else:
+            weighted = _volume_targets(n, annotation, layout, spacing, config, dense, n_classes)
         for index, plane in iter_planes(image, layout):
-            labels = annotation[index] if index else annotation
-            if not dense and not labels.any():
+            if index not in weighted:
                 continue  # an unannotated plane of a stack
-            parts, weights = training_weight_map(labels, config, dense, n_classes)
+            parts, weights = weighted[index]
             low, high = percentile_normalization(plane, config.percentiles)
             samples.append(
                 Sample(
@@ -138,6 +154,38 @@ def prepare_samples(
             "network learns what is not a cell"
         )
     return samples
+
+
+def _plane_targets(annotation, layout, config, dense, n_classes) -> dict:
+    """Plane index to (target, 2D weight map), for every annotated plane."""
+    weighted = {}
+    for index in np.ndindex(*layout.leading_shape):
+        labels = annotation[index] if index else annotation
+        if dense or labels.any():
+            weighted[index] = training_weight_map(labels, config, dense, n_classes)
+    return weighted
+
+
+def _volume_targets(n, annotation, layout, spacing, config, dense, n_classes) -> dict:
+    """Plane index to (target, its plane of the 3D weight map), for every painted plane."""
+    if len(layout.leading_shape) < 1:
+        raise ValueError(
+            f"image {n} is one plane of shape {layout.spatial_shape}, not a volume (Z, Y, X)"
+        )
+    if not dense and not np.any(annotation):
+        raise ValueError(
+            f"volume {n} (shape {tuple(annotation.shape)}) has nothing painted: paint "
+            "background (label 1) and cells (labels 2, 3, …) in at least one of its planes"
+        )
+    weighted = {}
+    for outer in np.ndindex(*layout.leading_shape[:-1]):  # e.g. the time points of TZYX
+        volume = annotation[outer] if outer else annotation
+        if not dense and not volume.any():
+            continue  # a time point never painted
+        result = volume_training_weights(volume, config, spacing, dense, n_classes)
+        for z, parts in result.targets.items():
+            weighted[(*outer, z)] = (parts, result.weights[z])
+    return weighted
 
 
 def random_batch(

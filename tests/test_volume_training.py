@@ -1,0 +1,105 @@
+"""Training on volumes: painted planes, the 3D eq. 2 weight map, train() with axes."""
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+from synthetic import ellipsoid_volume
+
+from napari_unet.method.annotation import BACKGROUND
+from napari_unet.method.weight_map import training_weight_map
+from napari_unet.method.weight_map_3d import iter_volume_weight_map, volume_training_weights
+from napari_unet.runtime.progress import run_to_completion
+from napari_unet.training.config import TrainingConfig
+from napari_unet.training.samples import prepare_samples
+
+SPACING = (2.0, 1.0, 1.0)  # dz, dy, dx: planes twice as far apart as pixels
+
+
+def painted(labels, planes):
+    """A partial annotation: the given planes painted (background 1, cells id + 1)."""
+    annotation = np.zeros(labels.shape, np.int32)
+    for z in planes:
+        annotation[z] = np.where(labels[z] > 0, labels[z] + 1, BACKGROUND)
+    return annotation
+
+
+def reference_volume_map(annotation, config, spacing):
+    """Eq. 2 in 3D, directly: one full-volume anisotropic distance map per cell."""
+    sampling = np.asarray(spacing) / spacing[-1]
+    parts = {z: training_weight_map(annotation[z], config)[0] for z in range(len(annotation))}
+    painted_planes = [z for z in parts if annotation[z].any()]
+    instances = np.zeros(annotation.shape, np.int32)
+    classes = np.zeros(annotation.shape, np.uint8)
+    mask = np.zeros(annotation.shape, bool)
+    for z in painted_planes:
+        instances[z], classes[z], mask[z] = parts[z].instances, parts[z].classes, parts[z].mask
+    distances = [
+        ndi.distance_transform_edt(instances != i, sampling=sampling)
+        for i in np.unique(instances[instances > 0])
+    ]
+    d = np.sort(np.stack(distances), axis=0)
+    counts = np.bincount(classes[mask], minlength=3)
+    present = np.count_nonzero(counts)
+    w_c = [mask.sum() / (present * n) if n else 1.0 for n in counts]
+    weights = np.zeros(annotation.shape)
+    for k in range(3):
+        weights[mask & (classes == k)] = w_c[k]
+    between = mask & (classes != 1)
+    term = config.w0 * np.exp(-((d[0] + d[1]) ** 2) / (2 * config.sigma**2))
+    weights[between] += term[between]
+    return weights
+
+
+def test_volume_weight_map_is_eq2_with_anisotropic_3d_distances():
+    _, labels = ellipsoid_volume((10, 48, 48), n_cells=7, radius=9.0, spacing=SPACING, seed=3)
+    annotation = painted(labels, [3, 4, 7])
+    config = TrainingConfig()
+    result = volume_training_weights(annotation, config, spacing=SPACING)
+    reference = reference_volume_map(annotation, config, SPACING)
+    assert sorted(result.targets) == [3, 4, 7]
+    assert result.weights.shape == annotation.shape and result.weights.dtype == np.float32
+    assert np.abs(result.weights - reference).max() < 1e-3
+    assert not result.weights[[0, 1, 2, 5, 6, 8, 9]].any()  # planes never painted: weight 0
+    # a cell painted in the plane above is a near neighbour: the 3D border term is
+    # larger than the plane's own 2D one somewhere in plane 3, and less so when the
+    # planes lie farther apart
+    flat = training_weight_map(annotation[3], config)[1]
+    assert (result.weights[3] > flat + 0.1).any()
+    far = volume_training_weights(annotation, config, spacing=(8.0, 1.0, 1.0))
+    assert far.weights[3].sum() < result.weights[3].sum()
+
+
+def test_one_painted_plane_gives_the_plane_map():
+    _, labels = ellipsoid_volume((6, 40, 40), n_cells=5, radius=8.0, seed=1)
+    annotation = painted(labels, [2])
+    config = TrainingConfig()
+    volume = volume_training_weights(annotation, config, spacing=(3.0, 1.0, 1.0)).weights
+    np.testing.assert_allclose(volume[2], training_weight_map(annotation[2], config)[1], atol=1e-5)
+
+
+def test_time_series_of_volumes_and_bad_spacing():
+    _, labels = ellipsoid_volume((4, 32, 32), n_cells=3, seed=2)
+    annotation = np.stack([painted(labels, [1]), np.zeros_like(labels)])  # T = 2
+    weights = run_to_completion(iter_volume_weight_map(annotation, TrainingConfig(), SPACING))
+    assert weights.shape == annotation.shape
+    assert weights[0, 1].any() and not weights[1].any()
+    for spacing in [(0, 1, 1), (1, -1, 1), (np.nan, 1, 1), (1, 1)]:
+        with pytest.raises(ValueError, match="spacing"):
+            volume_training_weights(annotation[0], TrainingConfig(), spacing=spacing)
+
+
+def test_samples_come_from_the_painted_planes_only():
+    image, labels = ellipsoid_volume((10, 48, 48), n_cells=6, spacing=SPACING, seed=4)
+    annotation = painted(labels, [2, 6])
+    config = TrainingConfig()
+    samples = prepare_samples([image], [annotation], config, False, 3, volumes=[SPACING])
+    assert len(samples) == 2
+    weights = volume_training_weights(annotation, config, SPACING).weights
+    np.testing.assert_array_equal(samples[1].weights, weights[6])
+    np.testing.assert_array_equal(samples[0].annotated, np.flatnonzero(weights[2] > 0))
+
+
+def test_a_volume_with_nothing_painted_is_refused():
+    image, labels = ellipsoid_volume((5, 32, 32), n_cells=3, seed=5)
+    with pytest.raises(ValueError, match="volume 0 .*nothing painted"):
+        prepare_samples([image], [np.zeros_like(labels)], TrainingConfig(), False, 3, [SPACING])
