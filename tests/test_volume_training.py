@@ -103,3 +103,62 @@ def test_a_volume_with_nothing_painted_is_refused():
     image, labels = ellipsoid_volume((5, 32, 32), n_cells=3, seed=5)
     with pytest.raises(ValueError, match="volume 0 .*nothing painted"):
         prepare_samples([image], [np.zeros_like(labels)], TrainingConfig(), False, 3, [SPACING])
+
+
+def tiny_config(**kwargs):
+    from napari_unet.method.network import UNetConfig
+
+    return UNetConfig(in_channels=1, n_classes=3, depth=2, base_channels=4), TrainingConfig(
+        n_iterations=3, batch_size=1, tile_shape=(60, 60), hold_out=0.0, **kwargs
+    )
+
+
+def test_train_on_a_volume_painted_in_a_few_planes():
+    from napari_unet.training.loop import train
+
+    image, labels = ellipsoid_volume((8, 48, 48), n_cells=5, spacing=SPACING, seed=6)
+    annotation = painted(labels, [2, 5])
+    model_config, config = tiny_config()
+    result = run_to_completion(
+        train(
+            [image],
+            [annotation],
+            config=config,
+            model_config=model_config,
+            device="cpu",
+            seed=0,
+            axes="ZYX",
+            spacing=SPACING,
+        )
+    )
+    training = result.model.metadata["training"]
+    assert training["n_planes"] == 2 and training["axes"] == "ZYX"
+    assert len(result.history) == 3
+
+
+@pytest.mark.parametrize(
+    ("axes", "spacing", "message"),
+    [
+        ("YX", None, "axes"),
+        ("CYX", None, "channel"),
+        ("ZYX", (1.0, 0.0, 1.0), "spacing"),
+        ("ZYX", (1.0, 1.0), "spacing"),
+        (None, SPACING, "spacing needs axes"),
+    ],
+)
+def test_train_refuses_bad_axes_and_spacing(axes, spacing, message):
+    from napari_unet.training.loop import train
+
+    image, labels = ellipsoid_volume((4, 32, 32), n_cells=3, seed=7)
+    model_config, config = tiny_config()
+    with pytest.raises(ValueError, match=message):
+        next(
+            train(
+                [image],
+                [painted(labels, [1])],
+                config=config,
+                model_config=model_config,
+                axes=axes,
+                spacing=spacing,
+            )
+        )

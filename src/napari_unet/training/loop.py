@@ -65,6 +65,7 @@ from napari_unet.training.samples import (
     prepare_validation,
 )
 from napari_unet.training.selection import BestWeights, StartScore, start_settings
+from napari_unet.training.volumes import volume_spacings
 
 __all__ = [
     "DEFAULT_TRAINING_MINUTES",
@@ -168,6 +169,8 @@ def train(
     model_config: UNetConfig | None = None,
     snapshot_interval: float | None = None,
     optimizer_state: dict | None = None,
+    axes: str | Sequence[str | None] | None = None,
+    spacing=None,
 ) -> Generator[TrainingProgress, None, TrainingResult]:
     """Train or fine-tune a U-Net; a generator of progress records.
 
@@ -206,6 +209,15 @@ def train(
     optimizer_state : dict, optional
         :attr:`TrainingResult.optimizer_state` of an earlier run of ``model``, to
         continue it (same architecture and optimiser).
+    axes : str or sequence of str, optional
+        The images' axes (:mod:`napari_unet.method.axes`: ``"YX"``, ``"ZYX"``, ``"TYX"``,
+        ``"TZYX"``), one string for all images or one per image. A volume (``Z``) is
+        trained from its painted XY planes (planes never painted are ignored, one id
+        across planes is one 3D cell), weighted by the 3D eq. 2 map with the voxel size
+        (:mod:`napari_unet.method.weight_map_3d`). ``None``: every leading axis is a
+        stack of unrelated planes.
+    spacing : sequence of float, or a sequence of them (one per image), optional
+        Voxel size ``(dz, dy, dx)`` of the volumes, any one unit; ``None``: isotropic.
 
     Yields
     ------
@@ -223,7 +235,9 @@ def train(
     ValueError
         On empty or mismatched inputs (also validation pairs, checked before the
         first iteration), annotations without any annotated pixel, or without a
-        background or a cell anywhere; an invalid ``tile_shape`` or object size, or
+        background or a cell anywhere; a volume with nothing painted; ``axes`` that do
+        not match an image, channel axes (``CYX``), a bad ``spacing``; an invalid
+        ``tile_shape`` or object size, or
         tiles that would not fit in memory; a ``model`` of another type; an
         unavailable device; an ``optimizer_state`` that does not fit.
     FloatingPointError
@@ -238,6 +252,7 @@ def train(
     model, base_metadata = _starting_model(model, model_config, config)
     n_classes = model.config.n_classes
     check_pairs(images, annotations)
+    volumes = volume_spacings(images, axes, spacing)
     object_size = _object_size(config, annotations, dense, base_metadata)
     held_out = painted = None
     trained_on, trained_dense = annotations, dense  # the held-out cells taken out of these
@@ -253,7 +268,7 @@ def train(
         )
         if held_out is not None:
             trained_on, trained_dense = kept, False
-    samples = prepare_samples(images, trained_on, config, trained_dense, n_classes)
+    samples = prepare_samples(images, trained_on, config, trained_dense, n_classes, volumes)
     validation_data = prepare_validation(validation or [], config, dense, n_classes)
     settings = start_settings(model, object_size)
     metadata = _run_metadata(
@@ -287,6 +302,7 @@ def train(
         fine_tuned_from=base_metadata.get("name"),
         n_images=len(images),
         n_planes=len(samples),
+        axes=axes if axes is None or isinstance(axes, str) else list(axes),
         dense=dense,
         seed=seed,
     )
