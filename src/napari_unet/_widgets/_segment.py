@@ -2,7 +2,9 @@
 
 Runs the core generator :func:`napari_unet.route.segment.iter_segment_routed` (it picks
 in memory, block-wise zarr or a dask cluster) in a napari thread worker; the result comes
-back as a Labels layer (one id per cell) with the image's ``scale`` and ``translate``.
+back as a Labels layer (one id per cell) with the image's ``scale`` and ``translate``. A
+volume (its axis labels, or the "stack is a" choice) comes back as 3D cells, one id per
+cell across its planes, segmented with the voxel size of the layer's ``scale``.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from ._common import (
 from ._lifetime import WidgetLifetime
 from ._model_choice import ModelChoice
 from ._session import session_for
+from ._stack_kind import StackKind
 
 PRECISION_LABELS = {
     "auto": "auto (fastest the device supports)",
@@ -48,7 +51,7 @@ PROGRESS_STEPS = 1000
 
 
 class SegmentWidget(Container):
-    """Segment an image (2D, or a stack plane by plane) with a U-Net.
+    """Segment an image (2D, a volume into 3D cells, or a stack plane by plane) with a U-Net.
 
     Parameters
     ----------
@@ -63,12 +66,15 @@ class SegmentWidget(Container):
         self._session = session_for(napari_viewer)
         self._lifetime = WidgetLifetime(self.native)
         self._source_image = None
+        self._axes = None  # the axes of the image being segmented
         self._answered = False  # whether the running worker returned or failed
         self.last_labels = None  # the Labels layer of the last run
         self._activity: ActivityReport | None = None  # the line in napari's activity dock
         guard = self._lifetime.guard
 
         self.image_layer = ComboBox(label="image", choices=layer_choices(napari_viewer, Image))
+        self._stack = StackKind()  # where the layer does not say: volume, time series, …
+        self.stack_kind = self._stack.combo
         self._model_choice = ModelChoice(self._lifetime, ("session", "default", "file"), "model")
         self.model, self.model_file = self._model_choice.combo, self._model_choice.file
         self.auto_tile = CheckBox(text="automatic tile size (from free memory)", value=True)
@@ -88,6 +94,7 @@ class SegmentWidget(Container):
         # the inputs, disabled while a segmentation runs
         self._inputs = (
             self.image_layer,
+            self.stack_kind,
             self.model,
             self.model_file,
             self.auto_tile,
@@ -100,11 +107,13 @@ class SegmentWidget(Container):
         self.extend([*self._inputs, self.run_button, self.progress, self.info, self.export_button])
         self._update_model_choices(select_best=True)
 
+        self.image_layer.changed.connect(guard(self._stack.follow))
         self.auto_tile.changed.connect(guard(self._on_auto_tile))
         self.run_button.changed.connect(guard(self._on_run_clicked))
         self.export_button.changed.connect(guard(self._on_export_clicked))
         self._lifetime.connect(self._session.model_changed, self._on_session_model)
         self.reset_choices()
+        self._stack.follow(self.image_layer.value)
         self._on_auto_tile()
         self._set_running(False)
 
@@ -134,21 +143,24 @@ class SegmentWidget(Container):
             show_error("Open or select an image to segment.")
             return None
         tile = None if self.auto_tile.value else (int(self.tile_size.value),) * 2
-        settings = SegmentSettings(
-            tile_shape=tile,
-            device=self.device.value,
-            precision=self.precision.value,
-            rgb=bool(image.rgb),
-        )
         data = layer_data(image)
         try:
+            axes, spacing = self._stack.axes_and_spacing(image)
+            settings = SegmentSettings(
+                tile_shape=tile,
+                device=self.device.value,
+                precision=self.precision.value,
+                rgb=bool(image.rgb),
+                axes=axes + ("C" if image.rgb else ""),
+                spacing=spacing,
+            )
             model = self._model_argument()
             scheduler = scheduler_address(self.scheduler, "segmenting on a dask cluster")
             choose_route(data, settings, scheduler)  # refuses what no route takes
         except (ValueError, FileNotFoundError, ImportError) as error:
             show_error(f"Cannot segment: {error}")
             return None
-        self._source_image = image
+        self._source_image, self._axes = image, axes
         self.progress.value = 0
         self.info.value = "Segmenting…"
         self._answered = False
@@ -213,6 +225,7 @@ class SegmentWidget(Container):
                 ROLE_KEY: "segmentation",
                 "device": result.device,
                 "precision": result.precision,
+                "axes": self._axes,  # ZYX: one id per 3D cell (accepting takes it whole)
                 **({"store": on_disk} if on_disk else {}),
             },
             **kwargs,

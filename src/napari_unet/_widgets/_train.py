@@ -153,6 +153,7 @@ class TrainWidget(Container):
         dense = session.dense
         try:
             images, annotations = self.data.copy_data(dense=dense)
+            axes, spacings = self.data.axes_and_spacings()  # volumes: their painted planes
             model, model_config, source = settings.starting_model(session)
             config = settings.config(session)
             scheduler = settings.scheduler_address()
@@ -178,6 +179,8 @@ class TrainWidget(Container):
             model_config=model_config,
             snapshot_interval=SNAPSHOT_INTERVAL_S if self.preview.on.value else None,
             optimizer_state=optimizer_state,
+            axes=axes,
+            spacing=spacings,
         )
         self.loss_plot.clear()
         self.progress.value = 0

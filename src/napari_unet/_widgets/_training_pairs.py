@@ -9,6 +9,7 @@ from napari.utils.notifications import show_error
 
 from ._common import annotation_choices, layer_choices, layer_data, spatial_shape
 from ._lifetime import WidgetLifetime
+from ._stack_kind import StackKind
 
 
 class TrainingPairs(Container):
@@ -31,6 +32,8 @@ class TrainingPairs(Container):
         self.margins = (0, 0, 0, 0)
         self._pairs: list[tuple] = []
         self.image_layer = ComboBox(label="image", choices=layer_choices(viewer, Image))
+        self._stack = StackKind()  # where the layer does not say: volume, time series, …
+        self.stack_kind = self._stack.combo
         self.annotation_layer = ComboBox(
             label="annotation", choices=annotation_choices(viewer, session, self.image_layer)
         )
@@ -41,6 +44,7 @@ class TrainingPairs(Container):
         self.extend(
             [
                 self.image_layer,
+                self.stack_kind,
                 self.annotation_layer,
                 self.add_button,
                 self.pair_list,
@@ -88,10 +92,13 @@ class TrainingPairs(Container):
         Raises
         ------
         ValueError
-            If an annotation does not have its image's shape, or a 2D annotation has
-            no background or no cell (:func:`napari_unet.method.annotation.validate_annotation`).
+            If an annotation does not have its image's shape, a 2D annotation has
+            no background or no cell (:func:`napari_unet.method.annotation.validate_annotation`),
+            or a volume has nothing painted.
         """
         from napari_unet.method.annotation import validate_annotation
+        from napari_unet.method.axes import is_volume
+        from napari_unet.training.volumes import check_painted
 
         images, annotations = [], []
         for image_layer, annotation_layer in self.pairs():
@@ -104,9 +111,29 @@ class TrainingPairs(Container):
                 )
             if annotation.ndim == 2:
                 validate_annotation(annotation, dense=dense)
+            elif is_volume(self._stack.axes_and_spacing(image_layer)[0]):
+                check_painted(annotation, f"the volume {annotation_layer.name!r}", dense)
             images.append(image)
             annotations.append(annotation)
         return images, annotations
+
+    def axes_and_spacings(self) -> tuple[list[str], list]:
+        """Per pair of :meth:`pairs`: the image's axes, and a volume's voxel size.
+
+        The axes carry a trailing ``C`` for RGB; the voxel size comes from the layer's
+        ``scale`` (``None`` for what is not a volume).
+
+        Raises
+        ------
+        ValueError
+            As :meth:`~._stack_kind.StackKind.axes_and_spacing`.
+        """
+        axes, spacings = [], []
+        for image_layer, _ in self.pairs():
+            name, spacing = self._stack.axes_and_spacing(image_layer)
+            axes.append(name + ("C" if image_layer.rgb else ""))
+            spacings.append(spacing)
+        return axes, spacings
 
     # -- internals ---------------------------------------------------------------------
     def _choices(self, _widget=None):
@@ -117,6 +144,7 @@ class TrainingPairs(Container):
 
     def _on_image_changed(self, *_) -> None:
         self.annotation_layer.reset_choices()
+        self._stack.follow(self.image_layer.value)
 
     def _remove_selected(self, *_) -> None:
         selected = self.pair_list.value

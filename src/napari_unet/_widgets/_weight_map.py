@@ -3,7 +3,10 @@
 ``w(x) = w_c(x) + w0 · exp(-(d1(x) + d2(x))² / (2σ²))`` (Ronneberger et al. 2015):
 high weights in the thin background gaps between touching cells, 0 on pixels that are
 not annotated. The map is computed in a thread worker, shown as one Image layer that
-is updated in place, and recomputed 300 ms after the last brush stroke.
+is updated in place, and recomputed 300 ms after the last brush stroke. The map of a
+volume (its axis labels, or the "stack is a" choice) is one 3D map with 3D distances and
+the voxel size of the layer's ``scale`` (:mod:`napari_unet.method.weight_map_3d`), shown
+as a 3D layer.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from ._common import ROLE_KEY, layer_data, message_label, placement
 from ._lifetime import LayerWatch, WidgetLifetime
 from ._loss_fields import LossFields
 from ._session import session_for
+from ._stack_kind import StackKind
 
 #: Quiet time (ms) after the last edit before the weight map is recomputed.
 DEBOUNCE_MS = 300
@@ -54,11 +58,15 @@ class WeightMapWidget(Container):
         self.annotation_layer = ComboBox(
             label="annotation", choices=_labels_first_annotations(napari_viewer)
         )
+        self._stack = StackKind()  # where the layer does not say: volume, time series, …
+        self.stack_kind = self._stack.combo
         self.loss = LossFields(self._session, self._lifetime)
         self.w0, self.sigma, self.dense = self.loss.w0, self.loss.sigma, self.loss.dense
         self.show_button = PushButton(text="Show weight map")
         self.status = message_label()
-        self.extend([self.annotation_layer, self.loss, self.show_button, self.status])
+        self.extend(
+            [self.annotation_layer, self.stack_kind, self.loss, self.show_button, self.status]
+        )
 
         self._timer = QTimer(self.native)
         self._timer.setSingleShot(True)
@@ -68,6 +76,7 @@ class WeightMapWidget(Container):
         guard = self._lifetime.guard
         self.show_button.changed.connect(guard(self.show_weight_map))
         self.annotation_layer.changed.connect(guard(self._on_annotation_changed))
+        self.stack_kind.changed.connect(guard(self.schedule_update))
         self._lifetime.connect(self._session.loss_settings_changed, self.schedule_update)
         self._lifetime.connect(napari_viewer.layers.events.removed, self._on_layer_removed)
         self.reset_choices()
@@ -104,16 +113,26 @@ class WeightMapWidget(Container):
         if self._lifetime.running:
             self._dirty = True  # recompute when the running one is done
             return
+        from napari_unet.method.axes import is_volume
+        from napari_unet.method.weight_map import iter_weight_map
+        from napari_unet.method.weight_map_3d import iter_volume_weight_map
+
+        try:
+            axes, spacing = self._stack.axes_and_spacing(annotation)
+        except ValueError as error:
+            self._on_errored(error)
+            return
         self._dirty = False
         self.status.value = "computing…"
         self._target = annotation
-        from napari_unet.method.weight_map import iter_weight_map
-
+        args = (layer_data(annotation), self._session.training_config())
+        if is_volume(axes):  # one 3D map: 3D distances with the voxel size
+            job, args = iter_volume_weight_map, (*args, spacing, self._session.dense)
+        else:
+            job, args = iter_weight_map, (*args, self._session.dense)
         self._lifetime.run(
-            iter_weight_map,
-            layer_data(annotation),
-            self._session.training_config(),
-            self._session.dense,
+            job,
+            *args,
             returned=self._on_returned,
             errored=self._on_errored,
             finished=self._on_finished,
@@ -159,6 +178,7 @@ class WeightMapWidget(Container):
             self._compute()
 
     def _on_annotation_changed(self, *_):
+        self._stack.follow(self.annotation_layer.value)
         self._watch.watch(self.annotation_layer.value)
         self.schedule_update()
 

@@ -26,6 +26,7 @@ from napari_unet.method.augmentation import (
 from napari_unet.method.images import image_layout, iter_planes, normalize, percentile_normalization
 from napari_unet.method.weight_map import training_target, training_weight_map
 from napari_unet.method.weight_map_3d import volume_training_weights
+from napari_unet.training.volumes import check_painted
 
 
 @dataclass
@@ -172,11 +173,7 @@ def _volume_targets(n, annotation, layout, spacing, config, dense, n_classes) ->
         raise ValueError(
             f"image {n} is one plane of shape {layout.spatial_shape}, not a volume (Z, Y, X)"
         )
-    if not dense and not np.any(annotation):
-        raise ValueError(
-            f"volume {n} (shape {tuple(annotation.shape)}) has nothing painted: paint "
-            "background (label 1) and cells (labels 2, 3, …) in at least one of its planes"
-        )
+    check_painted(annotation, f"volume {n}", dense)
     weighted = {}
     for outer in np.ndindex(*layout.leading_shape[:-1]):  # e.g. the time points of TZYX
         volume = annotation[outer] if outer else annotation

@@ -8,7 +8,7 @@ import numpy as np
 
 from napari_unet.method.axes import check_axes, check_spacing, is_volume
 
-__all__ = ["volume_spacings"]
+__all__ = ["check_painted", "volume_spacings"]
 
 
 def volume_spacings(images: Sequence, axes, spacing) -> list | None:
@@ -64,3 +64,27 @@ def volume_spacings(images: Sequence, axes, spacing) -> list | None:
             )
         volumes.append((check_spacing(size, name) or (1.0, 1.0, 1.0)) if is_volume(name) else None)
     return volumes
+
+
+def check_painted(annotation, name: str, dense: bool = False) -> None:
+    """Refuse a volume annotation with nothing painted.
+
+    Parameters
+    ----------
+    annotation : array-like
+        ``(..., Z, Y, X)`` labels in the partial convention (0 = not annotated).
+    name : str
+        How the message names the volume (``"volume 0"``, a layer's name).
+    dense : bool
+        Dense labels are never "not painted" (0 is background there).
+
+    Raises
+    ------
+    ValueError
+        If no voxel is annotated.
+    """
+    if not dense and not np.any(annotation):
+        raise ValueError(
+            f"{name} (shape {tuple(np.shape(annotation))}) has nothing painted: paint "
+            "background (label 1) and cells (labels 2, 3, …) in at least one of its planes"
+        )

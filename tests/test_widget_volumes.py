@@ -1,0 +1,102 @@
+"""Volumes in the dock widgets (Qt under Xvfb): axes, the 3D weight map, training, segmenting."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from napari_helpers import dock, tiny_training
+from synthetic import ellipsoid_volume
+
+from napari_unet._sample_data import ROLE_KEY
+from napari_unet._widgets import TrainingState, session_for
+from napari_unet.method.annotation import BACKGROUND
+
+pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("one_torch_thread")]
+
+SCALE = (2.0, 0.5, 0.5)  # µm per voxel: planes four pixels apart
+PAINTED = (3, 6)
+
+
+def open_volume(viewer, axis_labels=None):
+    """A synthetic nuclei volume and an annotation painted in two of its planes."""
+    image, labels = ellipsoid_volume((10, 64, 64), n_cells=7, radius=10.0, spacing=SCALE, seed=8)
+    layer = viewer.add_image(image, name="volume", scale=SCALE, axis_labels=axis_labels)
+    annotation = np.zeros(labels.shape, np.uint16)
+    for z in PAINTED:
+        annotation[z] = np.where(labels[z] > 0, labels[z] + 1, BACKGROUND)
+    painted = viewer.add_labels(
+        annotation,
+        name="volume annotation",
+        scale=SCALE,
+        axis_labels=axis_labels,
+        metadata={ROLE_KEY: "annotation"},
+    )
+    return layer, painted, labels
+
+
+def test_axes_come_from_the_axis_labels_or_the_stack_choice(make_napari_viewer):
+    viewer = make_napari_viewer()
+    segment = dock(viewer, "Segment")
+    image, _, _ = open_volume(viewer)  # napari's default labels say nothing
+    segment.image_layer.value = image
+    assert segment.stack_kind.enabled and segment.stack_kind.value == "volume"
+    assert segment._stack.axes_and_spacing(image) == ("ZYX", SCALE)
+    segment.stack_kind.value = "time series"
+    assert segment._stack.axes_and_spacing(image) == ("TYX", None)
+    named = viewer.add_image(image.data, name="frames", axis_labels=("t", "y", "x"))
+    segment.image_layer.value = named
+    assert not segment.stack_kind.enabled  # the labels decide
+    segment.stack_kind.value = "volume"
+    assert segment._stack.axes_and_spacing(named) == ("TYX", None)
+    flat = viewer.add_image(image.data[0], name="plane")
+    segment.image_layer.value = flat
+    assert segment._stack.axes_and_spacing(flat) == ("YX", None)
+
+
+def test_weight_map_of_a_volume_is_one_3d_map(make_napari_viewer, qtbot):
+    from napari_unet.method.weight_map_3d import volume_training_weights
+
+    viewer = make_napari_viewer()
+    _, annotation, _ = open_volume(viewer)
+    weight_map = dock(viewer, "Weight map")
+    weight_map.annotation_layer.value = annotation
+    weight_map.show_button.native.click()
+    qtbot.waitUntil(lambda: weight_map.layer is not None and not weight_map.busy, timeout=20000)
+    layer = weight_map.layer
+    assert layer.data.shape == annotation.data.shape and layer.ndim == 3
+    np.testing.assert_allclose(layer.scale, SCALE)
+    config = session_for(viewer).training_config()
+    expected = volume_training_weights(annotation.data, config, spacing=SCALE).weights
+    np.testing.assert_allclose(layer.data, expected, atol=1e-6)
+    unpainted = [z for z in range(10) if z not in PAINTED]
+    assert not layer.data[unpainted].any() and layer.data[list(PAINTED)].max() > 2
+
+
+def test_train_widget_trains_from_painted_planes_of_a_volume(
+    make_napari_viewer, qtbot, monkeypatch
+):
+    from napari_unet._widgets import _train
+
+    errors = []
+    monkeypatch.setattr(_train, "show_error", errors.append)
+    viewer = make_napari_viewer()
+    image, annotation, _ = open_volume(viewer)
+    train = dock(viewer, "Train")
+    train.data.image_layer.value = image
+    train.data.annotation_layer.value = annotation
+    tiny_training(train, n_iterations=3)
+    train.preview.on.value = False
+
+    # a volume with nothing painted is refused before training starts
+    painted = annotation.data.copy()
+    annotation.data = np.zeros_like(painted)
+    assert train.start() is None and train.state is TrainingState.IDLE
+    assert "nothing painted" in errors[-1]
+
+    annotation.data = painted
+    train.start_button.native.click()
+    qtbot.waitUntil(lambda: not train.state.running, timeout=60000)
+    assert train.state is TrainingState.DONE, (train.status.value, errors)
+    record = session_for(viewer).model.metadata["training"]
+    assert record["axes"] == ["ZYX"] and record["n_planes"] == len(PAINTED)
+    np.testing.assert_array_equal(annotation.data, painted)  # never modified
