@@ -35,7 +35,9 @@ def test_settings_name_the_shared_keyword_arguments_once():
         "tile_shape", "batch_size", "device", "precision",
         "threshold", "min_size", "object_size", "normalization",
     ]  # fmt: skip
-    assert set(SegmentSettings().in_memory()) == set(shared) | {"rgb", "invert_bright_background"}
+    assert set(SegmentSettings().in_memory()) == set(shared) | {
+        "rgb", "invert_bright_background", "axes", "spacing", "volume_method",
+    }  # fmt: skip
 
 
 def test_memory_and_zarr_routes_return_one_result_type(monkeypatch, tmp_path):

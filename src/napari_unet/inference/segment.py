@@ -9,24 +9,27 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from napari_unet.method.annotation import DEFAULT_GAP
+from napari_unet.inference.instance_step import InstanceSettings
+from napari_unet.method.axes import (
+    DEFAULT_VOLUME_METHOD,
+    RGB_AXIS,
+    check_axes,
+    check_spacing,
+    check_volume_method,
+    is_volume,
+)
 from napari_unet.method.images import (
     image_layout,
     iter_planes,
     percentile_normalization,
 )
-from napari_unet.method.instances import boundary_watershed, min_size_for, probabilities_to_labels
 from napari_unet.method.network import UNet
-from napari_unet.method.object_size import check_object_size
 from napari_unet.models.files import load_model
-from napari_unet.models.metadata import (
-    DEFAULT_MIN_SIZE,
-    DEFAULT_SEED_THRESHOLD,
-    DEFAULT_THRESHOLD,
-    model_percentiles,
-)
+from napari_unet.models.metadata import model_percentiles
 from napari_unet.runtime.devices import resolved_names
 from napari_unet.runtime.progress import map_progress, run_to_completion
+
+__all__ = ["InstanceSettings", "SegmentProgress", "SegmentResult", "iter_segment", "segment"]
 
 
 @dataclass(frozen=True)
@@ -36,13 +39,17 @@ class SegmentProgress:
     Attributes
     ----------
     plane_index, n_planes : int
-        Plane being processed (1-based) and number of planes.
+        Plane (or, when ``unit`` is ``"volume"``, volume) being processed (1-based) and
+        their number.
     tile_index, n_tiles : int
-        Tiles done in this plane (1-based) and tiles per plane.
+        Tiles done in this plane (1-based) and tiles per plane; for a volume, planes of
+        its views done and their number.
     seconds : float
         Wall time since the start.
     device, precision : str
         Where and in which precision the network runs.
+    unit : str
+        ``"plane"``, or ``"volume"`` for images with a ``Z`` axis.
     """
 
     plane_index: int
@@ -52,6 +59,7 @@ class SegmentProgress:
     seconds: float
     device: str
     precision: str
+    unit: str = "plane"
 
     @property
     def fraction(self) -> float:
@@ -69,7 +77,8 @@ class SegmentResult:
     ----------
     labels : np.ndarray
         int32 label image, the input's shape without RGB axis; 0 = background,
-        1..N = cells (numbered per plane for stacks).
+        1..N = cells (numbered per plane for stacks; with a ``Z`` axis one id per cell
+        across the planes of each volume).
     probabilities : np.ndarray
         float32 foreground (cell) probability, same shape (for a three-class model
         the sum of cell interior and cell boundary).
@@ -94,139 +103,6 @@ def _resolve_model(model) -> UNet:
     return load_model(model)
 
 
-@dataclass(frozen=True)
-class InstanceSettings:
-    """How a model's probabilities become cells: its instance step and thresholds.
-
-    Attributes
-    ----------
-    three_class : bool
-        Seeded watershed (:func:`~napari_unet.method.instances.boundary_watershed`) for a
-        three-class model; threshold and connected components
-        (:func:`~napari_unet.method.instances.probabilities_to_labels`) for two classes.
-    threshold : float
-        Foreground probability threshold.
-    min_size : int
-        Smallest cell, pixels.
-    seed_threshold : float
-        Interior probability that seeds a cell (three classes).
-    grow : int
-        Pixels a two-class model's cells are grown back over separation gaps (the
-        whole gap: twice the model's ``gap``).
-    smoothing : float
-        Gaussian smoothing (pixels) of the probabilities before the watershed
-        (three classes); 0: none.
-    fill_holes : bool
-        Fill holes inside cells (three classes).
-    """
-
-    three_class: bool
-    threshold: float
-    min_size: int
-    seed_threshold: float
-    grow: int
-    smoothing: float = 0.0
-    fill_holes: bool = False
-
-    @classmethod
-    def for_model(
-        cls,
-        model: UNet,
-        threshold: float | None = None,
-        min_size: int | None = None,
-        object_size: float | None = None,
-    ) -> InstanceSettings:
-        """The settings stored in ``model``, overridden by the arguments given.
-
-        Raises
-        ------
-        ValueError
-            If ``object_size`` is not a finite number >= 1.
-        """
-        metadata = model.metadata or {}
-        post = metadata.get("postprocessing", {})
-        threshold = float(
-            post.get("threshold", DEFAULT_THRESHOLD) if threshold is None else threshold
-        )
-        if min_size is None:
-            if object_size is not None:
-                min_size = min_size_for(check_object_size(object_size))
-            else:
-                min_size = int(post.get("min_size", DEFAULT_MIN_SIZE))
-        # Cells lost ``gap`` px per side to the separation border: grow back across 2 * gap.
-        grow = 2 * int(metadata.get("gap", DEFAULT_GAP))
-        seed_threshold = float(post.get("seed_threshold", DEFAULT_SEED_THRESHOLD))
-        return cls(
-            model.config.n_classes == 3,
-            threshold,
-            int(min_size),
-            seed_threshold,
-            grow,
-            float(post.get("smoothing", 0.0)),
-            bool(post.get("fill_holes", False)),
-        )
-
-    def describe(self) -> str:
-        """These settings in one line of plain words."""
-        if not self.three_class:
-            return f"foreground > {self.threshold:g} · smallest cell {self.min_size} px"
-        text = (
-            f"foreground > {self.threshold:g} · seeds > {self.seed_threshold:g} · "
-            f"smallest cell {self.min_size} px"
-        )
-        if self.smoothing:
-            text += f" · outlines smoothed {self.smoothing:g} px"
-        if self.fill_holes:
-            text += " · holes filled"
-        return text
-
-    def postprocessing(self) -> dict:
-        """These settings as a model's ``postprocessing`` metadata."""
-        post = {"threshold": self.threshold, "min_size": self.min_size}
-        if self.three_class:
-            post.update(
-                seed_threshold=self.seed_threshold,
-                smoothing=self.smoothing,
-                fill_holes=self.fill_holes,
-            )
-        return post
-
-    @property
-    def output_classes(self) -> tuple[int, ...]:
-        """Classes the instance step needs (background and interior, or the cell class)."""
-        return (0, 1) if self.three_class else (1,)
-
-    def labels(self, predicted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Cells and foreground probability of one plane.
-
-        Parameters
-        ----------
-        predicted : np.ndarray
-            float32 ``(len(output_classes), Y, X)`` probabilities of
-            :attr:`output_classes`.
-
-        Returns
-        -------
-        labels, foreground : np.ndarray
-            int32 ``(Y, X)`` labels (0 = background) and float32 foreground probability.
-        """
-        if self.three_class:
-            labels = boundary_watershed(
-                predicted[0],
-                predicted[1],
-                self.threshold,
-                self.min_size,
-                self.seed_threshold,
-                smoothing=self.smoothing,
-                fill_holes=self.fill_holes,
-            )
-            return labels, 1.0 - predicted[0]
-        foreground = predicted[0]
-        return probabilities_to_labels(
-            foreground, self.threshold, self.min_size, self.grow
-        ), foreground
-
-
 def iter_segment(
     image,
     model: UNet | str | None = None,
@@ -241,6 +117,9 @@ def iter_segment(
     min_size: int | None = None,
     object_size: float | None = None,
     normalization: tuple[float, float] | None = None,
+    axes: str | None = None,
+    spacing: tuple[float, ...] | None = None,
+    volume_method: str = DEFAULT_VOLUME_METHOD,
 ) -> Generator[SegmentProgress, None, SegmentResult]:
     """Segment cells: a generator of progress records that returns the labels.
 
@@ -255,7 +134,8 @@ def iter_segment(
     ----------
     image : array-like
         ``(Y, X)``, ``(Y, X, 3|4)`` RGB(A), or a stack ``(..., Y, X)`` processed plane
-        by plane; any numeric dtype; numpy, dask or zarr (read tile by tile).
+        by plane (or as volumes, see ``axes``); any numeric dtype; numpy, dask or zarr
+        (planes read tile by tile; a volume is read whole).
     model : UNet, str or path, optional
         A network, a model file, or a shipped model name; ``None`` = shipped default.
     tile_shape : (int, int), optional
@@ -281,11 +161,28 @@ def iter_segment(
         ``object_size`` when that is given
         (:func:`~napari_unet.method.instances.min_size_for`).
     object_size : float, optional
-        Typical cell diameter, pixels; default: the one stored in the model.
+        Typical cell diameter, pixels; default: the one stored in the model. For a
+        volume it also rescales Y and X so that cells have the model's object size
+        (undone on the result).
     normalization : (float, float), optional
         ``(low, high)`` intensities mapped to 0 and 1 in every plane; default: the
         model's percentiles of each plane. The live preview passes those of the whole
-        plane when it segments a crop of it.
+        plane when it segments a crop of it. A volume is normalised as a whole (the
+        model's percentiles of all its planes).
+    axes : str, optional
+        The image's axes, one of :data:`~napari_unet.method.axes.AXES_CHOICES` with an
+        optional trailing ``"C"`` for RGB (:mod:`napari_unet.method.axes`). With a ``Z``
+        axis (``"ZYX"``, ``"TZYX"``) each volume is segmented into 3D cells, one id per
+        cell across its planes (time points one by one); ``"TYX"`` and ``"CYX"`` are
+        planes segmented one by one. ``None``: every leading axis is a stack of planes.
+    spacing : sequence of float, optional
+        Voxel size ``(dz, dy, dx)`` (pixel size ``(dy, dx)`` without ``Z``) in any one
+        unit: only ratios matter. Default isotropic. A volume's watershed, smoothing and
+        smallest cell follow it.
+    volume_method : str
+        How a volume is predicted, one of
+        :data:`~napari_unet.method.axes.VOLUME_METHODS`
+        (:func:`~napari_unet.inference.volumes.iter_predict_volume`).
 
     Yields
     ------
@@ -299,17 +196,40 @@ def iter_segment(
     ------
     ValueError
         For empty images, NaN values, wrong rank, an unknown device or precision,
-        or an object size that is not a finite number >= 1.
+        an object size that is not a finite number >= 1, ``axes`` that do not match the
+        image, a ``spacing`` with 0, negative, NaN or infinite values or not one value
+        per spatial axis, or an unknown volume method.
     FileNotFoundError
         If the model file does not exist.
     """
     from napari_unet.method.tiling import iter_predict_tiled
 
     started = time.perf_counter()
+    shape = tuple(getattr(image, "shape", np.shape(image)))
+    checked_axes = check_axes(axes, shape, rgb)
+    if checked_axes is not None:
+        rgb = axes.upper().endswith("X" + RGB_AXIS)
+    spacing = check_spacing(spacing, checked_axes)
+    check_volume_method(volume_method)
     layout = image_layout(image, rgb)
     net = _resolve_model(model)
     percentiles = model_percentiles(net)
     instances = InstanceSettings.for_model(net, threshold, min_size, object_size)
+    if is_volume(checked_axes):
+        from napari_unet.inference.volumes import iter_segment_volumes
+
+        labels, probabilities, used = yield from iter_segment_volumes(
+            image, layout, net, instances,
+            spacing=spacing, method=volume_method, object_size=object_size,
+            percentiles=percentiles, normalization=normalization,
+            invert_bright_background=invert_bright_background,
+            progress=lambda number, n_volumes, tile: SegmentProgress(
+                number, n_volumes, tile.tile_index, tile.n_tiles,
+                time.perf_counter() - started, tile.device, tile.precision, "volume",
+            ),
+            tile_shape=tile_shape, batch_size=batch_size, device=device, precision=precision,
+        )  # fmt: skip
+        return SegmentResult(labels, probabilities, *used, time.perf_counter() - started)
     if layout.leading_shape:  # a stack: planes are written into these
         labels = np.zeros(layout.labels_shape, np.int32)
         probabilities = np.zeros(layout.labels_shape, np.float32)
@@ -364,11 +284,13 @@ def segment(image, model: UNet | str | None = None, **options) -> np.ndarray:
         ``None`` uses the shipped default nuclei model.
     **options
         Passed to :func:`iter_segment` (``tile_shape``, ``batch_size``, ``device``,
-        ``precision``, ``rgb``, ``threshold``, ``min_size``, ``object_size``).
+        ``precision``, ``rgb``, ``threshold``, ``min_size``, ``object_size``,
+        ``normalization``, ``axes``, ``spacing``, ``volume_method``).
 
     Returns
     -------
     np.ndarray
-        int32 labels, the input's shape without RGB axis; 0 = background.
+        int32 labels, the input's shape without RGB axis; 0 = background. With
+        ``axes="ZYX"`` one id per cell across planes (3D instances).
     """
     return run_to_completion(iter_segment(image, model, **options)).labels

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+from napari_unet.method.axes import DEFAULT_VOLUME_METHOD
+
 
 @dataclass(frozen=True)
 class SegmentSettings:
@@ -32,6 +34,13 @@ class SegmentSettings:
         Whether the last axis is RGB; guessed when ``None``. In memory only.
     invert_bright_background : bool
         RGB only: invert a bright background. In memory only.
+    axes : str, optional
+        The image's axes (:data:`napari_unet.method.axes.AXES_CHOICES`); with ``Z``,
+        volumes are segmented into 3D cells. ``None``: a stack of planes. In memory only.
+    spacing : tuple of float, optional
+        Voxel size ``(dz, dy, dx)`` (or pixel size ``(dy, dx)``), any unit. In memory only.
+    volume_method : str
+        :data:`napari_unet.method.axes.VOLUME_METHODS`; volumes only.
     """
 
     tile_shape: tuple[int, int] | None = None
@@ -44,6 +53,9 @@ class SegmentSettings:
     normalization: tuple[float, float] | None = None
     rgb: bool | None = None
     invert_bright_background: bool = True
+    axes: str | None = None
+    spacing: tuple[float, ...] | None = None
+    volume_method: str = DEFAULT_VOLUME_METHOD
 
     def shared(self) -> dict:
         """The eight keyword arguments every route takes."""

@@ -117,6 +117,79 @@ def min_size_for(object_size: float) -> int:
     return max(8, int(math.pi / 4 * (object_size / 2) ** 2))
 
 
+def min_volume_for(
+    min_size: int, spacing: tuple[float, ...] | None = None, n_planes: int | None = None
+) -> int:
+    """Smallest cell of a volume (voxels) for a smallest cell of a plane (pixels).
+
+    A plane's smallest cell of ``min_size`` pixels is a disc of diameter ``d``; the
+    volume's is the ball of that diameter, ``min_size * 2/3 d`` (the disc times two
+    thirds of its diameter), with ``d`` converted into planes by the voxel's
+    ``dy / dz`` and at most the volume's ``n_planes`` deep (a volume of one or two
+    planes keeps cells that thin), at least one plane.
+
+    Parameters
+    ----------
+    min_size : int
+        Smallest cell of a plane, pixels.
+    spacing : tuple of float, optional
+        Voxel size ``(dz, dy, dx)``; default isotropic.
+    n_planes : int, optional
+        Planes of the volume; default no limit.
+
+    Returns
+    -------
+    int
+        Voxels, at least ``min_size``.
+    """
+    dz, dy = (1.0, 1.0) if spacing is None else (float(spacing[0]), float(spacing[1]))
+    diameter = math.sqrt(4.0 * max(int(min_size), 1) / math.pi)
+    depth = 2.0 / 3.0 * diameter * dy / dz
+    if n_planes is not None:
+        depth = min(depth, n_planes)
+    return int(round(max(int(min_size), 1) * max(depth, 1.0)))
+
+
+def components_3d(
+    foreground: np.ndarray, threshold: float = DEFAULT_THRESHOLD, min_size: int = DEFAULT_MIN_SIZE
+) -> np.ndarray:
+    """Cells of a volume's foreground probability: threshold and 3D connected components.
+
+    The two-class instance step of a volume (26-connectivity); no separation gap is
+    grown back (:func:`probabilities_to_labels` does in a plane).
+
+    Parameters
+    ----------
+    foreground : np.ndarray
+        ``(Z, Y, X)`` float probability of the cell class.
+    threshold : float
+        Probability above which a voxel is cell, in (0, 1).
+    min_size : int
+        Smaller components (voxels) are removed.
+
+    Returns
+    -------
+    np.ndarray
+        ``(Z, Y, X)`` int32 labels, 0 = background, 1..N in raster order.
+
+    Raises
+    ------
+    ValueError
+        If ``foreground`` is not 3D or ``threshold`` is not in (0, 1).
+    """
+    foreground = np.asarray(foreground)
+    if foreground.ndim != 3:
+        raise ValueError(f"foreground probability must be 3D (Z, Y, X), got {foreground.shape}")
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+    labels, n = ndi.label(foreground > threshold, structure=np.ones((3, 3, 3), bool))
+    keep = np.bincount(labels.ravel(), minlength=n + 1) >= max(int(min_size), 1)
+    keep[0] = False
+    forward = np.zeros(n + 1, np.int32)
+    forward[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
+    return forward[labels]
+
+
 def boundary_watershed(
     background: np.ndarray,
     interior: np.ndarray,
@@ -126,10 +199,11 @@ def boundary_watershed(
     min_seed_size: int | None = None,
     smoothing: float = 0.0,
     fill_holes: bool = False,
+    spacing: tuple[float, ...] | None = None,
 ) -> np.ndarray:
-    """Instance labels from three-class probabilities by seeded watershed.
+    """Instance labels from three-class probabilities by seeded watershed, in 2D or 3D.
 
-    Seeds are the connected components (8-connectivity) of ``p_interior >
+    Seeds are the connected components (8-connectivity; 26 in 3D) of ``p_interior >
     seed_threshold``; every seed grows by watershed on ``1 - p_interior`` inside the
     foreground ``1 - p_background > threshold``. Touching cells are split where their
     interiors are apart, which needs only the boundary between them to be predicted
@@ -143,13 +217,14 @@ def boundary_watershed(
     Parameters
     ----------
     background, interior : np.ndarray
-        ``(Y, X)`` float softmax probabilities of the classes background and cell
-        interior of a three-class network (:data:`napari_unet.method.annotation.TARGET_CLASSES`);
-        the boundary probability is the rest.
+        ``(Y, X)`` (or ``(Z, Y, X)``: a volume, one id per cell across its planes) float
+        softmax probabilities of the classes background and cell interior of a
+        three-class network (:data:`napari_unet.method.annotation.TARGET_CLASSES`); the
+        boundary probability is the rest.
     threshold : float
         Foreground (interior + boundary) probability above which a pixel is cell.
     min_size : int
-        Smallest cell kept, pixels; smaller seeds are not used either.
+        Smallest cell kept, pixels (voxels in 3D); smaller seeds are not used either.
     seed_threshold : float
         Interior probability above which a pixel seeds a cell.
     min_seed_size : int, optional
@@ -157,23 +232,27 @@ def boundary_watershed(
         cell they lie in grows over them instead of being split; default
         ``min_size // 4``.
     smoothing : float
-        Standard deviation (pixels) of a Gaussian applied to both probability maps
-        first: smoother outlines, fewer one-pixel spurs and fragments. 0: none.
+        Standard deviation (pixels along Y) of a Gaussian applied to both probability
+        maps first: smoother outlines, fewer one-pixel spurs and fragments. 0: none. In
+        physical units: along an axis of pixel size ``s`` it is ``smoothing * spacing_y / s``
+        pixels.
     fill_holes : bool
         Fill the holes inside each cell (pixels of background enclosed by that cell
-        alone).
+        alone; in each plane of a volume).
+    spacing : tuple of float, optional
+        Pixel size per axis (any unit, only ratios matter); default isotropic.
 
     Returns
     -------
     np.ndarray
-        ``(Y, X)`` int32 labels, 0 = background, 1..N = cells, numbered by
+        int32 labels of the input's shape, 0 = background, 1..N = cells, numbered by
         foreground region in raster order, then by seed within a region.
 
     Raises
     ------
     ValueError
-        If the probabilities are not 2D arrays of one shape, or a threshold is not
-        in (0, 1).
+        If the probabilities are not 2D or 3D arrays of one shape, ``spacing`` has not
+        one positive value per axis, or a threshold is not in (0, 1).
 
     Notes
     -----
@@ -182,21 +261,26 @@ def boundary_watershed(
     separation border and its weights are those of Ronneberger et al. 2015, eq. 2.
     """
     background, interior = np.asarray(background), np.asarray(interior)
-    if background.ndim != 2 or background.shape != interior.shape:
+    if background.ndim not in (2, 3) or background.shape != interior.shape:
         raise ValueError(
-            "background and interior probabilities must be 2D (Y, X) of one shape, got "
-            f"{background.shape} and {interior.shape}"
+            "background and interior probabilities must be 2D (Y, X) or 3D (Z, Y, X) of one "
+            f"shape, got {background.shape} and {interior.shape}"
         )
+    ndim = background.ndim
+    spacing = (1.0,) * ndim if spacing is None else tuple(float(s) for s in spacing)
+    if len(spacing) != ndim or not all(math.isfinite(s) and s > 0 for s in spacing):
+        raise ValueError(f"spacing must be {ndim} positive pixel sizes, got {spacing}")
     for name, value in (("threshold", threshold), ("seed_threshold", seed_threshold)):
         if not 0.0 < value < 1.0:
             raise ValueError(f"{name} must be in (0, 1), got {value}")
     if not (math.isfinite(smoothing) and smoothing >= 0):
         raise ValueError(f"smoothing must be a finite number of pixels >= 0, got {smoothing}")
     if smoothing > 0:
-        background = ndi.gaussian_filter(background.astype(np.float32, copy=False), smoothing)
-        interior = ndi.gaussian_filter(interior.astype(np.float32, copy=False), smoothing)
+        sigma = tuple(smoothing * spacing[-2] / s for s in spacing)
+        background = ndi.gaussian_filter(background.astype(np.float32, copy=False), sigma)
+        interior = ndi.gaussian_filter(interior.astype(np.float32, copy=False), sigma)
     foreground = background < 1.0 - threshold
-    eight = np.ones((3, 3), bool)
+    eight = np.ones((3,) * ndim, bool)
     regions, n_regions = ndi.label(foreground, structure=eight)
     seeds, n_seeds = ndi.label(foreground & (interior > seed_threshold), structure=eight)
     labels = np.zeros(foreground.shape, np.int32)
@@ -231,7 +315,10 @@ def boundary_watershed(
                 next_id += 1
         relabelled = forward[grown]
         labels[box] = np.where(region, relabelled, labels[box])
-    return fill_cell_holes(labels) if fill_holes else labels
+    if fill_holes:
+        for plane in labels.reshape(-1, *labels.shape[-2:]):  # views: filled in place
+            fill_cell_holes(plane)
+    return labels
 
 
 def fill_cell_holes(labels: np.ndarray) -> np.ndarray:
@@ -257,21 +344,28 @@ def fill_cell_holes(labels: np.ndarray) -> np.ndarray:
     return labels
 
 
-def count_cells(labels: np.ndarray) -> int:
-    """Count the cells of a label image (planes of a stack are numbered separately).
+def count_cells(labels: np.ndarray, axes: str | None = None) -> int:
+    """Count the cells of a label image: per plane, or per volume with a ``Z`` axis.
 
     Parameters
     ----------
     labels : np.ndarray
-        Integer labels ``(..., Y, X)``, 0 = background; each 2D plane is counted on
-        its own (an id reused in two planes is two cells).
+        Integer labels ``(..., Y, X)``, 0 = background.
+    axes : str, optional
+        The labels' axes (:mod:`napari_unet.method.axes`). With a ``Z`` axis (``"ZYX"``,
+        ``"TZYX"``) an id is one cell across the planes of its volume; otherwise (and
+        for ``None``) each 2D plane is counted on its own (an id reused in two planes is
+        two cells).
 
     Returns
     -------
     int
-        Distinct non-zero ids, summed over the planes.
+        Distinct non-zero ids, summed over the planes (or volumes).
     """
     labels = np.asarray(labels)
     if labels.ndim <= 2:
         return int(np.count_nonzero(np.bincount(labels.ravel())[1:])) if labels.size else 0
-    return sum(count_cells(plane) for plane in labels.reshape(-1, *labels.shape[-2:]))
+    per = 3 if axes is not None and "Z" in axes else 2
+    if labels.ndim == per:
+        return int(np.count_nonzero(np.bincount(labels.ravel())[1:])) if labels.size else 0
+    return sum(count_cells(part, axes) for part in labels.reshape(-1, *labels.shape[-per:]))

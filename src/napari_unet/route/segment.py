@@ -3,7 +3,7 @@
 The widgets and the command line call :func:`iter_segment_routed`; it picks
 
 - ``"memory"``: :func:`napari_unet.inference.segment.iter_segment` (numpy, or lazy images
-  whose labels fit in memory, stacks, RGB);
+  whose labels fit in memory, stacks, RGB, volumes: ``settings.axes`` with ``Z``);
 - ``"zarr"``: :func:`napari_unet.inference.to_zarr.iter_segment_to_zarr`, block by block
   in this process, for one lazy 2D grayscale plane whose labels do not fit in memory
   (:func:`~napari_unet.inference.to_zarr.labels_fit_in_memory`), or a zarr path;
@@ -26,6 +26,7 @@ import numpy as np
 
 from napari_unet.inference.segment import iter_segment
 from napari_unet.inference.settings import SegmentSettings
+from napari_unet.method.axes import check_axes, is_volume
 from napari_unet.method.images import image_layout
 from napari_unet.method.instances import count_cells
 from napari_unet.runtime.progress import map_progress
@@ -116,11 +117,29 @@ def choose_route(image, settings: SegmentSettings, scheduler: str | None = None)
     Raises
     ------
     ValueError
-        On a cluster, for an array that is not one 2D grayscale plane.
+        On a cluster, for an array that is not one 2D grayscale plane; for volumes
+        (``settings.axes`` with ``Z``) on a cluster, from a zarr path, or too large for
+        memory (volumes are segmented in memory: block-wise 3D is not implemented).
     """
     from napari_unet.inference.to_zarr import labels_fit_in_memory
 
     is_path = isinstance(image, str | os.PathLike)
+    if is_volume(settings.axes):
+        if scheduler or is_path:
+            raise ValueError(
+                "volumes (axes with Z) are segmented in memory only: read the image into an "
+                "array, and segment it without a dask scheduler"
+            )
+        check_axes(settings.axes, tuple(image.shape), settings.rgb)
+        layout = image_layout(image, settings.axes.upper().endswith("XC"))
+        # six times the 8 bytes per voxel of labels and probabilities: the float32 copy of
+        # the volume, the probabilities of its views, the watershed's working arrays
+        if not labels_fit_in_memory((*layout.labels_shape, 6)):
+            raise ValueError(
+                f"the volume {layout.labels_shape} is too large to segment in memory, and "
+                "volumes are not segmented block by block; segment a crop of it"
+            )
+        return "memory"
     if scheduler:
         if not is_path and not _one_gray_plane(image, settings.rgb):
             raise ValueError("on a dask cluster, one 2D grayscale plane is segmented")
@@ -183,7 +202,7 @@ def iter_segment_routed(
         )
         labels = result.labels
         return Segmentation(
-            route, [labels], result.probabilities, count_cells(labels), None,
+            route, [labels], result.probabilities, count_cells(labels, settings.axes), None,
             result.device, result.precision, result.seconds,
         )  # fmt: skip
     output = temporary_labels_store() if output is None else output
@@ -231,10 +250,12 @@ def _require_zarr(image) -> None:
 
 
 def _tile_progress(progress) -> RouteProgress:
+    part = "tile" if getattr(progress, "unit", "plane") == "plane" else "plane"
     return RouteProgress(
         progress.fraction,
-        f"plane {progress.plane_index}/{progress.n_planes} · tile "
-        f"{progress.tile_index}/{progress.n_tiles} · {progress.device}, {progress.precision}",
+        f"{getattr(progress, 'unit', 'plane')} {progress.plane_index}/{progress.n_planes} · "
+        f"{part} {progress.tile_index}/{progress.n_tiles} · {progress.device}, "
+        f"{progress.precision}",
     )
 
 

@@ -1,0 +1,254 @@
+"""Class probabilities of a volume from the 2D network: its XY planes, or its three views.
+
+Two ways to predict a ``(Z, Y, X)`` volume with a 2D U-Net, both followed by one 3D
+seeded watershed (:func:`~napari_unet.method.instances.boundary_watershed` with the
+voxel ``spacing``) so that one cell is one id across its planes:
+
+- ``"planes"``: the network on every XY plane; the class probabilities are stacked;
+- ``"orthogonal"``: the network on the XY, XZ and YZ planes of the volume resampled to
+  isotropic voxels, the three probabilities averaged (the way Cellpose combines a 2D
+  network in 3D: Stringer et al., Nat Methods 18:100, 2021).
+
+The method choice and its numbers: ``docs/method.md`` (Volumes).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Generator
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from napari_unet.method.axes import DEFAULT_VOLUME_METHOD, check_volume_method
+from napari_unet.method.images import (
+    ImageLayout,
+    normalize,
+    percentile_normalization,
+    rgb_plane_to_gray,
+)
+from napari_unet.method.network import UNet
+from napari_unet.method.object_size import check_object_size
+from napari_unet.method.tiling import TileProgress, iter_predict_tiled, mirror_index
+from napari_unet.models.metadata import model_object_size
+from napari_unet.runtime.devices import resolved_names
+from napari_unet.runtime.progress import map_progress
+
+#: Largest number of pixels of the planes predicted in one overlap-tile call.
+_MOSAIC_PIXELS = 8_000_000
+
+
+def resize(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Linear interpolation of ``array`` (float) onto ``shape``, corners aligned to pixel centres.
+
+    Parameters
+    ----------
+    array : np.ndarray
+        Float array of any rank.
+    shape : tuple of int
+        The output shape, same rank, every size >= 1.
+
+    Returns
+    -------
+    np.ndarray
+        float32 of ``shape``; ``array`` itself when the shape is already right.
+    """
+    shape = tuple(int(s) for s in shape)
+    if tuple(array.shape) == shape:
+        return array
+    factors = [n_out / n_in for n_in, n_out in zip(array.shape, shape, strict=True)]
+    return ndi.zoom(array.astype(np.float32, copy=False), factors, order=1, grid_mode=True,
+                    mode="nearest")  # fmt: skip
+
+
+def _predict_planes(
+    planes: np.ndarray, net: UNet, pad: int, options: dict, done: int, total: int, started: float
+) -> Generator[TileProgress, None, np.ndarray]:
+    """Probabilities of ``(N, H, W)`` normalised planes, predicted as mosaics of planes.
+
+    Planes are laid one under another, each extended by ``pad`` mirrored rows above and
+    below (the mirroring of the paper's Fig. 2), so that many small planes (e.g. the
+    XZ planes of a thin volume) go through the network in a few large tiles. With
+    ``pad`` >= the network's halo, each plane's prediction is that of the plane alone.
+    """
+    n, height, width = planes.shape
+    rows = mirror_index(np.arange(-pad, height + pad), height)
+    band = height + 2 * pad
+    per_mosaic = max(1, _MOSAIC_PIXELS // (band * width))
+    result = None
+    for start in range(0, n, per_mosaic):
+        chunk = planes[start : start + per_mosaic]
+        mosaic = chunk[:, rows].reshape(-1, width)
+        tiles = iter_predict_tiled(mosaic, net, normalization=None, **options)
+        while True:
+            try:
+                tile = next(tiles)
+            except StopIteration as finished:
+                predicted = finished.value
+                break
+            share = tile.tile_index / max(tile.n_tiles, 1)
+            yield TileProgress(
+                done + start + round(share * len(chunk)), total,
+                time.perf_counter() - started, tile.device, tile.precision,
+            )  # fmt: skip
+        predicted = predicted.reshape(len(predicted), len(chunk), band, width)
+        if result is None:
+            result = np.empty((len(predicted), n, height, width), np.float32)
+        result[:, start : start + len(chunk)] = predicted[:, :, pad : pad + height]
+    return result
+
+
+def iter_predict_volume(
+    volume: np.ndarray,
+    net: UNet,
+    *,
+    spacing: tuple[float, float, float] | None = None,
+    method: str = DEFAULT_VOLUME_METHOD,
+    zoom: float = 1.0,
+    output_classes: tuple[int, ...] = (0, 1),
+    view_pad: int | None = None,
+    **options,
+) -> Generator[TileProgress, None, np.ndarray]:
+    """Predict class probabilities of a volume with a 2D network.
+
+    Parameters
+    ----------
+    volume : np.ndarray
+        ``(Z, Y, X)`` float32, already normalised (0 and 1 at the model's percentiles).
+    net : UNet
+        A 2D network with one input channel.
+    spacing : (float, float, float), optional
+        Voxel size ``(dz, dy, dx)`` in any unit; default isotropic.
+    method : str
+        One of :data:`~napari_unet.method.axes.VOLUME_METHODS`.
+    zoom : float
+        Scale applied to Y and X before the network sees a plane (the model's object
+        size over the volume's), undone on the probabilities; 1: none.
+    output_classes : tuple of int
+        The classes returned.
+    view_pad : int, optional
+        Mirrored rows around each XZ and YZ plane (``"orthogonal"``); default the
+        network's halo (each plane predicted as alone).
+    **options
+        ``tile_shape``, ``batch_size``, ``device``, ``precision`` of
+        :func:`~napari_unet.method.tiling.iter_predict_tiled`.
+
+    Yields
+    ------
+    TileProgress
+        ``tile_index`` / ``n_tiles`` count planes of all views.
+
+    Returns
+    -------
+    np.ndarray
+        float32 ``(len(output_classes), Z, Y, X)`` probabilities.
+
+    Raises
+    ------
+    ValueError
+        For an unknown method, a zoom that is not a positive finite number, or as
+        :func:`~napari_unet.method.tiling.iter_predict_tiled`.
+    """
+    check_volume_method(method)
+    if not (math.isfinite(zoom) and zoom > 0):
+        raise ValueError(f"zoom must be a positive finite number, got {zoom}")
+    started = time.perf_counter()
+    dz, dy, dx = (1.0, 1.0, 1.0) if spacing is None else spacing
+    z, y, x = volume.shape
+    zoomed = (max(1, round(y * zoom)), max(1, round(x * zoom * dx / dy)))
+    options = {**options, "output_classes": output_classes}
+    if method == "planes":
+        planes = np.stack([resize(plane, zoomed) for plane in volume]) if zoom != 1 else volume
+        predicted = yield from _predict_planes(planes, net, net.halo, options, 0, z, started)
+        return np.stack([resize(p, (z, y, x)) for p in predicted])
+    iso_z = max(1, round(z * zoom * dz / dy))
+    iso = resize(volume, (iso_z, *zoomed))
+    pad = net.halo if view_pad is None else int(view_pad)
+    total = z + zoomed[0] + zoomed[1]
+    xy = yield from _predict_planes(
+        np.stack([resize(p, zoomed) for p in volume]) if zoom != 1 else volume,
+        net, net.halo, options, 0, total, started,
+    )  # fmt: skip
+    summed = np.stack([resize(p, (iso_z, *zoomed)) for p in xy])
+    del xy
+    xz = yield from _predict_planes(
+        iso.transpose(1, 0, 2), net, pad, options, z, total, started
+    )  # (k, Y', Z', X')
+    summed += xz.transpose(0, 2, 1, 3)
+    del xz
+    yz = yield from _predict_planes(
+        iso.transpose(2, 0, 1), net, pad, options, z + zoomed[0], total, started
+    )  # (k, X', Z', Y')
+    summed += yz.transpose(0, 2, 3, 1)
+    del yz
+    summed /= 3.0
+    return np.stack([resize(p, (z, y, x)) for p in summed])
+
+
+def _read_volume(image, index: tuple[int, ...], rgb: bool, invert: bool) -> np.ndarray:
+    """One ``(Z, Y, X)`` volume of the image, read into memory; RGB planes made gray."""
+    volume = np.asarray(image[index] if index else image)
+    if rgb:
+        volume = np.stack([rgb_plane_to_gray(plane, invert) for plane in volume])
+    return volume
+
+
+def iter_segment_volumes(
+    image,
+    layout: ImageLayout,
+    net: UNet,
+    instances,
+    *,
+    spacing: tuple[float, float, float] | None,
+    method: str,
+    object_size: float | None,
+    percentiles: tuple[float, float],
+    normalization: tuple[float, float] | None,
+    invert_bright_background: bool,
+    progress,
+    **options,
+) -> Generator:
+    """Segment the volumes of ``image`` (``"ZYX"`` or ``"TZYX"``) into 3D cells.
+
+    The engine of :func:`~napari_unet.inference.segment.iter_segment` for images with
+    a ``Z`` axis: each volume is read whole, normalised by the model's percentiles of
+    the whole volume, predicted by :func:`iter_predict_volume` and split into cells by
+    ``instances`` (:meth:`~napari_unet.inference.instance_step.InstanceSettings.labels`,
+    a 3D seeded watershed with the voxel ``spacing``). Time points are independent.
+
+    ``progress(number, n_volumes, tile)`` makes the record yielded after each batch of
+    tiles of volume ``number`` (1-based) from its
+    :class:`~napari_unet.method.tiling.TileProgress` (planes of all views done).
+
+    Yields
+    ------
+    object
+        What ``progress`` returns.
+
+    Returns
+    -------
+    labels, probabilities, (device, precision)
+        int32 labels (one id per cell across the planes of a volume) and float32
+        foreground probability, both of ``layout.labels_shape``.
+    """
+    used = resolved_names(options.get("device", "auto"), options.get("precision", "auto"))
+    zoom = 1.0
+    if object_size is not None:
+        zoom = model_object_size(net) / check_object_size(object_size)
+    times = layout.leading_shape[:-1]  # () for ZYX, (T,) for TZYX
+    n_volumes = int(np.prod(times, dtype=np.int64))
+    labels = np.zeros(layout.labels_shape, np.int32)
+    probabilities = np.zeros(layout.labels_shape, np.float32)
+    for number, index in enumerate(np.ndindex(*times), start=1):
+        volume = _read_volume(image, index, layout.rgb, invert_bright_background)
+        low, high = normalization or percentile_normalization(volume, percentiles)
+        predicted = yield from map_progress(
+            iter_predict_volume(
+                normalize(volume, low, high), net, spacing=spacing, method=method, zoom=zoom,
+                output_classes=instances.output_classes, **options,
+            ),
+            lambda tile, number=number: progress(number, n_volumes, tile),
+        )  # fmt: skip
+        labels[index], probabilities[index] = instances.labels(predicted, spacing)
+    return labels, probabilities, used
