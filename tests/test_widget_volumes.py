@@ -100,3 +100,24 @@ def test_train_widget_trains_from_painted_planes_of_a_volume(
     record = session_for(viewer).model.metadata["training"]
     assert record["axes"] == ["ZYX"] and record["n_planes"] == len(PAINTED)
     np.testing.assert_array_equal(annotation.data, painted)  # never modified
+
+
+def test_segment_widget_returns_3d_cells_with_the_image_scale(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    image, _, labels = open_volume(viewer)
+    segment = dock(viewer, "Segment")
+    segment.image_layer.value = image
+    segment.model.value = "default"
+    segment.device.value = "cpu"
+    segment.run_button.native.click()
+    qtbot.waitUntil(lambda: not segment.running, timeout=120000)
+    result = segment.last_labels
+    assert result is not None, segment.info.value
+    assert result.data.shape == image.data.shape
+    np.testing.assert_allclose(result.scale, SCALE)
+    assert result.metadata["axes"] == "ZYX"
+    # one id per nucleus across its planes: the ids of a nucleus's voxels are mostly one
+    for cell in np.unique(labels[labels > 0]):
+        ids, counts = np.unique(result.data[labels == cell], return_counts=True)
+        counts = counts[ids > 0]
+        assert counts.size and counts.max() > 0.8 * counts.sum(), (cell, ids, counts)

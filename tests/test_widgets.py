@@ -239,6 +239,7 @@ def test_train_stop_segment_export(make_napari_viewer, qtbot, tmp_path):
         translate=(0.0, *TRANSLATE),
     )
     segment.image_layer.value = stack
+    segment.stack_kind.value = "time series"  # unrelated planes (napari's labels say nothing)
     segment.add_probabilities.value = False
     segment.run_button.native.click()
     qtbot.waitUntil(lambda: not segment.running, timeout=60000)
