@@ -162,3 +162,19 @@ def test_train_refuses_bad_axes_and_spacing(axes, spacing, message):
                 spacing=spacing,
             )
         )
+
+
+def test_accepting_a_3d_cell_takes_all_its_planes_with_one_id():
+    from napari_unet.live.corrections import accept_cells
+
+    _, labels = ellipsoid_volume((8, 40, 40), n_cells=4, radius=8.0, seed=9)
+    annotation = painted(labels, [2])
+    cell, other = 2, 4  # in planes 3-7, and a cell painted in plane 2 already
+    assert not (labels[2] == cell).any() and (labels[2] == other).any()
+    accepted = accept_cells(annotation, labels, [cell, other])
+    assert accepted.ids == [int(annotation.max()) + 1] and accepted.skipped == 1
+    written = np.zeros(labels.shape, bool)
+    written[accepted.indices] = True
+    # every voxel of the cell not painted yet, in all its planes; the painted plane wins
+    expected = (labels == cell) & (annotation == 0)
+    assert np.array_equal(written, expected) and len(np.unique(np.nonzero(written)[0])) > 2

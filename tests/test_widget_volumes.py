@@ -121,3 +121,26 @@ def test_segment_widget_returns_3d_cells_with_the_image_scale(make_napari_viewer
         ids, counts = np.unique(result.data[labels == cell], return_counts=True)
         counts = counts[ids > 0]
         assert counts.size and counts.max() > 0.8 * counts.sum(), (cell, ids, counts)
+
+    # -- accepting a predicted cell takes the whole 3D object, undone by one Ctrl+Z ------
+    annotation = viewer.layers["volume annotation"]
+    # one plane painted, as background only: it stays background (what is painted wins)
+    one_plane = np.zeros_like(annotation.data)
+    one_plane[PAINTED[0]] = BACKGROUND
+    annotation.data = one_plane
+    before = annotation.data.copy()
+    train = dock(viewer, "Train")
+    train.data.image_layer.value = image
+    train.data.annotation_layer.value = annotation
+    train.accept.source.value = result
+    predicted = np.asarray(result.data)
+    cell = np.unique(predicted[PAINTED[0]])[-1]  # a predicted nucleus crossing that plane
+    z, y, x = np.argwhere(predicted == cell)[0]
+    assert train.accept.accept_at(tuple(np.multiply((z, y, x), SCALE))) == 1
+    added = annotation.data != before
+    (new_id,) = np.unique(annotation.data[added])
+    assert new_id == 2  # the first cell id
+    assert np.array_equal(added, (predicted == cell) & (before == 0))  # all planes, one id
+    assert len(np.unique(np.nonzero(added)[0])) > 2 and not added[PAINTED[0]].any()
+    annotation.undo()
+    np.testing.assert_array_equal(annotation.data, before)

@@ -6,6 +6,9 @@ box at once. The
 pixels come from :func:`napari_unet.live.corrections.accept_cells` (only pixels not
 annotated yet change) and are written with napari's ``data_setitem`` inside
 ``block_history``: every action is one step of the annotation layer's undo (Ctrl+Z).
+From a 3D segmentation of a volume (``metadata["axes"]`` with ``Z``) a cell is taken
+whole, in all its planes with one id; the view and the box pick the cells that cross
+the displayed plane.
 """
 
 from __future__ import annotations
@@ -173,7 +176,10 @@ class AcceptCells(Container):
     # -- internals ---------------------------------------------------------------------
     def _accept(self, annotation, source, plane: tuple[int, ...], ids) -> int:
         from napari_unet.live.corrections import accept_cells, next_cell_id
+        from napari_unet.method.axes import is_volume
 
+        if is_volume(source.metadata.get("axes")):
+            plane = plane[:-1]  # 3D cells: the whole volume the plane lies in
         try:
             accepted = accept_cells(
                 self._plane(annotation, plane),
@@ -185,8 +191,8 @@ class AcceptCells(Container):
             show_error(f"Cannot accept cells: {error}")
             return 0
         if accepted.n_cells:
-            ys, xs = accepted.indices
-            index = (*(np.full(ys.shape, i, np.intp) for i in plane), ys, xs)
+            size = accepted.values.shape
+            index = (*(np.full(size, i, np.intp) for i in plane), *accepted.indices)
             with annotation.block_history():  # one undo step for the whole action
                 annotation.data_setitem(index, accepted.values)
         skipped = f"; {accepted.skipped} already annotated" if accepted.skipped else ""

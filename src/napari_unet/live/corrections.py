@@ -144,7 +144,8 @@ class AcceptedCells:
     Attributes
     ----------
     indices : tuple of np.ndarray
-        ``(ys, xs)`` of the pixels to write (napari's ``data_setitem`` format).
+        One array per axis (``(ys, xs)`` for a plane, ``(zs, ys, xs)`` for a volume) of
+        the pixels to write (napari's ``data_setitem`` format).
     values : np.ndarray
         The new cell id of each pixel.
     ids : list of int
@@ -154,7 +155,7 @@ class AcceptedCells:
         that is not annotated.
     """
 
-    indices: tuple[np.ndarray, np.ndarray]
+    indices: tuple[np.ndarray, ...]
     values: np.ndarray
     ids: list[int]
     skipped: int
@@ -176,14 +177,16 @@ def accept_cells(
     Only pixels that are not annotated change: what the user painted (background,
     other cells) always wins. A predicted cell that overlaps an annotated cell is
     skipped (it is annotated already; a second id inside one cell would teach the
-    network a border through it).
+    network a border through it). In a volume (``(Z, Y, X)`` arrays, a 3D prediction
+    with one id per cell across planes) a cell is taken whole: all its planes, one id.
 
     Parameters
     ----------
     annotation : np.ndarray
-        ``(Y, X)`` partial annotation (0 not annotated, 1 background, >= 2 cells).
+        ``(Y, X)`` or ``(Z, Y, X)`` partial annotation (0 not annotated, 1 background,
+        >= 2 cells).
     prediction : np.ndarray
-        ``(Y, X)`` predicted labels of the same plane, 0 = background.
+        Predicted labels of the same shape, 0 = background.
     cell_ids : iterable of int
         Predicted ids to accept (0 and ids absent from ``prediction`` are ignored).
     first_id : int, optional
@@ -202,35 +205,32 @@ def accept_cells(
     """
     annotation = np.asarray(annotation)
     prediction = np.asarray(prediction)
-    if annotation.shape != prediction.shape or annotation.ndim != 2:
+    if annotation.shape != prediction.shape or annotation.ndim not in (2, 3):
         raise ValueError(
             f"annotation {annotation.shape} and prediction {prediction.shape} must be 2D "
-            "planes of the same shape"
+            "planes or 3D volumes of the same shape"
         )
     wanted = np.unique(np.asarray(list(cell_ids), dtype=np.int64))
     wanted = wanted[wanted > 0]
     next_id = next_cell_id(annotation) if first_id is None else int(first_id)
-    ys_all, xs_all, values, ids = [], [], [], []
+    chosen, values, ids = [], [], []  # flat indices of the pixels written, their ids
     skipped = 0
     if wanted.size:
-        in_wanted = np.isin(prediction, wanted)
-        ys, xs = np.nonzero(in_wanted)
-        cell = prediction[ys, xs]
+        painted = annotation.ravel()
+        flat = np.flatnonzero(np.isin(prediction, wanted))
+        cell = prediction.ravel()[flat]
         order = np.argsort(cell, kind="stable")
-        ys, xs, cell = ys[order], xs[order], cell[order]
+        flat, cell = flat[order], cell[order]
         bounds = np.flatnonzero(np.diff(cell)) + 1
-        for y, x, c in zip(
-            np.split(ys, bounds), np.split(xs, bounds), np.split(cell, bounds), strict=True
-        ):
+        for pixels, c in zip(np.split(flat, bounds), np.split(cell, bounds), strict=True):
             if c.size == 0:
                 continue
-            existing = annotation[y, x]
+            existing = painted[pixels]
             free = existing == NOT_ANNOTATED
             if np.any(existing >= FIRST_CELL) or not free.any():
                 skipped += 1
                 continue
-            ys_all.append(y[free])
-            xs_all.append(x[free])
+            chosen.append(pixels[free])
             values.append(np.full(int(free.sum()), next_id, np.int64))
             ids.append(next_id)
             next_id += 1
@@ -241,9 +241,10 @@ def accept_cells(
         )
     if not ids:
         empty = np.zeros(0, np.intp)
-        return AcceptedCells((empty, empty), np.zeros(0, annotation.dtype), [], skipped)
+        indices = (empty,) * annotation.ndim
+        return AcceptedCells(indices, np.zeros(0, annotation.dtype), [], skipped)
     return AcceptedCells(
-        (np.concatenate(ys_all), np.concatenate(xs_all)),
+        np.unravel_index(np.concatenate(chosen), annotation.shape),
         np.concatenate(values).astype(annotation.dtype),
         ids,
         skipped,
