@@ -1,24 +1,28 @@
 """3D SEG, AP@0.5, time and peak memory of segmenting volumes, per method.
 
     PYTHONPATH=src python benchmarks/bench_volume.py [--data ../shared/data/volumes]
-        [--methods stack planes orthogonal] [--rescale no gt] [--synthetic 64x512x512]
+        [--methods stack planes orthogonal orthogonal@gt] [--rescale no gt]
+        [--synthetic 64x512x512]
 
 Methods, all with the shipped default model (2D, three classes) and no fine-tuning:
 
 - ``stack``: the baseline, today's plane-by-plane result without axes; its ids are made
   unique per plane (one nucleus over 12 planes is 12 objects), as a user gets them;
 - ``planes``: ``segment(axes="ZYX", spacing=..., volume_method="planes")``;
-- ``orthogonal``: ``volume_method="orthogonal"`` (XY, XZ, YZ views averaged).
+- ``orthogonal``: ``volume_method="orthogonal"`` (XY, XZ, YZ views averaged);
+- a ``+raw`` suffix: without the denoising before the network; ``+sharp``: with the
+  model's own (2D) smoothing before the 3D watershed instead of ``VOLUME_SMOOTHING``.
 
 Images whose adjacent pixels are uncorrelated (:data:`NOISE_CORRELATION`; three of the
 GoNuclear crops as stored in ``shared/data/volumes`` are noise: no method can segment
-them) are reported apart, flagged "image is noise". ``--rescale gt`` gives ``object_size``: the median nucleus diameter of the volume's
-ground truth (the ball of each object's volume, in XY pixels), as a user's hint would;
-``no`` leaves the model's. Each (method, rescale) runs in its own process, so that its
-peak resident memory (VmHWM, model and all) is its own. Splits are reported apart:
-``test``, ``val``, and ``train`` (the default model never saw any of these volumes; the
-split is that of the data set). ``--synthetic`` times one synthetic volume of that shape
-(:func:`napari_unet.testing.synthetic_nuclei_volume`, spacing 2, 1, 1).
+them) are reported apart, flagged "image is noise". ``--rescale gt`` gives
+``object_size``: the median nucleus diameter of the volume's ground truth (the ball of
+each object's volume, in XY pixels), as a user's hint would; ``no`` leaves the model's
+(``METHOD@gt``: that method with ``gt`` alone). Each (method, rescale) runs in its own
+process, so that its peak resident memory (VmHWM, model and all) is its own. Splits are
+reported apart: ``test``, ``val``, and ``train`` (the default model never saw any of
+these volumes; the split is that of the data set). ``--synthetic`` times one synthetic
+volume of that shape (:func:`napari_unet.testing.synthetic_nuclei_volume`, spacing 2, 1, 1).
 """
 
 from __future__ import annotations
@@ -72,12 +76,26 @@ def unique_per_plane(labels: np.ndarray) -> np.ndarray:
     return out
 
 
+def configure(method: str) -> str:
+    """``planes`` or ``orthogonal``, optionally ``+raw`` (no denoising) or ``+sharp`` (the
+    model's own smoothing); sets those module defaults and returns the method."""
+    import napari_unet.inference.volumes as volumes
+
+    method, *variants = method.split("+")
+    if "raw" in variants:
+        volumes.DEFAULT_DENOISE = 0.0
+    if "sharp" in variants:
+        volumes.VOLUME_SMOOTHING = 0.0
+    return method
+
+
 def run_one(args) -> None:
     """One (method, rescale): every volume, one JSON line each, then the peak memory."""
     from napari_unet import segment
     from napari_unet.metrics import average_precision, seg_score
     from napari_unet.models.files import load_model
 
+    method = configure(args.one)
     model = load_model("default")
     rows = [line.split("\t") for line in (args.data / "index.tsv").read_text().splitlines()]
     header, rows = rows[0], rows[1:]
@@ -93,7 +111,7 @@ def run_one(args) -> None:
             labels = unique_per_plane(segment(image, model, object_size=size))
         else:
             labels = segment(
-                image, model, axes="ZYX", spacing=spacing, volume_method=args.one,
+                image, model, axes="ZYX", spacing=spacing, volume_method=method,
                 object_size=size,
             )  # fmt: skip
         seconds = time.perf_counter() - started
@@ -114,6 +132,7 @@ def run_synthetic(args) -> None:
     from napari_unet.models.files import load_model
     from napari_unet.testing import synthetic_nuclei_volume
 
+    method = configure(args.one)
     shape = tuple(int(v) for v in args.synthetic.lower().split("x"))
     spacing = (2.0, 1.0, 1.0)
     n = max(1, int(np.prod(shape) / (4 / 3 * math.pi * 11**3 / 2) * 0.25))
@@ -123,7 +142,7 @@ def run_synthetic(args) -> None:
     if args.one == "stack":
         labels = unique_per_plane(segment(image, model))
     else:
-        labels = segment(image, model, axes="ZYX", spacing=spacing, volume_method=args.one)
+        labels = segment(image, model, axes="ZYX", spacing=spacing, volume_method=method)
     seconds = time.perf_counter() - started
     print(json.dumps({
         "synthetic": args.synthetic, "seconds": seconds, "n_gt": int(truth.max()),
@@ -168,8 +187,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--methods", nargs="+", default=["stack", "planes", "orthogonal"])
-    p.add_argument("--rescale", nargs="+", choices=("no", "gt"), default=["no", "gt"])
+    p.add_argument("--rescale", nargs="+", choices=("no", "gt"), default=["no"])
     p.add_argument("--synthetic", default=None, help="also time a synthetic ZxYxX volume")
+    p.add_argument("--synthetic-methods", nargs="+", default=None, help="default: --methods")
     p.add_argument("--one", default=None, help=argparse.SUPPRESS)
     p.add_argument("--per-volume", action="store_true", help="print every volume's scores")
     args = p.parse_args()
@@ -180,8 +200,9 @@ def main() -> None:
 
     print(f"{cpu_name()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}")
     results = []
-    for method in args.methods:
-        for rescale in args.rescale:
+    for spec in args.methods:
+        method, _, only = spec.partition("@")  # "orthogonal@gt": that rescale alone
+        for rescale in [only] if only else args.rescale:
             lines = child(args, ["--one", method, "--rescale", rescale])
             rows = lines[:-1]
             results.append({"method": method, "rescale": rescale, "rows": rows,
@@ -194,7 +215,7 @@ def main() -> None:
     summary(results)
     if args.synthetic:
         print(f"\nsynthetic {args.synthetic} (spacing 2, 1, 1), load {os.getloadavg()[0]:.2f}:")
-        for method in args.methods:
+        for method in args.synthetic_methods or args.methods:
             lines = child(args, ["--one", method, "--synthetic", args.synthetic])
             r = lines[0]
             print(f"  {method}: {r['seconds']:.1f} s, peak {lines[-1]['peak_mib']:.0f} MiB, "

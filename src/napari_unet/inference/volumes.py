@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Generator
+from dataclasses import replace
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -45,6 +46,9 @@ VIEW_STEP = 1
 #: Gaussian denoising before the network, in pixels of the (zoomed) planes: confocal
 #: volumes are far noisier than the widefield fields the default model learnt from.
 DEFAULT_DENOISE = 2.0
+#: Smallest smoothing (pixels of the zoomed planes) of the probabilities before a
+#: volume's 3D watershed; the model's own, fitted on planes, when larger.
+VOLUME_SMOOTHING = 2.0
 
 
 def resize(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -121,7 +125,7 @@ def iter_predict_volume(
     zoom: float = 1.0,
     output_classes: tuple[int, ...] = (0, 1),
     view_pad: int | None = None,
-    denoise: float = DEFAULT_DENOISE,
+    denoise: float | None = None,
     **options,
 ) -> Generator[TileProgress, None, np.ndarray]:
     """Predict class probabilities of a volume with a 2D network.
@@ -145,9 +149,10 @@ def iter_predict_volume(
         Mirrored rows around each XZ and YZ plane (``"orthogonal"``); default
         :data:`VIEW_PAD`, the network's halo when that is ``None`` (each plane then
         predicted as alone).
-    denoise : float
+    denoise : float, optional
         Standard deviation of a Gaussian applied to the volume first, in pixels along
-        Y of the zoomed planes (the same physical length along Z and X); 0: none.
+        Y of the zoomed planes (the same physical length along Z and X); 0: none;
+        default :data:`DEFAULT_DENOISE`.
     **options
         ``tile_shape``, ``batch_size``, ``device``, ``precision`` of
         :func:`~napari_unet.method.tiling.iter_predict_tiled`.
@@ -174,6 +179,7 @@ def iter_predict_volume(
     started = time.perf_counter()
     dz, dy, dx = (1.0, 1.0, 1.0) if spacing is None else spacing
     z, y, x = volume.shape
+    denoise = DEFAULT_DENOISE if denoise is None else float(denoise)
     if denoise > 0:
         sigma = denoise / zoom
         volume = ndi.gaussian_filter(volume, (sigma * dy / dz, sigma, sigma * dy / dx))
@@ -245,8 +251,9 @@ def iter_segment_volumes(
     The engine of :func:`~napari_unet.inference.segment.iter_segment` for images with
     a ``Z`` axis: each volume is read whole, normalised by the model's percentiles of
     the whole volume, predicted by :func:`iter_predict_volume` and split into cells by
-    ``instances`` (:meth:`~napari_unet.inference.instance_step.InstanceSettings.labels`,
-    a 3D seeded watershed with the voxel ``spacing``). Time points are independent.
+    ``instances``, its smoothing at least :data:`VOLUME_SMOOTHING`
+    (:meth:`~napari_unet.inference.instance_step.InstanceSettings.labels`, a 3D seeded
+    watershed with the voxel ``spacing``). Time points are independent.
 
     ``progress(number, n_volumes, tile)`` makes the record yielded after each batch of
     tiles of volume ``number`` (1-based) from its
@@ -267,6 +274,7 @@ def iter_segment_volumes(
     zoom = 1.0
     if object_size is not None:
         zoom = model_object_size(net) / check_object_size(object_size)
+    instances = replace(instances, smoothing=max(instances.smoothing, VOLUME_SMOOTHING / zoom))
     times = layout.leading_shape[:-1]  # () for ZYX, (T,) for TZYX
     n_volumes = int(np.prod(times, dtype=np.int64))
     labels = np.zeros(layout.labels_shape, np.int32)

@@ -30,7 +30,7 @@ RGB_AXIS = "C"
 #: the 2D network on its XY planes, or on its XY, XZ and YZ planes (averaged).
 VOLUME_METHODS = ("planes", "orthogonal")
 #: The default, chosen by measurement (docs/method.md, Volumes).
-DEFAULT_VOLUME_METHOD = "planes"
+DEFAULT_VOLUME_METHOD = "orthogonal"
 
 
 def check_axes(axes: str | None, shape: tuple[int, ...], rgb: bool | None = None) -> str | None:
