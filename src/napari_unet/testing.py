@@ -1,4 +1,4 @@
-"""Test oracles: slow, obviously correct versions of the fast paths.
+"""Test oracles (slow, obviously correct versions of the fast paths) and synthetic volumes.
 
 Tests and benchmarks compare the fast implementations against these definitions:
 
@@ -7,6 +7,9 @@ Tests and benchmarks compare the fast implementations against these definitions:
 - :func:`weight_map_reference`: eq. 2 of the paper with one full-image distance map
   per cell, which :func:`napari_unet.method.weight_map.separation_border_weight_map` must
   reproduce.
+
+:func:`synthetic_nuclei_volume` makes realistic test volumes (blurred, noisy ellipsoidal
+nuclei with their 3D labels) for the tests and ``benchmarks/bench_volume.py``.
 
 They are not part of :data:`napari_unet.__all__`: their cost grows with the image (and
 with the number of cells), so they are not meant for users' data.
@@ -30,7 +33,7 @@ from napari_unet.method.weight_map import DEFAULT_CLASS_WEIGHTS, DEFAULT_SIGMA, 
 from napari_unet.runtime.checks import check_w0_sigma
 from napari_unet.runtime.devices import resolve_device
 
-__all__ = ["predict_whole", "weight_map_reference"]
+__all__ = ["predict_whole", "synthetic_nuclei_volume", "weight_map_reference"]
 
 
 def predict_whole(
@@ -183,3 +186,91 @@ def _reference_class_weights(class_weights, classes, mask, n_classes: int) -> li
     if len(weights) != n_classes or not all(math.isfinite(w) and w > 0 for w in weights):
         raise ValueError(f"{message}, got {class_weights!r}")
     return weights
+
+
+def synthetic_nuclei_volume(
+    shape: tuple[int, int, int],
+    *,
+    n_nuclei: int = 8,
+    radius: float = 11.0,
+    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    centers: Sequence[tuple[float, float, float]] | None = None,
+    touching: float = 0.0,
+    blur: float = 1.0,
+    noise: float = 0.04,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A fluorescence volume of ellipsoidal nuclei and its 3D instance labels.
+
+    Nuclei are ellipsoids of semi-axes ``radius`` (pixels along Y, X; the same
+    physical length along Z, i.e. ``radius * dy / dz`` planes) times a random factor
+    in [0.8, 1.2] per axis, each of its own brightness (0.5 to 1) with a texture of
+    fine blobs; the volume is blurred by an anisotropic Gaussian (a point spread
+    function twice as long along Z as across, in physical units), added to a
+    background of 0.1 and Gaussian noise of ``noise``, and stored as uint16. Where
+    two nuclei overlap, a voxel belongs to the one whose scaled distance to its
+    centre is smaller, so touching nuclei share a flat boundary.
+
+    Parameters
+    ----------
+    shape : (int, int, int)
+        ``(Z, Y, X)`` voxels.
+    n_nuclei : int
+        Nuclei placed at random (ignored when ``centers`` is given).
+    radius : float
+        Typical semi-axis across, pixels.
+    spacing : (float, float, float)
+        Voxel size ``(dz, dy, dx)``.
+    centers : sequence of (z, y, x), optional
+        Centres in voxels, placed as given.
+    touching : float
+        Random centres lie at least ``(1 - touching)`` times the sum of two radii
+        apart: 0 keeps nuclei apart, 0.2 makes many touch.
+    blur : float
+        Standard deviation of the blur across (pixels along Y).
+    noise : float
+        Standard deviation of the noise, relative to a brightness of 1.
+    seed : int
+        Random seed.
+
+    Returns
+    -------
+    image : np.ndarray
+        ``(Z, Y, X)`` uint16.
+    labels : np.ndarray
+        ``(Z, Y, X)`` int32, 0 = background, 1..N one id per nucleus.
+    """
+    rng = np.random.default_rng(seed)
+    dz, dy, dx = (float(s) for s in spacing)
+    scale = np.array([dz / dy, 1.0, dx / dy])  # voxel -> pixels along Y
+    extent = np.array(shape) * scale
+    if centers is None:
+        placed: list[np.ndarray] = []
+        for _ in range(200 * n_nuclei):
+            if len(placed) == n_nuclei:
+                break
+            candidate = rng.uniform(0, extent)
+            if all(np.linalg.norm(candidate - c) >= 2 * radius * (1 - touching) for c in placed):
+                placed.append(candidate)
+        physical = placed
+    else:
+        physical = [np.asarray(c, float) * scale for c in centers]
+    grid = [np.arange(n) * s for n, s in zip(shape, scale, strict=True)]
+    best = np.full(shape, np.inf, np.float32)
+    labels = np.zeros(shape, np.int32)
+    for index, centre in enumerate(physical, start=1):
+        axes = radius * rng.uniform(0.8, 1.2, 3)
+        distance = sum(
+            ((g - c) / a).reshape([-1 if i == k else 1 for k in range(3)]) ** 2
+            for i, (g, c, a) in enumerate(zip(grid, centre, axes, strict=True))
+        )
+        inside = (distance < 1) & (distance < best)
+        labels[inside], best[inside] = index, distance[inside]
+    brightness = np.concatenate([[0.0], rng.uniform(0.5, 1.0, len(physical))])
+    texture = ndi.gaussian_filter(rng.standard_normal(shape), 1.0 / scale)
+    texture = 1.0 + 0.15 * texture / max(float(texture.std()), 1e-6)
+    image = brightness[labels].astype(np.float32) * texture.astype(np.float32)
+    sigma = blur / scale * np.array([2.0, 1.0, 1.0])
+    image = ndi.gaussian_filter(image, sigma) + 0.1
+    image += rng.normal(0, noise, shape).astype(np.float32)
+    return np.clip(image * 2000, 0, 65535).astype(np.uint16), labels

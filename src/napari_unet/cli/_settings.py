@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
+
 from napari_unet.inference.settings import SegmentSettings
+from napari_unet.method.axes import AXES_CHOICES, DEFAULT_VOLUME_METHOD, VOLUME_METHODS
 
 
 def segment_settings(args) -> SegmentSettings:
@@ -14,4 +17,41 @@ def segment_settings(args) -> SegmentSettings:
         threshold=args.threshold,
         min_size=args.min_size,
         object_size=args.object_size,
+        axes=getattr(args, "axes", None),
+        spacing=getattr(args, "spacing", None),
+        volume_method=getattr(args, "volume_method", DEFAULT_VOLUME_METHOD),
+    )
+
+
+def _spacing(value: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in value.lower().replace("x", ",").split(",") if v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"spacing must be numbers DZ,DY,DX (or DY,DX), got {value!r}"
+        ) from None
+
+
+def add_volume_options(parser: argparse.ArgumentParser) -> None:
+    """``--axes``, ``--spacing`` and ``--volume-method`` of ``napari-unet segment``."""
+    parser.add_argument(
+        "--axes",
+        default=None,
+        help=f"the images' axes: {', '.join(AXES_CHOICES)} (a trailing C: RGB). With Z, each "
+        "volume is segmented into 3D cells, one id per cell across planes; T: time points "
+        "one by one. Default: leading axes are a stack of planes",
+    )
+    parser.add_argument(
+        "--spacing",
+        type=_spacing,
+        default=None,
+        help="voxel size DZ,DY,DX (or pixel size DY,DX), any unit (default: from the ImageJ "
+        "TIFF metadata, else isotropic)",
+    )
+    parser.add_argument(
+        "--volume-method",
+        default=DEFAULT_VOLUME_METHOD,
+        choices=VOLUME_METHODS,
+        help="volumes: the 2D network on the XY planes, or on the XY, XZ and YZ planes "
+        "(default: %(default)s)",
     )

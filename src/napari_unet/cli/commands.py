@@ -7,7 +7,7 @@ import sys
 import threading
 from pathlib import Path
 
-from napari_unet.cli._settings import segment_settings
+from napari_unet.cli._settings import add_volume_options, segment_settings
 from napari_unet.cli.cluster import add_cluster_options
 from napari_unet.cli.one_file import export_bioimageio_command, weight_map_command
 from napari_unet.cli.outcomes import (
@@ -50,8 +50,16 @@ def _segment(args) -> int:
     if args.dask_scheduler:  # on a cluster (also zarr images, block by block)
         from napari_unet.cli.cluster import segment_on_cluster
 
+        if args.axes is not None or args.spacing is not None:
+            raise ValueError(
+                "--axes and --spacing are for segmenting in this process: leave out "
+                "--dask-scheduler (volumes are segmented in memory)"
+            )
         return segment_on_cluster(args)
-    # every check on names and folders comes before the first image is read
+    from napari_unet.method.axes import check_spacing, spatial_axes
+
+    # every check on settings, names and folders comes before the first image is read
+    check_spacing(args.spacing, spatial_axes(args.axes and args.axes.upper()))
     files = image_files(args.inputs, skip_written=True)
     outputs = {path: _segment_outputs(path, args) for path in files}
     every_output = [out for outs in outputs.values() for out in outs]
@@ -236,6 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="typical cell diameter in pixels (default: the model's)",
     )
+    add_volume_options(seg)
     seg.add_argument(
         "--probabilities", action="store_true", help="also write <name>_probabilities.tif"
     )

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Generator
+from dataclasses import replace
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -37,6 +38,17 @@ from napari_unet.runtime.progress import map_progress
 
 #: Largest number of pixels of the planes predicted in one overlap-tile call.
 _MOSAIC_PIXELS = 8_000_000
+#: Mirrored rows around each XZ and YZ plane; ``None``: the network's halo. 24 rows
+#: score as the halo (92) and cost half (docs/method.md, Volumes).
+VIEW_PAD: int | None = 24
+#: Every how many XZ (YZ) planes the network sees; the others are interpolated.
+VIEW_STEP = 1
+#: Gaussian denoising before the network, in pixels of the (zoomed) planes: confocal
+#: volumes are far noisier than the widefield fields the default model learnt from.
+DEFAULT_DENOISE = 2.0
+#: Smallest smoothing (pixels of the zoomed planes) of the probabilities before a
+#: volume's 3D watershed; the model's own, fitted on planes, when larger.
+VOLUME_SMOOTHING = 2.0
 
 
 def resize(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -67,14 +79,19 @@ def _predict_planes(
 ) -> Generator[TileProgress, None, np.ndarray]:
     """Probabilities of ``(N, H, W)`` normalised planes, predicted as mosaics of planes.
 
-    Planes are laid one under another, each extended by ``pad`` mirrored rows above and
-    below (the mirroring of the paper's Fig. 2), so that many small planes (e.g. the
-    XZ planes of a thin volume) go through the network in a few large tiles. With
-    ``pad`` >= the network's halo, each plane's prediction is that of the plane alone.
+    Planes are laid one under another, each extended by at least ``pad`` mirrored rows
+    above and below (the mirroring of the paper's Fig. 2; rounded up to the pooling
+    grid), so that many small planes (e.g. the XZ planes of a thin volume) go through
+    the network in a few large tiles. With ``pad`` >= the network's halo, each plane's
+    prediction is that of the plane alone.
     """
     n, height, width = planes.shape
-    rows = mirror_index(np.arange(-pad, height + pad), height)
-    band = height + 2 * pad
+    # Each band starts and ends on the pooling grid, so every plane meets the max-pooling
+    # windows as it does alone (valid convolutions make the output depend on it).
+    grid = net.pooling_factor
+    top = -(-pad // grid) * grid
+    band = -(-(top + height + pad) // grid) * grid
+    rows = mirror_index(np.arange(-top, band - top), height)
     per_mosaic = max(1, _MOSAIC_PIXELS // (band * width))
     result = None
     for start in range(0, n, per_mosaic):
@@ -95,7 +112,7 @@ def _predict_planes(
         predicted = predicted.reshape(len(predicted), len(chunk), band, width)
         if result is None:
             result = np.empty((len(predicted), n, height, width), np.float32)
-        result[:, start : start + len(chunk)] = predicted[:, :, pad : pad + height]
+        result[:, start : start + len(chunk)] = predicted[:, :, top : top + height]
     return result
 
 
@@ -108,6 +125,7 @@ def iter_predict_volume(
     zoom: float = 1.0,
     output_classes: tuple[int, ...] = (0, 1),
     view_pad: int | None = None,
+    denoise: float | None = None,
     **options,
 ) -> Generator[TileProgress, None, np.ndarray]:
     """Predict class probabilities of a volume with a 2D network.
@@ -128,8 +146,13 @@ def iter_predict_volume(
     output_classes : tuple of int
         The classes returned.
     view_pad : int, optional
-        Mirrored rows around each XZ and YZ plane (``"orthogonal"``); default the
-        network's halo (each plane predicted as alone).
+        Mirrored rows around each XZ and YZ plane (``"orthogonal"``); default
+        :data:`VIEW_PAD`, the network's halo when that is ``None`` (each plane then
+        predicted as alone).
+    denoise : float, optional
+        Standard deviation of a Gaussian applied to the volume first, in pixels along
+        Y of the zoomed planes (the same physical length along Z and X); 0: none;
+        default :data:`DEFAULT_DENOISE`.
     **options
         ``tile_shape``, ``batch_size``, ``device``, ``precision`` of
         :func:`~napari_unet.method.tiling.iter_predict_tiled`.
@@ -156,6 +179,10 @@ def iter_predict_volume(
     started = time.perf_counter()
     dz, dy, dx = (1.0, 1.0, 1.0) if spacing is None else spacing
     z, y, x = volume.shape
+    denoise = DEFAULT_DENOISE if denoise is None else float(denoise)
+    if denoise > 0:
+        sigma = denoise / zoom
+        volume = ndi.gaussian_filter(volume, (sigma * dy / dz, sigma, sigma * dy / dx))
     zoomed = (max(1, round(y * zoom)), max(1, round(x * zoom * dx / dy)))
     options = {**options, "output_classes": output_classes}
     if method == "planes":
@@ -164,8 +191,10 @@ def iter_predict_volume(
         return np.stack([resize(p, (z, y, x)) for p in predicted])
     iso_z = max(1, round(z * zoom * dz / dy))
     iso = resize(volume, (iso_z, *zoomed))
+    view_pad = VIEW_PAD if view_pad is None else view_pad
     pad = net.halo if view_pad is None else int(view_pad)
-    total = z + zoomed[0] + zoomed[1]
+    step = max(1, int(VIEW_STEP))
+    total = z + -(-zoomed[0] // step) + -(-zoomed[1] // step)
     xy = yield from _predict_planes(
         np.stack([resize(p, zoomed) for p in volume]) if zoom != 1 else volume,
         net, net.halo, options, 0, total, started,
@@ -173,14 +202,22 @@ def iter_predict_volume(
     summed = np.stack([resize(p, (iso_z, *zoomed)) for p in xy])
     del xy
     xz = yield from _predict_planes(
-        iso.transpose(1, 0, 2), net, pad, options, z, total, started
-    )  # (k, Y', Z', X')
-    summed += xz.transpose(0, 2, 1, 3)
+        iso[:, ::step].transpose(1, 0, 2), net, pad, options, z, total, started
+    )  # (k, Y' / step, Z', X')
+    for k, view in enumerate(xz):
+        summed[k] += resize(view.transpose(1, 0, 2), (iso_z, *zoomed))
     del xz
     yz = yield from _predict_planes(
-        iso.transpose(2, 0, 1), net, pad, options, z + zoomed[0], total, started
-    )  # (k, X', Z', Y')
-    summed += yz.transpose(0, 2, 3, 1)
+        iso[:, :, ::step].transpose(2, 0, 1),
+        net,
+        pad,
+        options,
+        z + -(-zoomed[0] // step),
+        total,
+        started,
+    )  # (k, X' / step, Z', Y')
+    for k, view in enumerate(yz):
+        summed[k] += resize(view.transpose(1, 2, 0), (iso_z, *zoomed))
     del yz
     summed /= 3.0
     return np.stack([resize(p, (z, y, x)) for p in summed])
@@ -214,8 +251,9 @@ def iter_segment_volumes(
     The engine of :func:`~napari_unet.inference.segment.iter_segment` for images with
     a ``Z`` axis: each volume is read whole, normalised by the model's percentiles of
     the whole volume, predicted by :func:`iter_predict_volume` and split into cells by
-    ``instances`` (:meth:`~napari_unet.inference.instance_step.InstanceSettings.labels`,
-    a 3D seeded watershed with the voxel ``spacing``). Time points are independent.
+    ``instances``, its smoothing at least :data:`VOLUME_SMOOTHING`
+    (:meth:`~napari_unet.inference.instance_step.InstanceSettings.labels`, a 3D seeded
+    watershed with the voxel ``spacing``). Time points are independent.
 
     ``progress(number, n_volumes, tile)`` makes the record yielded after each batch of
     tiles of volume ``number`` (1-based) from its
@@ -236,6 +274,7 @@ def iter_segment_volumes(
     zoom = 1.0
     if object_size is not None:
         zoom = model_object_size(net) / check_object_size(object_size)
+    instances = replace(instances, smoothing=max(instances.smoothing, VOLUME_SMOOTHING / zoom))
     times = layout.leading_shape[:-1]  # () for ZYX, (T,) for TZYX
     n_volumes = int(np.prod(times, dtype=np.int64))
     labels = np.zeros(layout.labels_shape, np.int32)

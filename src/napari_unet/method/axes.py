@@ -30,7 +30,7 @@ RGB_AXIS = "C"
 #: the 2D network on its XY planes, or on its XY, XZ and YZ planes (averaged).
 VOLUME_METHODS = ("planes", "orthogonal")
 #: The default, chosen by measurement (docs/method.md, Volumes).
-DEFAULT_VOLUME_METHOD = "planes"
+DEFAULT_VOLUME_METHOD = "orthogonal"
 
 
 def check_axes(axes: str | None, shape: tuple[int, ...], rgb: bool | None = None) -> str | None:
@@ -129,9 +129,10 @@ def check_spacing(spacing, axes: str | None = "ZYX") -> tuple[float, ...] | None
             f"spacing must be numbers (the voxel size along {', '.join(spatial)}), got {spacing!r}"
         ) from None
     if len(values) != len(spatial):
+        hint = " (for a volume, give axes='ZYX')" if len(values) == 3 else ""
         raise ValueError(
             f"spacing {values} has {len(values)} values; the image's spatial axes "
-            f"{spatial} need {len(spatial)}"
+            f"{spatial} need {len(spatial)}{hint}"
         )
     bad = [v for v in values if not (math.isfinite(v) and v > 0)]
     if bad:
