@@ -178,3 +178,28 @@ def test_accepting_a_3d_cell_takes_all_its_planes_with_one_id():
     # every voxel of the cell not painted yet, in all its planes; the painted plane wins
     expected = (labels == cell) & (annotation == 0)
     assert np.array_equal(written, expected) and len(np.unique(np.nonzero(written)[0])) > 2
+
+
+def test_cli_trains_on_a_volume_painted_in_a_few_planes(tmp_path):
+    import tifffile
+
+    from napari_unet.cli.commands import main
+    from napari_unet.cli.train_volumes import training_spacings
+    from napari_unet.models.files import load_model
+
+    image, labels = ellipsoid_volume((8, 48, 48), n_cells=5, spacing=SPACING, seed=10)
+    metadata = {"spacing": SPACING[0], "unit": "um", "axes": "ZYX"}
+    tifffile.imwrite(
+        tmp_path / "vol.tif", image, imagej=True, resolution=(1.0, 1.0), metadata=metadata
+    )
+    tifffile.imwrite(tmp_path / "vol_masks.tif", painted(labels, [2, 5]).astype(np.uint16))
+    assert training_spacings([tmp_path / "vol.tif"], "ZYX", None) == [SPACING]  # from the file
+    out = tmp_path / "volume.safetensors"
+    arguments = ["train", "--images", str(tmp_path / "vol.tif"), "--annotations"]
+    arguments += [str(tmp_path / "vol_masks.tif"), "-o", str(out), "--from", "scratch"]
+    arguments += ["--iterations", "2", "--batch-size", "1", "--seed", "0", "--axes", "ZYX"]
+    assert main(arguments) == 0
+    training = load_model(out).metadata["training"]
+    assert training["axes"] == ["ZYX"] and training["n_planes"] == 2
+    with pytest.raises(ValueError, match="spacing"):
+        training_spacings([tmp_path / "vol.tif"], "ZYX", (1.0, 0.0, 1.0))

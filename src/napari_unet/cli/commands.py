@@ -17,6 +17,7 @@ from napari_unet.cli.outcomes import (
     interrupt_stops,
     run_reporting,
 )
+from napari_unet.cli.train_volumes import add_volume_arguments, training_spacings
 from napari_unet.method.annotation import DEFAULT_N_CLASSES, TARGET_CLASSES
 from napari_unet.runtime.devices import DEVICE_CHOICES, PRECISION_CHOICES
 
@@ -162,6 +163,8 @@ def _run_training(train, images, annotations, model, config, args, stop) -> int:
         dense=args.dense,
         seed=args.seed,
         stop=stop,
+        axes=args.axes and [args.axes.upper()] * len(images),
+        spacing=training_spacings(images, args.axes, args.spacing),
     )
     with tqdm(total=1.0, desc="training", bar_format="{l_bar}{bar}| {elapsed}{postfix}") as bar:
 
@@ -277,6 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument(
         "--dense", action="store_true", help="annotations are dense: 0 = background, 1.. = cells"
     )
+    add_volume_arguments(tr)  # --axes, --spacing: volumes from their painted planes
     tr.add_argument(
         "--minutes",
         type=float,

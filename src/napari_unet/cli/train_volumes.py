@@ -1,0 +1,60 @@
+"""``napari-unet train --axes --spacing``: training on volumes from the command line.
+
+Volumes (``--axes ZYX`` or ``TZYX``) are trained from their painted XY planes with the 3D
+weight map (:func:`napari_unet.training.loop.train` with ``axes`` and ``spacing``). The
+voxel size is ``--spacing`` when given, else the one each ImageJ TIFF stores
+(:func:`napari_unet.io.spacing.read_tiff_spacing`), else isotropic.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from napari_unet.cli._settings import _spacing
+from napari_unet.io.spacing import read_tiff_spacing
+from napari_unet.method.axes import AXES_CHOICES, check_spacing, is_volume, spatial_axes
+
+__all__ = ["add_volume_arguments", "training_spacings"]
+
+
+def add_volume_arguments(parser) -> None:
+    """Add ``--axes`` and ``--spacing`` to the ``train`` subcommand's parser."""
+    parser.add_argument(
+        "--axes",
+        default=None,
+        help=f"the images' axes: {', '.join(AXES_CHOICES)}. With Z, each volume is trained "
+        "from its painted XY planes (never painted planes are ignored; one id across planes "
+        "is one 3D cell). Default: leading axes are a stack of planes",
+    )
+    parser.add_argument(
+        "--spacing",
+        type=_spacing,  # as for segment
+        default=None,
+        help="voxel size DZ,DY,DX of the volumes, any unit (default: from the ImageJ TIFF "
+        "metadata, else isotropic)",
+    )
+
+
+def training_spacings(images: list[Path], axes: str | None, spacing) -> list | None:
+    """Per image, the voxel size ``train`` gets: ``--spacing``, the file's, or ``None``.
+
+    Raises
+    ------
+    ValueError
+        For a ``--spacing`` without ``--axes`` or of the wrong length.
+    """
+    if axes is None:
+        if spacing is not None:
+            raise ValueError("--spacing needs --axes (ZYX or TZYX)")
+        return None
+    spacing = check_spacing(spacing, spatial_axes(axes.upper()))
+    if spacing is not None or not is_volume(axes.upper()):
+        return [spacing] * len(images)
+    stored = []
+    for path in images:
+        size, unit = (None, None)
+        if Path(path).suffix.lower() in (".tif", ".tiff"):
+            size, unit = read_tiff_spacing(path)
+        # without an ImageJ unit, resolution tags often hold a printer's dpi
+        stored.append(size if unit is not None and size is not None and len(size) == 3 else None)
+    return stored
