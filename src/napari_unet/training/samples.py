@@ -26,6 +26,7 @@ from napari_unet.method.augmentation import (
 from napari_unet.method.images import image_layout, iter_planes, normalize, percentile_normalization
 from napari_unet.method.weight_map import training_target, training_weight_map
 from napari_unet.method.weight_map_3d import volume_training_weights
+from napari_unet.training.volume_views import side_views
 from napari_unet.training.volumes import check_painted
 
 
@@ -105,7 +106,8 @@ def prepare_samples(
         Per image: ``None`` (its planes are independent 2D images), or the voxel size
         ``(dz, dy, dx)`` of a volume (``(..., Z, Y, X)``, e.g. ``(1, 1, 1)``): its
         painted XY planes are the samples, weighted by the 3D eq. 2 map
-        (:mod:`napari_unet.method.weight_map_3d`).
+        (:mod:`napari_unet.method.weight_map_3d`), and their rows in the volume's XZ and
+        YZ views (:mod:`napari_unet.training.volume_views`).
 
     Returns
     -------
@@ -121,10 +123,13 @@ def prepare_samples(
     pairs = check_pairs(images, annotations)
     for n, (image, annotation, layout) in enumerate(pairs):
         spacing = volumes[n] if volumes is not None else None
+        painted = {}  # volume index (() for ZYX) -> its VolumeTargets
         if spacing is None:
             weighted = _plane_targets(annotation, layout, config, dense, n_classes)
         else:
-            weighted = _volume_targets(n, annotation, layout, spacing, config, dense, n_classes)
+            weighted, painted = _volume_targets(
+                n, annotation, layout, spacing, config, dense, n_classes
+            )
         for index, plane in iter_planes(image, layout):
             if index not in weighted:
                 continue  # an unannotated plane of a stack
@@ -138,6 +143,12 @@ def prepare_samples(
                     np.flatnonzero(weights > 0),
                 )
             )
+        for outer, targets in painted.items():  # the XZ and YZ views of painted volumes
+            volume = np.stack(
+                [np.asarray(p) for i, p in iter_planes(image, layout) if i[:-1] == outer]
+            )
+            for view in side_views(volume, targets, spacing, config.percentiles):
+                samples.append(Sample(*view, np.flatnonzero(view[2] > 0)))
     if not samples or not any(len(s.annotated) for s in samples):
         raise ValueError(
             "no annotated pixel: paint background (label 1) and cells (labels 2, 3, …)"
@@ -167,14 +178,18 @@ def _plane_targets(annotation, layout, config, dense, n_classes) -> dict:
     return weighted
 
 
-def _volume_targets(n, annotation, layout, spacing, config, dense, n_classes) -> dict:
-    """Plane index to (target, its plane of the 3D weight map), for every painted plane."""
+def _volume_targets(n, annotation, layout, spacing, config, dense, n_classes) -> tuple:
+    """The painted planes and volumes of a volume image.
+
+    Plane index to (target, its plane of the 3D weight map) for every painted plane, and
+    volume index to its :class:`~napari_unet.method.weight_map_3d.VolumeTargets`.
+    """
     if len(layout.leading_shape) < 1:
         raise ValueError(
             f"image {n} is one plane of shape {layout.spatial_shape}, not a volume (Z, Y, X)"
         )
     check_painted(annotation, f"volume {n}", dense)
-    weighted = {}
+    weighted, painted = {}, {}
     for outer in np.ndindex(*layout.leading_shape[:-1]):  # e.g. the time points of TZYX
         volume = annotation[outer] if outer else annotation
         if not dense and not volume.any():
@@ -182,7 +197,8 @@ def _volume_targets(n, annotation, layout, spacing, config, dense, n_classes) ->
         result = volume_training_weights(volume, config, spacing, dense, n_classes)
         for z, parts in result.targets.items():
             weighted[(*outer, z)] = (parts, result.weights[z])
-    return weighted
+        painted[outer] = result
+    return weighted, painted
 
 
 def random_batch(
