@@ -188,9 +188,16 @@ def test_accepting_a_3d_cell_takes_all_its_planes_with_one_id():
     from napari_unet.live.corrections import accept_cells
 
     _, labels = ellipsoid_volume((8, 40, 40), n_cells=4, radius=8.0, seed=9)
-    annotation = painted(labels, [2])
-    cell, other = 2, 4  # in planes 3-7, and a cell painted in plane 2 already
-    assert not (labels[2] == cell).any() and (labels[2] == other).any()
+    spans = {int(c): set(np.nonzero(labels == c)[0]) for c in np.unique(labels[labels > 0])}
+    # a plane to paint: one nucleus crosses it, another (over 2 planes) does not
+    plane, cell, other = next(
+        (z, c, o)
+        for z in range(8)
+        for c in spans
+        for o in spans
+        if z not in spans[c] and len(spans[c]) > 2 and z in spans[o]
+    )
+    annotation = painted(labels, [plane])
     accepted = accept_cells(annotation, labels, [cell, other])
     assert accepted.ids == [int(annotation.max()) + 1] and accepted.skipped == 1
     written = np.zeros(labels.shape, bool)
