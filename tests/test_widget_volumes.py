@@ -144,3 +144,35 @@ def test_segment_widget_returns_3d_cells_with_the_image_scale(make_napari_viewer
     assert len(np.unique(np.nonzero(added)[0])) > 2 and not added[PAINTED[0]].any()
     annotation.undo()
     np.testing.assert_array_equal(annotation.data, before)
+
+
+def test_live_preview_of_a_volume_holds_the_3d_cells_crossing_the_plane(make_napari_viewer, qtbot):
+    from napari_unet.models.files import load_model
+
+    viewer = make_napari_viewer()
+    image, annotation, _ = open_volume(viewer)
+    train = dock(viewer, "Train")
+    train.data.image_layer.value = image
+    train.data.annotation_layer.value = annotation
+    z = 5
+    viewer.dims.set_current_step(0, z)
+    train.preview.attach(image, "cpu", "ZYX", SCALE)
+    train.preview.show_model(load_model("default"))
+    qtbot.waitUntil(
+        lambda: train.preview.n_refreshes >= 1 and not train.preview.busy, timeout=60000
+    )
+    layer = train.preview.layer
+    assert layer.metadata["axes"] == "ZYX" and layer.data.shape == image.data.shape
+    preview = np.asarray(layer.data)
+    ids = np.unique(preview[preview > 0])
+    assert ids.size and set(ids) <= set(np.unique(preview[z]))  # all cross the plane
+    assert len(np.unique(np.nonzero(preview)[0])) > 2  # in 3D, beyond the plane
+    # accepting a preview cell takes it whole into the annotation (one plane of background)
+    one_plane = np.zeros_like(annotation.data)
+    one_plane[PAINTED[0]] = BACKGROUND
+    annotation.data = one_plane
+    cell = int(ids[-1])
+    where = np.argwhere(preview[z] == cell)[0]
+    assert train.accept.accept_at(tuple(np.multiply((z, *where), SCALE))) == 1
+    added = annotation.data != one_plane
+    assert np.array_equal(added, (preview == cell) & (one_plane == 0))

@@ -7,7 +7,9 @@ worker, on the snapshot (a copy: training never waits for it), and writes the re
 into a Labels layer named ``"{image} preview"``. Pan, zoom or a change of plane
 starts a new prediction once the view has been still for :data:`DEBOUNCE_MS`.
 Only the latest snapshot and the latest view are predicted: requests that arrive
-while a prediction runs replace each other and start when it ends.
+while a prediction runs replace each other and start when it ends. In a volume the
+preview holds the 3D cells that cross the displayed plane, in the view
+(:func:`napari_unet.live.preview.iter_preview_volume`): accepting one takes it whole.
 """
 
 from __future__ import annotations
@@ -54,6 +56,8 @@ class LivePreview(Container):
         self._device = "cpu"
         self._layer = None  # the preview Labels layer
         self._region = None  # the ViewRegion shown in the layer
+        self._written = None  # the index of the layer's data the preview wrote
+        self._volume = None  # (axes, spacing) of a volume image, else None
         self._pending = False  # a request arrived while a prediction ran
         self._plane_cache: tuple | None = None  # (image layer, plane index, plane copy)
         self._image_watch = LayerWatch(self._lifetime, self._forget_plane, events=("data",))
@@ -110,14 +114,21 @@ class LivePreview(Container):
         """Whether a prediction runs, waits for the view to settle, or is queued."""
         return self._lifetime.running or self._timer.isActive() or self._pending
 
-    def attach(self, image_layer, device: str = "cpu") -> None:
+    def attach(self, image_layer, device: str = "cpu", axes=None, spacing=None) -> None:
         """Preview ``image_layer`` from now on, predicting on ``device``.
 
         ``device`` is resolved first (``"auto"`` becomes a real device), so that the
         preview runs where training runs. With the preview on, its (empty) layer is
-        added now.
+        added now. ``axes`` and ``spacing``: those of the image (a volume's 3D cells are
+        previewed when ``axes`` holds ``Z``).
         """
+        from napari_unet.method.axes import is_volume
         from napari_unet.runtime.devices import resolve_device
+
+        volume = (axes, spacing) if is_volume(axes) and not image_layer.rgb else None
+        if volume != self._volume:
+            self._layer, self._region, self._plane_cache = None, None, None
+        self._volume = volume
 
         if not same_layer(image_layer, self._image):
             # another image: the old preview layer stays as it is, a new one comes
@@ -173,10 +184,18 @@ class LivePreview(Container):
 
     # -- internals ---------------------------------------------------------------------
     def _start(self) -> None:
-        from napari_unet.live.preview import iter_preview
+        from dataclasses import replace
+
+        from napari_unet.live.preview import iter_preview, iter_preview_volume
 
         region = self.current_region()
-        prediction = iter_preview(self._plane(region), region, self._model, device=self._device)
+        if self._volume is not None:  # the 3D cells crossing the displayed plane
+            data = self._plane(replace(region, plane=region.plane[:-1]), volume=True)
+            prediction = iter_preview_volume(
+                data, region, self._model, spacing=self._volume[1], device=self._device
+            )
+        else:
+            prediction = iter_preview(self._plane(region), region, self._model, device=self._device)
         self._pending = False
         self._source_label = self._model_label
         self._lifetime.run(
@@ -187,8 +206,8 @@ class LivePreview(Container):
             finished=self._on_finished,
         )
 
-    def _plane(self, region) -> np.ndarray:
-        """A copy of the image plane ``region`` lies in (kept while the plane is shown)."""
+    def _plane(self, region, volume: bool = False) -> np.ndarray:
+        """A copy of the image plane (or ``volume``) ``region`` lies in, kept while shown."""
         from dataclasses import replace
 
         from napari_unet.live.preview import plane_of
@@ -198,9 +217,13 @@ class LivePreview(Container):
         if cached is not None and same_layer(cached[0], image) and cached[1] == region.plane:
             return cached[2]
         data = full_resolution(image)
-        if region.plane:  # read only this plane of the stack
+        if region.plane:  # read only this plane (or volume) of the stack
             data = data[region.plane]
-        plane = np.array(plane_of(data, replace(region, plane=()), rgb=bool(image.rgb)), copy=True)
+        if volume:
+            plane = np.array(data, dtype=np.float32, copy=True)
+        else:
+            plane = plane_of(data, replace(region, plane=()), rgb=bool(image.rgb))
+            plane = np.array(plane, copy=True)
         self._plane_cache = (image, region.plane, plane)
         return plane
 
@@ -209,9 +232,10 @@ class LivePreview(Container):
         if image is None or image not in self._viewer.layers:
             return
         layer = self._preview_layer(image)
-        if self._region is not None and self._region != result.region:
+        if self._written is not None and (result.planes or self._region != result.region):
             self._clear_region(refresh=False)
-        layer.data[result.region.index] = result.labels
+        layer.data[result.index] = result.labels
+        self._written = result.index
         layer.refresh()
         self._region = result.region
         self.n_refreshes += 1
@@ -228,26 +252,27 @@ class LivePreview(Container):
         if layer is not None and layer in viewer.layers and layer.data.shape == shape:
             return layer
         active = viewer.layers.selection.active
+        axes = {"axes": self._volume[0]} if self._volume is not None else {}
         layer = viewer.add_labels(
             np.zeros(shape, np.int32),
             name=f"{image.name} preview",
             opacity=0.5,
-            metadata={ROLE_KEY: "preview"},
+            metadata={ROLE_KEY: "preview", **axes},  # axes: a volume's 3D cells
             **placement(image),
         )
         # Just above the image, under the annotation the user paints, which stays active.
         viewer.layers.move(viewer.layers.index(layer), viewer.layers.index(image) + 1)
         if active is not None:
             viewer.layers.selection.active = active
-        self._layer, self._region = layer, None
+        self._layer, self._region, self._written = layer, None, None
         return layer
 
     def _clear_region(self, refresh: bool = True) -> None:
         layer = self._layer
-        if layer is None or layer not in self._viewer.layers or self._region is None:
+        if layer is None or layer not in self._viewer.layers or self._written is None:
             return
-        if layer.data.ndim == len(self._region.index):
-            layer.data[self._region.index] = 0
+        if layer.data.ndim == len(self._written):
+            layer.data[self._written] = 0
             if refresh:
                 layer.refresh()
 
@@ -283,7 +308,7 @@ class LivePreview(Container):
 
     def _on_layer_removed(self, event) -> None:
         if same_layer(event.value, self._layer):
-            self._layer, self._region = None, None
+            self._layer, self._region, self._written = None, None, None
         elif same_layer(event.value, self._image):
             self._timer.stop()
             self._pending = False

@@ -186,7 +186,7 @@ class TrainWidget(Container):
         self.progress.value = 0
         self._latest = self._painted = None
         self.painted_score.value = ""
-        self.preview.attach(self.data.pairs()[0][0], settings.device.value)
+        self.preview.attach(self.data.pairs()[0][0], settings.device.value, axes[0], spacings[0])
         session.set_training_state(TrainingState.TRAINING)
         verdict = self._lifetime.guard(self._show_verdict)
         return self._lifetime.run(

@@ -138,12 +138,24 @@ class PreviewResult:
         Wall time of the prediction.
     n_cells : int
         Cells in the region (counted in the worker, not on the GUI thread).
+    planes : (int, int) or None
+        A volume's preview (:func:`iter_preview_volume`): the planes ``[first, last)``
+        that ``labels`` (then ``(last - first, *region.shape)``) covers; ``None`` in 2D.
     """
 
     region: ViewRegion
     labels: np.ndarray
     seconds: float
     n_cells: int = 0
+    planes: tuple[int, int] | None = None
+
+    @property
+    def index(self) -> tuple:
+        """Index of the labels in an array of the label image's shape."""
+        if self.planes is None:
+            return self.region.index
+        rows, columns = self.region.index[-2:]
+        return (*self.region.plane[:-1], slice(*self.planes), rows, columns)
 
 
 def plane_of(image, region: ViewRegion, rgb: bool | None = None) -> np.ndarray:
@@ -225,3 +237,79 @@ def iter_preview(
     ]
     inner = np.ascontiguousarray(inner)
     return PreviewResult(region, inner, time.perf_counter() - started, count_cells(inner))
+
+
+def iter_preview_volume(
+    volume: np.ndarray,
+    region: ViewRegion,
+    model: UNet,
+    *,
+    spacing=None,
+    device: str | torch.device = "cpu",
+    precision: str = "auto",
+) -> Generator[object, None, PreviewResult]:
+    """Segment the cells of a volume that cross the displayed plane, in the view.
+
+    The volume's segmentation (:func:`~napari_unet.inference.segment.iter_segment` with
+    ``axes="ZYX"``) of a slab of planes around the displayed one, as deep as the model's
+    cell diameter on each side, and of the view plus its context; the result keeps the
+    3D cells that have voxels in the displayed plane, in all the slab's planes. Normalised
+    by the percentiles of the whole volume.
+
+    Parameters
+    ----------
+    volume : np.ndarray
+        The ``(Z, Y, X)`` gray volume the displayed plane is one plane of.
+    region : ViewRegion
+        The view; the last index of ``region.plane`` is the displayed plane (Z).
+    model : UNet
+        The network (not modified).
+    spacing : (float, float, float), optional
+        Voxel size ``(dz, dy, dx)``; ``None``: isotropic.
+    device, precision
+        As for :func:`~napari_unet.inference.segment.iter_segment`.
+
+    Returns
+    -------
+    PreviewResult
+        With ``planes`` set: ``labels`` is ``(depth, *region.shape)``, 0 outside the cells
+        that cross the displayed plane.
+
+    Raises
+    ------
+    ValueError
+        If ``volume`` is not 3D or the region lies outside it.
+    """
+    from napari_unet.inference.segment import iter_segment
+    from napari_unet.models.metadata import model_object_size, model_percentiles
+
+    started = time.perf_counter()
+    volume = np.asarray(volume)
+    if volume.ndim != 3 or not region.plane or not 0 <= region.plane[-1] < volume.shape[0]:
+        raise ValueError(
+            f"a volume (Z, Y, X) and a region in one of its planes are needed, got shape "
+            f"{volume.shape} and plane {region.plane}"
+        )
+    dz, _, dx = (1.0, 1.0, 1.0) if spacing is None else spacing
+    z = region.plane[-1]
+    reach = max(1, int(np.ceil(model_object_size(model) * dx / dz)))
+    first, last = max(z - reach, 0), min(z + reach + 1, volume.shape[0])
+    top, left, bottom, right = context_box(region, volume.shape[1:], model)
+    result = yield from iter_segment(
+        volume[first:last, top:bottom, left:right],
+        model,
+        device=device,
+        precision=precision,
+        rgb=False,
+        normalization=percentile_normalization(volume, model_percentiles(model)),
+        axes="ZYX",
+        spacing=spacing,
+    )
+    labels = result.labels[
+        :, region.top - top : region.bottom - top, region.left - left : region.right - left
+    ]
+    crossing = np.unique(labels[z - first])
+    labels = np.where(np.isin(labels, crossing[crossing > 0]), labels, 0).astype(np.int32)
+    n_cells = int(np.count_nonzero(crossing))
+    seconds = time.perf_counter() - started
+    return PreviewResult(region, labels, seconds, n_cells, (first, last))
