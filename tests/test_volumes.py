@@ -307,3 +307,20 @@ def test_cli_reads_the_spacing_of_an_imagej_tiff_and_writes_it(tmp_path):
     # a bad --spacing is one line on standard error, exit status 2
     assert main(["segment", str(path), "-o", str(tmp_path / "o2"), "--axes", "ZYX",
                  "--spacing", "0,1,1"]) == 2  # fmt: skip
+
+
+def test_voxel_size_read_from_imagej_tiffs_and_ome_zarr_metadata(tmp_path):
+    from napari_unet.io.spacing import ome_axes_and_spacing, read_tiff_spacing
+
+    volume = np.zeros((3, 8, 8), np.uint8)
+    path = tmp_path / "v.tif"
+    tifffile.imwrite(path, volume, imagej=True, resolution=(1 / 0.2, 1 / 0.25),
+                     metadata={"spacing": 1.5, "unit": "micron"})  # fmt: skip
+    assert read_tiff_spacing(path) == (pytest.approx((1.5, 0.25, 0.2)), "micron")
+    plain = tmp_path / "plain.tif"
+    tifffile.imwrite(plain, volume, photometric="minisblack")
+    assert read_tiff_spacing(plain)[1] is None  # no ImageJ unit: not used (often a dpi)
+    axes = [{"name": "t", "type": "time"}, {"name": "z"}, {"name": "y"}, {"name": "x"}]
+    transforms = [{"type": "scale", "scale": [1.0, 2.0, 0.5, 0.5]}]
+    assert ome_axes_and_spacing(axes, transforms) == ("TZYX", (2.0, 0.5, 0.5))
+    assert ome_axes_and_spacing(axes, [{"type": "scale", "scale": [1, 0, 1, 1]}])[1] is None

@@ -184,9 +184,10 @@ def iter_predict_volume(
         sigma = denoise / zoom
         volume = ndi.gaussian_filter(volume, (sigma * dy / dz, sigma, sigma * dy / dx))
     zoomed = (max(1, round(y * zoom)), max(1, round(x * zoom * dx / dy)))
+    rescaled = zoomed != (y, x)
     options = {**options, "output_classes": output_classes}
     if method == "planes":
-        planes = np.stack([resize(plane, zoomed) for plane in volume]) if zoom != 1 else volume
+        planes = np.stack([resize(plane, zoomed) for plane in volume]) if rescaled else volume
         predicted = yield from _predict_planes(planes, net, net.halo, options, 0, z, started)
         return np.stack([resize(p, (z, y, x)) for p in predicted])
     iso_z = max(1, round(z * zoom * dz / dy))
@@ -196,7 +197,7 @@ def iter_predict_volume(
     step = max(1, int(VIEW_STEP))
     total = z + -(-zoomed[0] // step) + -(-zoomed[1] // step)
     xy = yield from _predict_planes(
-        np.stack([resize(p, zoomed) for p in volume]) if zoom != 1 else volume,
+        np.stack([resize(p, zoomed) for p in volume]) if rescaled else volume,
         net, net.halo, options, 0, total, started,
     )  # fmt: skip
     summed = np.stack([resize(p, (iso_z, *zoomed)) for p in xy])
