@@ -101,7 +101,7 @@ class TrainWidget(Container):
         self._threads = ThreadShare()  # the CPU's threads, for training and the preview
         self.preview = LivePreview(napari_viewer, self._threads)
         #: Under the preview: where to paint next (uncertainty, "Where next"), issue 18.
-        self.guidance = Container(layout="horizontal", labels=False)
+        self.guidance = Container(labels=False)
         self.guidance.margins = (0, 0, 0, 0)
         self.accept = AcceptCells(
             napari_viewer, self._annotation_layer, self._lifetime, self._predicted_box
