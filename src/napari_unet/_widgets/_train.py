@@ -10,13 +10,13 @@ It also holds the interactive loop: the live preview of the view while training
 and the corrections that feed the next round (:class:`~._accept.AcceptCells`). A run
 after a run continues from the session's model with its optimiser state.
 
-The GUI thread does as little as possible per iteration: the progress bar and the
-status line are updated at most every :data:`UI_INTERVAL_MS`, the loss curve redrawn
-at most every two seconds. Work on the GUI thread, and the X server's work for every
-repaint, take CPU time and the GIL from the training thread (docs/benchmarks.md).
-For the same reason training does not report to napari's activity dock: while any
-``napari.utils.progress`` is open, napari animates a busy indicator in the status
-bar, which cost a third of the training throughput on a 2-core CPU (measured).
+The GUI thread does as little as possible per iteration: the progress bar, the status
+line and the loss curve are updated together, in one repaint, at most every
+:data:`UI_INTERVAL_MS`. Every repaint of the window costs the GUI thread and the X server
+tens of milliseconds under software OpenGL, time taken from training on a small CPU, and
+a repaint that waits for the CPU freezes the window (docs/benchmarks.md). Training
+reports to napari's activity dock with napari's busy indicator slowed down
+(:data:`~._common.TRAINING_INDICATOR_SPEED`).
 """
 
 from __future__ import annotations
@@ -309,8 +309,8 @@ class TrainWidget(Container):
         )
         if self._session.training_state is TrainingState.TRAINING:
             self.status.value = text
-            if self._painted is not None:
-                self.painted_score.value = self._painted.message
+            if self._painted is not None and self.painted_score.value != self._painted.message:
+                self.painted_score.value = self._painted.message  # a repaint only if it changed
         if self._activity is not None:  # at most once per UI_INTERVAL_MS, like the bar
             self._activity.set_fraction(progress.fraction, f"U-Net training: {text}")
 
