@@ -19,7 +19,10 @@ longest freeze), the time from Start to the first preview, preview refreshes per
 minute, and the time from Stop to the returned model.
 
     python benchmarks/bench_gui_latency.py [--seconds 30] [--phases api,off,on,api]
-                                           [--hidden] [--model default]
+                                           [--hidden] [--model default] [--profile]
+
+``--profile`` prints what the GUI thread ran in its longest gaps
+(``main_thread_sampler.py``); it slows everything down, so time without it.
 
 Needs a display; without one it starts a virtual X server (Xvfb) itself.
 """
