@@ -19,7 +19,10 @@ longest freeze), the time from Start to the first preview, preview refreshes per
 minute, and the time from Stop to the returned model.
 
     python benchmarks/bench_gui_latency.py [--seconds 30] [--phases api,off,on,api]
-                                           [--hidden] [--model default]
+                                           [--hidden] [--model default] [--profile]
+
+``--profile`` prints what the GUI thread ran in its longest gaps
+(``main_thread_sampler.py``); it slows everything down, so time without it.
 
 Needs a display; without one it starts a virtual X server (Xvfb) itself.
 """
@@ -133,11 +136,20 @@ class _NoActivity:
         pass
 
 
-def run_widget(widget, seconds: float, preview: bool) -> dict:
-    """Train in the widget for ``seconds`` (then Stop), ticking a 10 ms GUI timer."""
+def run_widget(widget, seconds: float, preview: bool, profile: bool = False) -> dict:
+    """Train in the widget for ``seconds`` (then Stop), ticking a 10 ms GUI timer.
+
+    With ``profile``, print what the GUI thread ran in its longest gaps
+    (:class:`main_thread_sampler.MainThreadSampler`).
+    """
     from qtpy.QtCore import QEventLoop, QTimer
 
     loop = QEventLoop()
+    sampler = None
+    if profile:
+        from main_thread_sampler import MainThreadSampler
+
+        sampler = MainThreadSampler().start()
 
     widget.preview.on.value = preview
     widget.settings.minutes.value = 2 * seconds / 60 + 1  # Stop ends it, not the budget
@@ -179,6 +191,10 @@ def run_widget(widget, seconds: float, preview: bool) -> dict:
     during = np.array([t for t in ticks[: state["ticks_at_stop"]] if t >= state["start_returned"]])
     gaps = np.diff(during) * 1000
     worst = np.argsort(gaps)[-3:][::-1]
+    if sampler is not None:
+        sampler.stop()
+        longest = np.argsort(gaps)[-12:][::-1]
+        print(sampler.report([(during[i], during[i + 1]) for i in longest]), flush=True)
     result = {
         "start_click_ms": (state["start_returned"] - state["started"]) * 1000,
         # when the three longest freezes began, seconds after the Start click
@@ -217,6 +233,11 @@ def main() -> None:
     p.add_argument("--hidden", action="store_true", help="do not show the napari window")
     p.add_argument("--threads", type=int, help="PyTorch threads (default: PyTorch's)")
     p.add_argument("--json", help="also write the results to this file")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="print the GUI thread's stacks in its longest gaps (not for timing)",
+    )
     args = p.parse_args()
 
     phases = args.phases.split(",")
@@ -263,7 +284,8 @@ def main() -> None:
                 with mock.patch("napari_unet._widgets._train.ActivityReport", _NoActivity):
                     results.append((phase, run_widget(widget, args.seconds, preview=False)))
             else:
-                results.append((phase, run_widget(widget, args.seconds, preview=phase == "on")))
+                on = phase == "on"
+                results.append((phase, run_widget(widget, args.seconds, on, args.profile)))
         print(phase, json.dumps(results[-1][1]), flush=True)
 
     print(

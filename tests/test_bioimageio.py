@@ -301,7 +301,7 @@ def test_train_widget_exports_the_session_model(
     from napari_helpers import dock
     from qtpy.QtWidgets import QFileDialog
 
-    from napari_unet._widgets import _train, session_for
+    from napari_unet._widgets import _model_output, session_for
 
     model, _, _ = tiny_package
     viewer = make_napari_viewer()
@@ -312,7 +312,7 @@ def test_train_widget_exports_the_session_model(
     out = tmp_path / "session.zip"
     monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(out), ""))
     infos = []
-    monkeypatch.setattr(_train, "show_info", infos.append)
+    monkeypatch.setattr(_model_output, "show_info", infos.append)
     train.export_button.native.click()
     qtbot.waitUntil(lambda: bool(infos), timeout=60000)
     qtbot.waitUntil(lambda: train.export_button.enabled, timeout=5000)

@@ -17,6 +17,7 @@ from napari_unet.method.weight_map import (
     separation_border_weight_map,
 )
 from napari_unet.training.config import DEFAULT_TRAINING_MINUTES, TrainingConfig
+from napari_unet.training.settings_help import SETTINGS_HELP
 
 
 def _defaults(function) -> dict:
@@ -90,7 +91,34 @@ def test_widgets_show_the_cores_defaults(make_napari_viewer):
     train = dock(viewer, "Train")
     config = TrainingConfig()
     assert train.settings.minutes.value == DEFAULT_TRAINING_MINUTES
+    assert train.settings.minutes.tooltip == SETTINGS_HELP["minutes"]  # one text
+    assert train.loss.w0.tooltip == SETTINGS_HELP["w0"]
     assert train.settings.learning_rate.value == pytest.approx(config.learning_rate)
     assert train.settings.batch_size.value == config.batch_size
     weight_map = dock(viewer, "Weight map")
     assert (weight_map.w0.value, weight_map.sigma.value) == (DEFAULT_W0, DEFAULT_SIGMA)
+
+
+def test_one_help_text_per_setting_for_the_cli_and_the_user_guide():
+    from pathlib import Path
+
+    parser = build_parser()
+    train = parser._subparsers._group_actions[0].choices["train"]
+    helps = {option: action.help for action in train._actions for option in action.option_strings}
+    for option, key in {
+        "--minutes": "minutes",
+        "--iterations": "n_iterations",
+        "--learning-rate": "learning_rate",
+        "--batch-size": "batch_size",
+        "--object-size": "object_size",
+        "--no-augmentation": "augment",
+        "--w0": "w0",
+        "--sigma": "sigma",
+        "--device": "device",
+        "--seed": "seed",
+        "--dense": "dense",
+    }.items():
+        assert SETTINGS_HELP[key] in helps[option], option
+    guide = " ".join((Path(__file__).parents[1] / "docs" / "user-guide.md").read_text().split())
+    missing = [key for key, text in SETTINGS_HELP.items() if " ".join(text.split()) not in guide]
+    assert missing == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 
 import pytest
@@ -75,3 +77,24 @@ def test_training_yields_the_preview_its_threads_while_it_predicts(total, previe
     assert share.previewing and share.training_threads() == training_while
     run_to_completion(prediction)
     assert not share.previewing and share.training_threads() == total
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice: Linux")
+def test_training_and_the_preview_run_below_the_gui_priority():
+    from napari_unet.live.threads import BACKGROUND_NICE
+
+    def nice_of_this_thread():
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    def steps(seen: list):
+        for step in range(2):
+            seen.append(nice_of_this_thread())
+            yield step
+
+    gui = nice_of_this_thread()
+    share = ThreadShare(total=2)
+    for run in (share.training, share.preview):
+        seen: list = []
+        in_a_thread(lambda run=run, seen=seen: run_to_completion(run(steps(seen))))
+        assert seen == [max(gui, BACKGROUND_NICE)] * 2
+    assert nice_of_this_thread() == gui  # the calling (GUI) thread keeps its priority

@@ -27,14 +27,14 @@ class LossFields(Container):
         super().__init__()
         self.margins = (0, 0, 0, 0)
         self._session = session
+        from napari_unet.training.settings_help import help_text
+
         self.w0 = FloatSpinBox(label="w0", value=session.w0, min=0.1, max=100.0, step=1.0)
-        self.w0.tooltip = "Weight of the separation border between touching cells (eq. 2)"
+        self.w0.tooltip = help_text("w0")
         self.sigma = FloatSpinBox(label="σ (px)", value=session.sigma, min=0.5, max=50.0, step=0.5)
-        self.sigma.tooltip = "Width of the separation border term, pixels (eq. 2)"
+        self.sigma.tooltip = help_text("sigma")
         self.dense = CheckBox(text="dense masks (0 = background)", value=session.dense)
-        self.dense.tooltip = (
-            "Annotations are complete masks: 0 is background and nothing is ignored"
-        )
+        self.dense.tooltip = help_text("dense")
         self.extend([self.w0, self.sigma, self.dense])
         for field in (self.w0, self.sigma, self.dense):
             field.changed.connect(lifetime.guard(self._on_field_changed))

@@ -10,13 +10,13 @@ It also holds the interactive loop: the live preview of the view while training
 and the corrections that feed the next round (:class:`~._accept.AcceptCells`). A run
 after a run continues from the session's model with its optimiser state.
 
-The GUI thread does as little as possible per iteration: the progress bar and the
-status line are updated at most every :data:`UI_INTERVAL_MS`, the loss curve redrawn
-at most every two seconds. Work on the GUI thread, and the X server's work for every
-repaint, take CPU time and the GIL from the training thread (docs/benchmarks.md).
-For the same reason training does not report to napari's activity dock: while any
-``napari.utils.progress`` is open, napari animates a busy indicator in the status
-bar, which cost a third of the training throughput on a 2-core CPU (measured).
+The GUI thread does as little as possible per iteration: the progress bar, the status
+line and the loss curve are updated together, in one repaint, at most every
+:data:`UI_INTERVAL_MS`. Every repaint of the window costs the GUI thread and the X server
+tens of milliseconds under software OpenGL, time taken from training on a small CPU, and
+a repaint that waits for the CPU freezes the window (docs/benchmarks.md). Training
+reports to napari's activity dock with napari's busy indicator slowed down
+(:data:`~._common.TRAINING_INDICATOR_SPEED`).
 """
 
 from __future__ import annotations
@@ -25,20 +25,22 @@ import threading
 from pathlib import Path
 
 from magicgui.widgets import Container, ProgressBar, PushButton
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error
 from qtpy.QtCore import QTimer
 
 from napari_unet.live.preview import SNAPSHOT_INTERVAL_S
 from napari_unet.live.threads import ThreadShare
 
 from ._accept import AcceptCells
+from ._collapsible import Collapsible
 from ._common import TRAINING_INDICATOR_SPEED, ActivityReport, message_label, same_layer
 from ._lifetime import WidgetLifetime
 from ._loss_fields import LossFields
 from ._loss_plot import LossPlot
+from ._model_output import ModelOutput
 from ._preview import LivePreview
 from ._session import TrainingState, session_for
-from ._train_run import TrainingRun, export_bioimageio_job, load_and_train
+from ._train_run import TrainingRun, load_and_train
 from ._training_pairs import TrainingPairs
 from ._training_settings import TrainingSettings
 
@@ -51,6 +53,14 @@ PROGRESS_STEPS = 1000
 class TrainWidget(Container):
     """Train a U-Net on image/annotation pairs, with a live loss curve and Stop.
 
+    The panel follows the order of the work. On top (:attr:`top`): *image*,
+    *annotation* (:attr:`inputs`), *minutes*, *Start*/*Stop*, the progress and the
+    painted-cell score, the loss curve. Then the live preview (:attr:`preview`), the
+    guidance row (:attr:`guidance`), taking predicted cells into the annotation
+    (:attr:`accept`) and the model buttons. Everything else sits in the closed
+    *Advanced* section (:attr:`advanced`): learning rate, batch size, tile, seed,
+    device, the loss settings, the starting model and more image pairs.
+
     Parameters
     ----------
     napari_viewer : napari.Viewer
@@ -59,7 +69,7 @@ class TrainWidget(Container):
     def __init__(self, napari_viewer):
         from napari.utils.theme import get_theme
 
-        super().__init__(labels=False)  # the two parts label their own fields
+        super().__init__(labels=False)  # the parts label their own fields
         self._viewer = napari_viewer
         self._session = session_for(napari_viewer)
         self._lifetime = WidgetLifetime(self.native)
@@ -71,7 +81,12 @@ class TrainWidget(Container):
         self.settings = TrainingSettings(self._lifetime)
         self.loss = LossFields(self._session, self._lifetime)
         self.start_button = PushButton(text="Start training")
+        self.start_button.tooltip = (
+            "Train in the background for the minutes set; the same button stops the run "
+            "(the best model so far is kept)"
+        )
         self.progress = ProgressBar(value=0, min=0, max=PROGRESS_STEPS)
+        self.progress.tooltip = "Share of the run done (of the minutes, or of the iteration cap)"
         self.status = message_label()
         #: The painted-cell score beside the loss curve: live, then the verdict.
         self.painted_score = message_label()
@@ -81,45 +96,58 @@ class TrainWidget(Container):
             "each held-out cell with its predicted cell, 0 to 1); the better one is kept, "
             "and the instance step is fitted to them. Paint 3 cells or more."
         )
+        theme = get_theme(napari_viewer.theme)
+        self.loss_plot = LossPlot(theme.text.as_hex(), theme.canvas.as_hex())
         self._threads = ThreadShare()  # the CPU's threads, for training and the preview
         self.preview = LivePreview(napari_viewer, self._threads)
+        #: Under the preview: where to paint next (uncertainty, "Where next"), issue 18.
+        self.guidance = Container(labels=False)
+        self.guidance.margins = (0, 0, 0, 0)
         self.accept = AcceptCells(
             napari_viewer, self._annotation_layer, self._lifetime, self._predicted_box
         )
-        self.save_button = PushButton(text="Save model…")
-        self.export_button = PushButton(text="Export to bioimage.io…")
-        self._model_buttons = Container(
-            widgets=[self.save_button, self.export_button], layout="horizontal", labels=False
+        self.output = ModelOutput(self._session, self._lifetime, self._on_export_busy)
+        self.save_button, self.export_button = self.output.save_button, self.output.export_button
+
+        #: The fields on top: image, annotation, minutes (a stack's axes go after image).
+        self.inputs = Container(
+            widgets=[
+                self.data.image_layer,
+                self.data.stack_kind,
+                self.data.annotation_layer,
+                self.settings.minutes,
+            ]
         )
-        self._model_buttons.margins = (0, 0, 0, 0)
-        self.extend(
-            [
-                self.data,
-                self.settings,
-                self.loss,
+        self.inputs.margins = (0, 0, 0, 0)
+        self.top = Container(
+            widgets=[
+                self.inputs,
                 self.start_button,
                 self.progress,
                 self.status,
-                self.preview,
-                self.accept,
-                self._model_buttons,
-            ]
+                self.painted_score,
+            ],
+            labels=False,
         )
+        self.top.margins = (0, 0, 0, 0)
+        self.top.native.layout().addWidget(self.loss_plot.canvas)  # last: nothing appended
+        self.advanced = Collapsible(
+            "Advanced",
+            [self.settings, self.loss, self.settings.starting, self.data],
+            tooltip="Learning rate, batch size, tile, seed, device, the loss settings, the "
+            "starting model and more image pairs; the defaults suit most images",
+        )
+        self.extend(
+            [self.top, self.preview, self.guidance, self.accept, self.output, self.advanced]
+        )
+        self.native.layout().addStretch(1)  # the parts packed at the top of a tall dock
         self._ui_timer = QTimer(self.native)
         self._ui_timer.setSingleShot(True)
         self._ui_timer.setInterval(UI_INTERVAL_MS)
         self._ui_timer.timeout.connect(self._lifetime.guard(self._show_progress))
-        theme = get_theme(napari_viewer.theme)
-        self.loss_plot = LossPlot(theme.text.as_hex(), theme.canvas.as_hex())
-        layout = self.native.layout()
-        below = layout.indexOf(self._model_buttons.native)
-        layout.insertWidget(below, self.loss_plot.canvas)
-        layout.insertWidget(below, self.painted_score.native)
 
         guard = self._lifetime.guard
         self.start_button.changed.connect(guard(self._on_start_clicked))
-        self.save_button.changed.connect(guard(self._on_save_clicked))
-        self.export_button.changed.connect(guard(self._on_export_clicked))
         self._lifetime.connect(self._session.training_state_changed, self._on_state_changed)
         self._lifetime.connect(self._session.model_changed, self._on_model_changed)
         self.reset_choices()
@@ -183,6 +211,7 @@ class TrainWidget(Container):
             spacing=spacings,
         )
         self.loss_plot.clear()
+        self.loss_plot.draw()
         self.progress.value = 0
         self._latest = self._painted = None
         self.painted_score.value = ""
@@ -220,11 +249,11 @@ class TrainWidget(Container):
 
     def save_model(self, path) -> Path:
         """Write the session's model to ``path`` (safetensors), atomically."""
-        from napari_unet.models.files import save_model
+        return self.output.save_model(path)
 
-        if self._session.model is None:
-            raise ValueError("no model has been trained in this session yet")
-        return save_model(self._session.model, path)
+    def export_bioimageio(self, path):
+        """Export the session's model as a bioimage.io package in a worker (or ``None``)."""
+        return self.output.export_bioimageio(path)
 
     # -- reactions -----------------------------------------------------------------------
     def _on_state_changed(self, state: TrainingState, old: TrainingState) -> None:
@@ -235,9 +264,9 @@ class TrainWidget(Container):
             TrainingState.STOPPING: "Stopping…",
         }.get(state, "Start training")
         self.start_button.enabled = state is not TrainingState.STOPPING
-        self.data.enabled = self.settings.enabled = not running
-        self.save_button.enabled = not running and self._session.model is not None
-        self.export_button.enabled = self.save_button.enabled
+        for part in (self.inputs, self.settings, self.settings.starting, self.data):
+            part.enabled = not running
+        self.output.update(running)
         if state is TrainingState.DONE:
             self.status.value = f"Done: {self._session.model_description}."
         elif state is TrainingState.STOPPED:
@@ -280,6 +309,7 @@ class TrainWidget(Container):
         progress = self._latest
         if progress is None:
             return
+        self.loss_plot.draw()  # in the same repaint as the bar and the status line
         self.progress.value = round(progress.fraction * PROGRESS_STEPS)
         text = (
             f"iteration {progress.iteration} of ~{progress.n_iterations} · "
@@ -287,8 +317,8 @@ class TrainWidget(Container):
         )
         if self._session.training_state is TrainingState.TRAINING:
             self.status.value = text
-            if self._painted is not None:
-                self.painted_score.value = self._painted.message
+            if self._painted is not None and self.painted_score.value != self._painted.message:
+                self.painted_score.value = self._painted.message  # a repaint only if it changed
         if self._activity is not None:  # at most once per UI_INTERVAL_MS, like the bar
             self._activity.set_fraction(progress.fraction, f"U-Net training: {text}")
 
@@ -298,63 +328,12 @@ class TrainWidget(Container):
         else:
             self.start()
 
-    def _on_save_clicked(self, *_):
-        from qtpy.QtWidgets import QFileDialog
-
-        path, _filter = QFileDialog.getSaveFileName(
-            self.native, "Save model", "unet.safetensors", "napari-unet model (*.safetensors)"
-        )
-        if not path:
-            return
-        try:
-            written = self.save_model(path)
-        except (OSError, ValueError, TypeError) as error:
-            show_error(f"Could not save the model: {error}")
-            return
-        show_info(f"Model saved to {written}")
-
-    def export_bioimageio(self, path):
-        """Export the session's model as a bioimage.io package in a worker.
-
-        Returns the worker (already started), or ``None`` when there is no model or a
-        worker of this widget runs. Success and failure are shown as notifications.
-        """
-        if self._session.model is None or self._lifetime.running:
-            return None
-        self.export_button.enabled = self.start_button.enabled = False
-        return self._lifetime.run(
-            export_bioimageio_job,
-            self._session.model,
-            path,
-            returned=lambda written: show_info(f"bioimage.io package written to {written}"),
-            errored=lambda error: show_error(f"Could not export the model: {error}"),
-            finished=self._on_export_finished,
-        )
-
-    def _on_export_clicked(self, *_):
-        from qtpy.QtWidgets import QFileDialog
-
-        try:
-            from napari_unet.models.bioimageio import require_bioimageio
-
-            require_bioimageio()
-        except ImportError as error:
-            show_error(str(error))
-            return
-        path, _filter = QFileDialog.getSaveFileName(
-            self.native, "Export to bioimage.io", "unet.bioimageio.zip", "bioimage.io model (*.zip)"
-        )
-        if path:
-            self.export_bioimageio(path)
-
-    def _on_export_finished(self) -> None:
-        self.start_button.enabled = True
-        self.export_button.enabled = self.save_button.enabled
+    def _on_export_busy(self, busy: bool) -> None:
+        self.start_button.enabled = not busy
 
     def _on_model_changed(self, model) -> None:
         self.settings.update_start_from_choices(session_has_model=model is not None)
-        self.save_button.enabled = not self._session.training_state.running and model is not None
-        self.export_button.enabled = self.save_button.enabled
+        self.output.update(self._session.training_state.running)
         if model is not None:
             # the next round continues from this model (and its optimiser state) ...
             self.settings.start_from.value = "session"

@@ -17,6 +17,9 @@ class TrainingPairs(Container):
 
     The list holds the pairs added with *Add pair*; when it is empty, the pair selected
     in the two combo boxes is used. Pairs whose layers are deleted leave the list.
+    The container holds the list and its buttons (in the *Advanced* section of the
+    *Train* widget); the two combo boxes, :attr:`image_layer` and
+    :attr:`annotation_layer`, go on top of the widget.
 
     Parameters
     ----------
@@ -31,26 +34,24 @@ class TrainingPairs(Container):
         super().__init__()
         self.margins = (0, 0, 0, 0)
         self._pairs: list[tuple] = []
+        from napari_unet.training.settings_help import help_text
+
         self.image_layer = ComboBox(label="image", choices=layer_choices(viewer, Image))
         self._stack = StackKind()  # where the layer does not say: volume, time series, …
         self.stack_kind = self._stack.combo
+        self.image_layer.tooltip = help_text("image")
         self.annotation_layer = ComboBox(
             label="annotation", choices=annotation_choices(viewer, session, self.image_layer)
         )
-        self.add_button = PushButton(text="Add pair")
+        self.annotation_layer.tooltip = help_text("annotation")
         self.pair_list = Select(label="pairs", choices=self._choices)
-        self.pair_list.tooltip = "Training pairs; when empty, the pair selected above is used"
+        self.pair_list.tooltip = help_text("pairs")
+        self.pair_list.native.setMaximumHeight(80)
+        self.add_button = PushButton(text="Add pair")
+        self.add_button.tooltip = "Add the image and annotation selected on top to the pairs"
         self.remove_button = PushButton(text="Remove selected pairs")
-        self.extend(
-            [
-                self.image_layer,
-                self.stack_kind,
-                self.annotation_layer,
-                self.add_button,
-                self.pair_list,
-                self.remove_button,
-            ]
-        )
+        self.remove_button.tooltip = "Take the pairs selected in the list out of it"
+        self.extend([self.pair_list, self.add_button, self.remove_button])
 
         self.image_layer.changed.connect(lifetime.guard(self._on_image_changed))
         self.add_button.changed.connect(lifetime.guard(self.add_selected))

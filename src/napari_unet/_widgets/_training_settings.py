@@ -12,19 +12,31 @@ from ._model_choice import ModelChoice
 class TrainingSettings(Container):
     """Where training starts from, and the :class:`~napari_unet.training.loop.TrainingConfig`.
 
+    The container holds the advanced training fields (learning rate, batch size, tile,
+    seed, device, …). Two parts go elsewhere in the *Train* widget: :attr:`minutes` on
+    top, and :attr:`starting` (the starting model) further down the *Advanced* section.
+    Every tooltip is :func:`~napari_unet.training.settings_help.help_text`.
+
     Parameters
     ----------
     lifetime : WidgetLifetime
         The lifetime of the widget this part belongs to.
+
+    Attributes
+    ----------
+    minutes : FloatSpinBox
+        The time budget, shown on top of the widget.
+    starting : Container
+        *start from*, *model file*, and a new network's *depth* and *channels*.
     """
 
     def __init__(self, lifetime: WidgetLifetime):
-        from napari_unet.training.config import MAX_TILE_OUTPUT, MIN_TILE_OUTPUT
         from napari_unet.training.loop import (
             DEFAULT_TRAINING_MINUTES,
             SCRATCH_CONFIG,
             TrainingConfig,
         )
+        from napari_unet.training.settings_help import help_text
 
         super().__init__()
         self.margins = (0, 0, 0, 0)
@@ -33,65 +45,62 @@ class TrainingSettings(Container):
             lifetime, ("default", "file", "session", "scratch"), "start from"
         )
         self.start_from, self.model_file = self._model_choice.combo, self._model_choice.file
+        self.start_from.tooltip = help_text("start_from")
+        self.model_file.tooltip = help_text("model_file")
         self.depth = SpinBox(label="depth", value=SCRATCH_CONFIG.depth, min=2, max=6)
-        self.depth.tooltip = "Resolution levels of a new network (the paper: 5)"
+        self.depth.tooltip = help_text("depth")
         self.base_channels = ComboBox(
             label="channels", choices=[8, 16, 32, 64], value=SCRATCH_CONFIG.base_channels
         )
-        self.base_channels.tooltip = "Feature channels at the first level (the paper: 64)"
+        self.base_channels.tooltip = help_text("base_channels")
         self.minutes = FloatSpinBox(
             label="minutes", value=DEFAULT_TRAINING_MINUTES, min=0.1, max=24 * 60, step=0.5
         )
-        self.minutes.tooltip = "Time budget of the run; the learning rate decays over it"
+        self.minutes.tooltip = help_text("minutes")
         self.n_iterations = SpinBox(
             label="max iterations (0: none)",
             value=defaults.n_iterations or 0,
             min=0,
             max=10_000_000,
         )
-        self.n_iterations.tooltip = "Optional cap: the run ends at the budget or the cap"
+        self.n_iterations.tooltip = help_text("n_iterations", zero="no cap")
         self.object_size = FloatSpinBox(
             label="object size px (0: auto)", value=defaults.object_size or 0, min=0, max=2000
         )
-        self.object_size.tooltip = (
-            "Typical cell diameter in pixels; 0: measured on the annotated cells. "
-            "Sets the training tile and the smallest cell kept"
-        )
+        self.object_size.tooltip = help_text("object_size", zero="measured on your painted cells")
         self.learning_rate = FloatSpinBox(
             label="learning rate", value=defaults.learning_rate, min=1e-6, max=1.0, step=1e-4
         )
         self.learning_rate.native.setDecimals(6)
+        self.learning_rate.tooltip = help_text("learning_rate")
         self.batch_size = SpinBox(label="batch size", value=defaults.batch_size, min=1, max=64)
+        self.batch_size.tooltip = help_text("batch_size")
         self.tile_size = SpinBox(label="tile px (0: auto)", value=0, min=0, max=2048, step=4)
-        self.tile_size.tooltip = (
-            "Input tile size in pixels, rounded up to a valid size for the network; "
-            "0: the smallest tile whose output is twice the cell diameter, at least "
-            f"{MIN_TILE_OUTPUT}×{MIN_TILE_OUTPUT} and at most {MAX_TILE_OUTPUT}×{MAX_TILE_OUTPUT}"
-        )
+        self.tile_size.tooltip = help_text("tile_shape", zero="automatic")
         self.augment = CheckBox(text="augmentation", value=defaults.augment)
-        self.augment.tooltip = "Random elastic deformation, shifts, flips, rotations, gray values"
+        self.augment.tooltip = help_text("augment")
         self.seed = SpinBox(label="seed (0: random)", value=0, min=0, max=2**31 - 1)
-        self.seed.tooltip = "Seed of tile sampling, augmentation and initialisation"
+        self.seed.tooltip = help_text("seed", zero="a new random seed for every run")
         self.device = device_combo()
+        self.device.tooltip = help_text("device") + " Devices not on this machine are greyed out."
         self.scheduler = scheduler_field("train")
         self.extend(
             [
-                self.start_from,
-                self.model_file,
-                self.depth,
-                self.base_channels,
-                self.minutes,
-                self.n_iterations,
-                self.object_size,
                 self.learning_rate,
                 self.batch_size,
                 self.tile_size,
-                self.augment,
                 self.seed,
                 self.device,
                 self.scheduler,
+                self.n_iterations,
+                self.object_size,
+                self.augment,
             ]
         )
+        self.starting = Container(
+            widgets=[self.start_from, self.model_file, self.depth, self.base_channels]
+        )
+        self.starting.margins = (0, 0, 0, 0)
         self._model_choice.update(session_has_model=False, prefer=("default", "scratch"))
         self.start_from.changed.connect(lifetime.guard(self._on_start_from_changed))
         self._on_start_from_changed()

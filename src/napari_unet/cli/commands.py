@@ -203,6 +203,7 @@ def _run_training(train, images, annotations, model, config, args, stop) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The ``napari-unet`` argument parser; its defaults are those of the core."""
     from napari_unet.training.loop import TrainingConfig
+    from napari_unet.training.settings_help import SETTINGS_HELP as HELP
 
     training_defaults = TrainingConfig()
     parser = argparse.ArgumentParser(
@@ -277,31 +278,27 @@ def build_parser() -> argparse.ArgumentParser:
         default="default",
         help="'default' (fine-tune the shipped model), a model file, or 'scratch'",
     )
-    tr.add_argument(
-        "--dense", action="store_true", help="annotations are dense: 0 = background, 1.. = cells"
-    )
+    tr.add_argument("--dense", action="store_true", help=HELP["dense"])
     add_volume_arguments(tr)  # --axes, --spacing: volumes from their painted planes
     tr.add_argument(
-        "--minutes",
-        type=float,
-        default=training_defaults.max_seconds / 60,
-        help="time budget in minutes; the learning-rate schedule fits it (default: %(default)s)",
+        "--minutes", type=float, default=training_defaults.max_seconds / 60, help=HELP["minutes"]
     )
     tr.add_argument(
         "--iterations",
         type=int,
         default=training_defaults.n_iterations,
-        help="largest number of iterations (default: no limit, --minutes ends the run)",
+        help=HELP["n_iterations"] + " Default: no cap, --minutes ends the run.",
     )
-    tr.add_argument(
-        "--learning-rate", type=float, default=training_defaults.learning_rate, help=_DEFAULT
-    )
-    tr.add_argument("--batch-size", type=int, default=training_defaults.batch_size, help=_DEFAULT)
+    for name, kind in (("learning_rate", float), ("batch_size", int)):
+        option = "--" + name.replace("_", "-")
+        tr.add_argument(
+            option, type=kind, default=getattr(training_defaults, name), help=HELP[name]
+        )
     tr.add_argument(
         "--object-size",
         type=float,
         default=None,
-        help="typical cell diameter in pixels (default: measured on the annotated cells)",
+        help=HELP["object_size"] + " Default: measured on the annotated cells.",
     )
     tr.add_argument(
         "--n-classes",
@@ -311,21 +308,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="2: background/cell (the paper); 3: adds a cell-boundary class "
         "(default: the starting model's; 3 from scratch)",
     )
-    tr.add_argument("--no-augmentation", action="store_true")
     tr.add_argument(
-        "--w0",
-        type=float,
-        default=training_defaults.w0,
-        help="separation-border weight (eq. 2, default: %(default)s)",
+        "--no-augmentation",
+        action="store_true",
+        help="Turn the augmentation off. " + HELP["augment"],
     )
-    tr.add_argument(
-        "--sigma",
-        type=float,
-        default=training_defaults.sigma,
-        help="separation-border width in pixels (eq. 2, default: %(default)s)",
-    )
-    tr.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
-    tr.add_argument("--seed", type=int, default=None)
+    tr.add_argument("--w0", type=float, default=training_defaults.w0, help=HELP["w0"])
+    tr.add_argument("--sigma", type=float, default=training_defaults.sigma, help=HELP["sigma"])
+    tr.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help=HELP["device"])
+    tr.add_argument("--seed", type=int, default=None, help=HELP["seed"] + " Default: random.")
     add_cluster_options(tr)
     tr.set_defaults(func=_train)
 

@@ -11,16 +11,45 @@ So the two share the threads instead of both taking all of them: while a preview
 predicts on :attr:`ThreadShare.preview_threads`, training steps run on the rest, and
 on all of them again when it is done. Each side sets its own count, on its own thread
 (the count is per thread in PyTorch's OpenMP backend), before each step.
+
+Both also run below the GUI's CPU priority (:data:`BACKGROUND_NICE`, Linux): repainting
+the window after a preview (napari's canvas under software OpenGL, the X server) needs
+the CPU for some 50-80 ms, and at equal priority on a 2-core CPU it got a share of it
+beside two busy training threads, freezing the window past 100 ms (docs/benchmarks.md,
+issue 18). Training loses only the CPU time the GUI actually uses.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 from collections.abc import Callable, Generator
 from typing import TypeVar
 
 P = TypeVar("P")
 R = TypeVar("R")
+
+#: Unix nice value of the threads that train and predict the preview (0: the GUI's).
+BACKGROUND_NICE = 10
+
+
+def run_in_background() -> None:
+    """Give the calling thread the CPU priority :data:`BACKGROUND_NICE` (Linux only).
+
+    Linux keeps a nice value per thread, and threads this one starts afterwards (its
+    OpenMP team) inherit it. Raising one's own nice needs no privilege; it cannot be
+    lowered back without one, so a pooled worker thread stays in the background, which
+    is where it works. Elsewhere, or if the system refuses, nothing changes.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        thread = threading.get_native_id()
+        if os.getpriority(os.PRIO_PROCESS, thread) < BACKGROUND_NICE:
+            os.setpriority(os.PRIO_PROCESS, thread, BACKGROUND_NICE)
+    except OSError:
+        pass
 
 
 class ThreadShare:
@@ -74,10 +103,11 @@ class ThreadShare:
 
 
 def with_threads(generator: Generator[P, None, R], threads: Callable[[], int]) -> Generator:
-    """Run ``generator``, setting PyTorch's intra-op threads before each step.
+    """Run ``generator`` in the background, setting PyTorch's intra-op threads before each step.
 
     The count is set on the thread that runs the steps (a worker thread) and put back
-    when the generator ends, so a thread pool reusing that thread is not affected.
+    when the generator ends, so a thread pool reusing that thread is not affected; the
+    thread runs below the GUI's priority (:func:`run_in_background`).
 
     Parameters
     ----------
@@ -93,6 +123,7 @@ def with_threads(generator: Generator[P, None, R], threads: Callable[[], int]) -
     """
     import torch
 
+    run_in_background()  # before the thread's first PyTorch operation: its team inherits it
     before = None
     current = None
     try:

@@ -1,0 +1,127 @@
+"""The Train panel in the order of the work (issue 18): what is on top, what is Advanced."""
+
+from __future__ import annotations
+
+import pytest
+from magicgui.widgets import Container, FileEdit, Label
+from napari_helpers import dock, open_sample
+
+pytestmark = pytest.mark.gui
+
+
+def _fields(container) -> list:
+    """Every field of ``container``'s tree (inputs, buttons, the score), top to bottom."""
+    found = []
+    for widget in container:
+        if isinstance(widget, Container) and not isinstance(widget, FileEdit):
+            found += _fields(widget)
+        elif not isinstance(widget, Label) or widget.tooltip:  # not a bare status line
+            found.append(widget)
+    return found
+
+
+def _advanced_fields(train) -> list:
+    settings, loss = train.settings, train.loss
+    return [
+        settings.learning_rate,
+        settings.batch_size,
+        settings.tile_size,
+        settings.seed,
+        settings.device,
+        loss.w0,
+        loss.sigma,
+        loss.dense,
+        settings.start_from,
+        settings.n_iterations,
+        settings.object_size,
+        settings.augment,
+        settings.scheduler,
+        train.data.pair_list,
+    ]
+
+
+def test_the_top_holds_the_work_and_advanced_hides_the_rest(make_napari_viewer):
+    viewer = make_napari_viewer()
+    open_sample(viewer)
+    train = dock(viewer, "Train")
+    # on top, in this order: image, annotation, minutes, Start/Stop, the score, the curve
+    assert list(train.inputs) == [
+        train.data.image_layer,
+        train.data.annotation_layer,
+        train.settings.minutes,
+    ]
+    layout = train.top.native.layout()
+    top = [layout.itemAt(i).widget() for i in range(layout.count())]
+    assert top == [
+        train.inputs.native,
+        train.start_button.native,
+        train.progress.native,
+        train.status.native,
+        train.painted_score.native,
+        train.loss_plot.canvas,
+    ]
+    assert list(train) == [
+        train.top,
+        train.preview,
+        train.guidance,
+        train.accept,
+        train.output,
+        train.advanced,
+    ]
+    # the Advanced section starts closed: its fields are hidden, the top ones are not
+    assert not train.advanced.expanded
+    shown = [field.native.isVisibleTo(train.native) for field in _advanced_fields(train)]
+    assert not any(shown)
+    assert all(field.native.isVisibleTo(train.native) for field in train.inputs)
+    assert all(field in _fields(train.advanced) for field in _advanced_fields(train))
+    assert not set(map(id, _fields(train.top))) & set(map(id, _fields(train.advanced)))
+    train.advanced.header.click()
+    assert train.advanced.expanded
+    shown = [field.native.isVisibleTo(train.native) for field in _advanced_fields(train)]
+    assert all(shown)
+    # closed again: the values stay, and training still reads them
+    train.settings.learning_rate.value = 0.005
+    train.advanced.header.click()
+    assert not train.settings.learning_rate.native.isVisibleTo(train.native)
+    assert train.settings.config(train._session).learning_rate == pytest.approx(0.005)
+
+
+def test_every_field_has_a_tooltip_in_plain_words_with_units(make_napari_viewer):
+    from napari_unet.training.settings_help import SETTINGS_HELP
+
+    viewer = make_napari_viewer()
+    open_sample(viewer)
+    train = dock(viewer, "Train")
+    fields = _fields(train)
+    assert len(fields) >= 25
+    missing = [getattr(field, "label", None) or field.text for field in fields if not field.tooltip]
+    assert missing == []
+    assert train.loss_plot.canvas.toolTip() and train.advanced.header.toolTip()
+    settings = train.settings
+    for field, key in (
+        (train.data.image_layer, "image"),
+        (settings.minutes, "minutes"),
+        (settings.learning_rate, "learning_rate"),
+        (settings.tile_size, "tile_shape"),
+        (train.loss.sigma, "sigma"),
+    ):
+        assert field.tooltip.startswith(SETTINGS_HELP[key])
+    for field, unit in (
+        (settings.minutes, "minutes"),
+        (settings.tile_size, "pixels"),
+        (settings.object_size, "pixels"),
+        (train.loss.sigma, "pixels"),
+        (settings.batch_size, "tiles"),
+    ):
+        assert unit in field.tooltip
+
+
+def test_the_one_dock_train_tab_is_the_same_panel(make_napari_viewer):
+    viewer = make_napari_viewer()
+    open_sample(viewer)
+    loop = dock(viewer, "U-Net (all steps)")
+    train = loop.train
+    assert list(train)[0] is train.top and list(train)[-1] is train.advanced
+    assert not train.advanced.expanded
+    loop.show_tab("Train")
+    assert train.data.image_layer.value is viewer.layers["nuclei"]
