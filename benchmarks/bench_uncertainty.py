@@ -81,7 +81,7 @@ def wrong_pixels(truth: np.ndarray, labels: np.ndarray) -> np.ndarray:
         uniq, counts = np.unique(pairs, axis=0, return_counts=True)
         best = np.zeros(int(labels.max()) + 1, np.int64)
         order = np.lexsort((counts, uniq[:, 0]))  # per predicted cell, largest overlap last
-        for (p, t) in uniq[order]:
+        for p, t in uniq[order]:
             best[p] = t
         wrong[both] |= best[labels[both]] != truth[both]
     return wrong

@@ -33,6 +33,7 @@ from napari_unet.live.threads import ThreadShare
 
 from ._accept import AcceptCells
 from ._common import TRAINING_INDICATOR_SPEED, ActivityReport, message_label, same_layer
+from ._guidance import WhereNext
 from ._lifetime import WidgetLifetime
 from ._loss_fields import LossFields
 from ._loss_plot import LossPlot
@@ -83,6 +84,9 @@ class TrainWidget(Container):
         )
         self._threads = ThreadShare()  # the CPU's threads, for training and the preview
         self.preview = LivePreview(napari_viewer, self._threads)
+        self.where_next = WhereNext(
+            napari_viewer, lambda: self.data.pairs()[0], self.preview, self._session
+        )
         self.accept = AcceptCells(
             napari_viewer, self._annotation_layer, self._lifetime, self._predicted_box
         )
@@ -101,6 +105,7 @@ class TrainWidget(Container):
                 self.progress,
                 self.status,
                 self.preview,
+                self.where_next,
                 self.accept,
                 self._model_buttons,
             ]

@@ -18,6 +18,7 @@ from napari_unet.method.images import (
 from napari_unet.method.instances import boundary_watershed, min_size_for, probabilities_to_labels
 from napari_unet.method.network import UNet
 from napari_unet.method.object_size import check_object_size
+from napari_unet.method.uncertainty import pixel_uncertainty
 from napari_unet.models.files import load_model
 from napari_unet.models.metadata import (
     DEFAULT_MIN_SIZE,
@@ -77,6 +78,9 @@ class SegmentResult:
         Where and in which precision the network ran.
     seconds : float
         Wall time.
+    uncertainty : np.ndarray or None
+        float32 per-pixel uncertainty in [0, 1], same shape
+        (:func:`~napari_unet.method.uncertainty.pixel_uncertainty`), when asked for.
     """
 
     labels: np.ndarray
@@ -84,6 +88,7 @@ class SegmentResult:
     device: str
     precision: str
     seconds: float
+    uncertainty: np.ndarray | None = None
 
 
 def _resolve_model(model) -> UNet:
@@ -241,6 +246,7 @@ def iter_segment(
     min_size: int | None = None,
     object_size: float | None = None,
     normalization: tuple[float, float] | None = None,
+    uncertainty: bool = False,
 ) -> Generator[SegmentProgress, None, SegmentResult]:
     """Segment cells: a generator of progress records that returns the labels.
 
@@ -286,6 +292,8 @@ def iter_segment(
         ``(low, high)`` intensities mapped to 0 and 1 in every plane; default: the
         model's percentiles of each plane. The live preview passes those of the whole
         plane when it segments a crop of it.
+    uncertainty : bool
+        Also return the per-pixel uncertainty (from the same probabilities).
 
     Yields
     ------
@@ -310,9 +318,11 @@ def iter_segment(
     net = _resolve_model(model)
     percentiles = model_percentiles(net)
     instances = InstanceSettings.for_model(net, threshold, min_size, object_size)
+    unsure = None
     if layout.leading_shape:  # a stack: planes are written into these
         labels = np.zeros(layout.labels_shape, np.int32)
         probabilities = np.zeros(layout.labels_shape, np.float32)
+        unsure = np.zeros(layout.labels_shape, np.float32) if uncertainty else None
     used_device, used_precision = resolved_names(device, precision)
     for plane_number, (index, plane) in enumerate(
         iter_planes(image, layout, invert_bright_background), start=1
@@ -343,14 +353,20 @@ def iter_segment(
 
         predicted = yield from map_progress(tiles, record)
         plane_labels, foreground = instances.labels(predicted)
+        plane_unsure = None
+        if uncertainty:
+            plane_unsure = pixel_uncertainty(
+                predicted, instances.output_classes, net.config.n_classes
+            )
         del predicted
         if layout.leading_shape:
             probabilities[index], labels[index] = foreground, plane_labels
+            if uncertainty:
+                unsure[index] = plane_unsure
         else:  # one plane: no copy of the (possibly huge) results
-            probabilities, labels = foreground, plane_labels
-    return SegmentResult(
-        labels, probabilities, used_device, used_precision, time.perf_counter() - started
-    )
+            probabilities, labels, unsure = foreground, plane_labels, plane_unsure
+    seconds = time.perf_counter() - started
+    return SegmentResult(labels, probabilities, used_device, used_precision, seconds, unsure)
 
 
 def segment(image, model: UNet | str | None = None, **options) -> np.ndarray:

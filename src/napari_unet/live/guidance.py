@@ -17,6 +17,7 @@ view / box" takes a predicted cell by default.
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +30,7 @@ __all__ = [
     "Candidate",
     "GuidanceTour",
     "confident_cells",
+    "iter_rank_plane",
     "rank_candidates",
 ]
 
@@ -37,6 +39,9 @@ __all__ = [
 #: (docs/benchmarks.md, "Uncertainty and confidence"): on the val splits of BBBC039,
 #: DSB2018 and Usiigaci, the cells above it were >= 95 % correct (IoU >= 0.5).
 DEFAULT_MIN_CONFIDENCE = 0.6
+#: Seconds after which "Where next" ranks again with a newer network (while training,
+#: a new snapshot comes every few seconds; ranking a whole plane takes about as long).
+RERANK_INTERVAL_S = 30.0
 #: Pixel uncertainty above which a background pixel belongs to an uncertain region.
 REGION_UNCERTAINTY = 0.5
 #: A candidate counts as annotated when at least this share of its pixels is annotated.
@@ -74,9 +79,14 @@ class Candidate:
 
     @property
     def center(self) -> tuple[float, float]:
-        """Centroid ``(y, x)`` of its pixels, in pixels of the plane."""
+        """Its pixel ``(y, x)`` nearest to its centroid, in pixels of the plane.
+
+        A pixel of the candidate itself: the centroid of a ring-shaped region lies
+        outside it.
+        """
         ys, xs = np.nonzero(self.mask)
-        return (float(ys.mean()) + self.box[0], float(xs.mean()) + self.box[1])
+        nearest = np.argmin((ys - ys.mean()) ** 2 + (xs - xs.mean()) ** 2)
+        return (float(ys[nearest] + self.box[0]), float(xs[nearest] + self.box[1]))
 
     def index(self) -> tuple:
         """Index of its box in an array of the plane's leading axes and (Y, X)."""
@@ -173,29 +183,85 @@ def rank_candidates(
     return found
 
 
-def confident_cells(labels: np.ndarray, uncertainty: np.ndarray, ids, min_confidence: float):
+def confident_cells(ids, known_ids, confidence, min_confidence: float) -> np.ndarray:
     """The ``ids`` whose confidence is at least ``min_confidence``.
 
     Parameters
     ----------
-    labels, uncertainty : np.ndarray
-        As for :func:`~napari_unet.method.uncertainty.cell_confidence`.
     ids : array-like of int
-        Cells to filter.
+        Cells to filter (e.g. those entirely inside a box).
+    known_ids, confidence : array-like
+        A confidence table: cell ids and their confidence in [0, 1]
+        (:func:`~napari_unet.method.uncertainty.cell_confidence`; the preview layer's
+        ``features``). A cell missing from it is left out.
     min_confidence : float
-        In [0, 1]; 0 keeps all.
+        In [0, 1]; 0 keeps every cell.
 
     Returns
     -------
     np.ndarray
         int64, the kept ids in the order given.
+
+    Raises
+    ------
+    ValueError
+        If ``min_confidence`` is not in [0, 1] or the table's columns differ in length.
     """
-    ids = np.asarray(ids, dtype=np.int64)
-    if min_confidence <= 0 or ids.size == 0:
+    if not 0.0 <= float(min_confidence) <= 1.0:
+        raise ValueError(f"min_confidence must lie in [0, 1], got {min_confidence}")
+    ids = np.asarray(ids, dtype=np.int64).ravel()
+    known_ids = np.asarray(known_ids, dtype=np.int64).ravel()
+    confidence = np.asarray(confidence, dtype=np.float64).ravel()
+    if known_ids.shape != confidence.shape:
+        raise ValueError(f"{known_ids.size} cell ids but {confidence.size} confidences")
+    if min_confidence <= 0:
         return ids
-    known, confidence = cell_confidence(labels, uncertainty)
-    keep = set(known[confidence >= min_confidence].tolist())
-    return np.array([i for i in ids.tolist() if i in keep], np.int64)
+    keep = known_ids[confidence >= min_confidence]
+    return ids[np.isin(ids, keep)]
+
+
+def iter_rank_plane(
+    plane: np.ndarray,
+    model,
+    annotation: np.ndarray | None = None,
+    *,
+    plane_index: tuple[int, ...] = (),
+    device="cpu",
+) -> Generator[object, None, list[Candidate]]:
+    """Segment a whole plane and rank its candidates: a generator like the others.
+
+    Parameters
+    ----------
+    plane : np.ndarray
+        ``(Y, X)`` gray plane (:func:`~napari_unet.live.preview.plane_of`).
+    model : UNet
+        Not modified.
+    annotation : np.ndarray, optional
+        ``(Y, X)`` annotation of the plane (candidates annotated already are left out).
+    plane_index : tuple of int
+        Leading-axis indices of the plane in its stack.
+    device : str or torch.device
+        Where the network runs.
+
+    Yields
+    ------
+    SegmentProgress
+
+    Returns
+    -------
+    list of Candidate
+        :func:`rank_candidates` of the plane.
+    """
+    from napari_unet.inference.segment import InstanceSettings, iter_segment
+
+    result = yield from iter_segment(plane, model, device=device, rgb=False, uncertainty=True)
+    return rank_candidates(
+        result.labels,
+        result.uncertainty,
+        annotation,
+        plane=plane_index,
+        min_region=InstanceSettings.for_model(model).min_size,
+    )
 
 
 class GuidanceTour:
@@ -209,6 +275,7 @@ class GuidanceTour:
     def __init__(self) -> None:
         self._candidates: list[Candidate] = []
         self._shown: list[tuple[tuple[int, ...], tuple[float, float]]] = []
+        self._given: set[int] = set()
 
     @property
     def n_shown(self) -> int:
@@ -218,10 +285,12 @@ class GuidanceTour:
     def update(self, candidates: list[Candidate]) -> None:
         """Replace the ranking (keeps the memory of what was shown)."""
         self._candidates = list(candidates)
+        self._given: set[int] = set()  # ids of the candidates of this list handed out
 
     def forget(self) -> None:
         """Forget what was shown (a new image, or the user asks to start over)."""
         self._shown.clear()
+        self._given.clear()
 
     def remaining(self, annotation: np.ndarray | None = None) -> list[Candidate]:
         """Candidates not shown yet and (when given) not annotated now, in order."""
@@ -243,10 +312,13 @@ class GuidanceTour:
         for candidate in self._candidates:
             if self._fresh(candidate, annotation):
                 self._shown.append((candidate.plane, candidate.center))
+                self._given.add(id(candidate))
                 return candidate
         return None
 
     def _fresh(self, candidate: Candidate, annotation) -> bool:
+        if id(candidate) in self._given:
+            return False
         if any(candidate.contains(plane, point) for plane, point in self._shown):
             return False
         if annotation is None:
