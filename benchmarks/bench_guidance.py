@@ -21,7 +21,9 @@ stroke around it (``bench_finetune.paint_cells``):
 After 5, 10 and 20 painted cells the shipped default model is fine-tuned on the
 annotation with ``TrainingConfig(n_iterations=...)`` (every other setting at its default,
 so the painted-cell score may keep the starting model) and the returned model scores the
-first ``--n-test`` images of the ``test`` split (CTC SEG, AP@0.5: ``bench_finetune.score``).
+first ``--n-test`` images of the ``test`` split (CTC SEG, AP@0.5: ``bench_finetune.score``);
+``seg_trained`` scores the fine-tuned weights even when the painted-cell score kept the
+starting model.
 """
 
 from __future__ import annotations
@@ -134,12 +136,13 @@ def main() -> None:
             )
             model = trained.model
             seg, ap = score(tests, lambda t, m=model: unet(t, m))
-            result[f"{user}_{n}"] = {
-                "seg": seg,
-                "ap50": ap,
-                "kept": getattr(trained.painted, "kept", None),
-            }
-            print(user, n, seg, ap, flush=True)
+            row = {"seg": seg, "ap50": ap, "kept": getattr(trained.painted, "kept", None)}
+            if trained.set_aside is not None:  # the fine-tuned weights, not kept
+                row["seg_trained"] = score(tests, lambda t, m=trained.set_aside: unet(t, m))[0]
+            else:
+                row["seg_trained"] = seg
+            result[f"{user}_{n}"] = row
+            print(user, n, json.dumps(row), flush=True)
     result["seconds"] = round(time.perf_counter() - started, 1)
     result["load_after"] = round(os.getloadavg()[0], 2)
     print(json.dumps(result), flush=True)

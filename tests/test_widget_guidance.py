@@ -8,7 +8,7 @@ import pytest
 from napari.utils.key_bindings import KeyBinding
 from napari_helpers import dock, open_sample, world
 
-from napari_unet._widgets._common import ROLE_KEY
+from napari_unet._widgets._common import ROLE_KEY, same_layer
 from napari_unet._widgets._guidance import WHERE_NEXT_KEY
 from napari_unet.live.guidance import ANNOTATED_SHARE, DEFAULT_MIN_CONFIDENCE
 from napari_unet.method.uncertainty import cell_confidence
@@ -36,7 +36,7 @@ def test_uncertainty_layer_and_cell_confidence_on_hover(make_napari_viewer, qtbo
 
     # -- an image layer "<image> uncertainty", aligned, in [0, 1], inside the view -------
     layer = preview.uncertainty_layer
-    assert layer is viewer.layers["nuclei uncertainty"]
+    assert same_layer(layer, viewer.layers["nuclei uncertainty"])
     assert layer.metadata[ROLE_KEY] == "uncertainty" and layer.data.shape == image.data.shape
     np.testing.assert_allclose(layer.scale, image.scale)
     np.testing.assert_allclose(layer.translate, image.translate)
@@ -78,7 +78,7 @@ def test_where_next_moves_to_the_least_certain_unannotated_cells(make_napari_vie
     # before any training: ranked with the shipped model, in a worker
     assert where.go_next() is None and where.ranking
     qtbot.waitUntil(lambda: not where.ranking and where.tour.n_shown == 1, timeout=60000)
-    first = where.tour._candidates[0]
+    first = where.tour.candidates[0]
     camera = viewer.scene.camera
     np.testing.assert_allclose(camera.center[-2:], world(first.center), atol=1e-3)
     assert first.annotated_share(annotation.data) < ANNOTATED_SHARE
@@ -93,7 +93,7 @@ def test_where_next_moves_to_the_least_certain_unannotated_cells(make_napari_vie
 
     # -- the key: the next one, at least as confident, somewhere else --------------------
     viewer.keymap[KeyBinding.from_str(WHERE_NEXT_KEY.upper())](viewer)
-    second = where.tour._candidates[1]
+    second = where.tour.candidates[1]
     assert where.tour.n_shown == 2 and second.confidence >= first.confidence
     np.testing.assert_allclose(camera.center[-2:], world(second.center), atol=1e-3)
 
@@ -114,7 +114,7 @@ def test_accepting_takes_only_cells_above_the_confidence_threshold(make_napari_v
     accept = train.accept
     assert accept.min_confidence.value == DEFAULT_MIN_CONFIDENCE
     image, preview = preview_with_default_model(viewer, qtbot, train)
-    assert accept.source.value is preview.layer
+    assert same_layer(accept.source.value, preview.layer)
     features = preview.layer.features
     confidence = dict(zip(features["index"], features["confidence"], strict=True))
     middle = float(np.median(list(confidence.values())))

@@ -278,6 +278,11 @@ class GuidanceTour:
         self._given: set[int] = set()
 
     @property
+    def candidates(self) -> list[Candidate]:
+        """The current ranking, least confident first (shown ones included)."""
+        return list(self._candidates)
+
+    @property
     def n_shown(self) -> int:
         """Candidates handed out so far."""
         return len(self._shown)
