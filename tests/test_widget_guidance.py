@@ -140,3 +140,29 @@ def test_accepting_takes_only_cells_above_the_confidence_threshold(make_napari_v
     assert accept.accept_in_view() == 0 and "reaches confidence" in accept.status.value
     np.testing.assert_array_equal(annotation.data, before)
     del image
+
+
+def test_where_next_goes_on_to_the_following_plane_of_a_stack(make_napari_viewer, qtbot):
+    from napari_unet._sample_data import nuclei_ground_truth
+
+    (image, _, _), (masks, _, _) = nuclei_ground_truth()
+    viewer = make_napari_viewer(show=True)
+    stack = viewer.add_image(np.stack([image[:256, :320], image[-256:, -320:]]), name="stack")
+    labels = np.zeros(stack.data.shape, np.uint16)
+    corner = np.asarray(masks)[:256, :320]
+    labels[0] = np.where(corner > 0, corner + 1, 1)  # plane 0 annotated everywhere
+    viewer.add_labels(labels, name="stack annotation")
+    train = dock(viewer, "Train")
+    train.data.image_layer.value = stack
+    train.data.annotation_layer.value = viewer.layers["stack annotation"]
+    viewer.dims.set_current_step(0, 0)
+    where = train.where_next
+
+    where.go_next()
+    qtbot.waitUntil(lambda: where.tour.n_shown == 1 and not where.ranking, timeout=60000)
+    shown = where.tour.candidates[0]
+    assert shown.plane == (1,)  # nothing left to paint on plane 0: on to plane 1
+    assert viewer.dims.current_step[0] == 1
+    np.testing.assert_allclose(
+        viewer.scene.camera.center[-2:], stack.data_to_world((1, *shown.center))[-2:], atol=1e-3
+    )

@@ -3,7 +3,8 @@
 A click on *Where next?* (or the key :data:`WHERE_NEXT_KEY`) moves the camera (centre
 and zoom) and, in a stack, the current plane to the predicted cell or uncertain region
 that the network is least sure of and that is not annotated yet; the next click to the
-next one. The ranking is computed in a worker by the Qt-free core
+next one; in a stack, once a plane has none left, the following planes in turn. The
+ranking is computed in a worker by the Qt-free core
 (:func:`~napari_unet.live.guidance.iter_rank_plane`,
 :class:`~napari_unet.live.guidance.GuidanceTour`)
 with the network the live preview shows (the latest snapshot while training), the
@@ -58,6 +59,8 @@ class WhereNext(Container):
         self._ranked = None  # (image layer, plane, model, time) of the tour's ranking
         self._default_model = None
         self._asked = None  # (image, annotation, plane, model, time) of the running ranking
+        self._found = False  # the running ranking returned
+        self._planes_left = 0  # planes still to try before "nothing left"
         self.button = PushButton(text=f"Where next? (key: {WHERE_NEXT_KEY.upper()})")
         self.button.tooltip = (
             "Show the predicted cell (or unsure patch) the network is least sure of and "
@@ -97,12 +100,15 @@ class WhereNext(Container):
             and ranked[1] == plane
             and (ranked[2] is model or time.monotonic() - ranked[3] < RERANK_INTERVAL_S)
         )
-        if not fresh or not self.tour.remaining(self._annotation_plane(annotation, plane)):
-            if ranked is not None and not same_layer(ranked[0], image):
-                self.tour.forget()
-            self._rank(image, annotation, plane, model)
-            return None
-        return self._show_next(image, annotation, plane)
+        if fresh and self.tour.remaining(self._annotation_plane(annotation, plane)):
+            return self._show_next(image, annotation, plane)
+        if ranked is not None and not same_layer(ranked[0], image):
+            self.tour.forget()
+        if fresh:  # this plane is done: the following ones, in turn, until one has some
+            plane = self._following(image, plane)
+        self._planes_left = self._n_planes(image)
+        self._rank(image, annotation, plane, model)
+        return None
 
     # -- internals ---------------------------------------------------------------------
     def _model(self):
@@ -130,14 +136,38 @@ class WhereNext(Container):
             iter_rank_plane(gray, model, marks, plane_index=plane, device=self._preview.device),
             returned=self._on_ranked,
             errored=self._on_errored,
+            finished=self._after_ranking,
         )
 
     def _on_ranked(self, found) -> None:
         image, annotation, plane, model, started = self._asked
         self.tour.update(found)
         self._ranked = (image, plane, model, started)
-        if image in self._viewer.layers:
-            self._show_next(image, annotation, plane)
+        self._found = True
+
+    def _after_ranking(self) -> None:
+        """Show the next candidate, or rank the following plane when this one has none."""
+        found, self._found = self._found, False
+        image, annotation, plane, model, _ = self._asked
+        if not found or image not in self._viewer.layers:
+            return
+        self._planes_left -= 1
+        if not self.tour.remaining(self._annotation_plane(annotation, plane)) and self._planes_left:
+            self._rank(image, annotation, self._following(image, plane), model)
+            return
+        self._show_next(image, annotation, plane)
+
+    def _n_planes(self, image) -> int:
+        shape = full_resolution(image).shape
+        return int(np.prod(shape[: len(shape) - (3 if image.rgb else 2)], dtype=np.int64))
+
+    def _following(self, image, plane: tuple[int, ...]) -> tuple[int, ...]:
+        """The plane after ``plane`` (the last leading axis fastest; the first after the last)."""
+        if not plane:
+            return plane
+        shape = full_resolution(image).shape[: len(plane)]
+        flat = (np.ravel_multi_index(plane, shape) + 1) % int(np.prod(shape))
+        return tuple(int(i) for i in np.unravel_index(flat, shape))
 
     def _on_errored(self, error: Exception) -> None:
         from napari.utils.notifications import show_error

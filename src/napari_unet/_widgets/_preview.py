@@ -157,6 +157,8 @@ class LivePreview(Container):
             # Now, in the Start click: napari takes ~0.2 s to add a layer (its controls),
             # a freeze that would otherwise come in the middle of training.
             self._preview_layer(image_layer)
+            if self.uncertainty.value:
+                self._uncertainty_layer(image_layer)
 
     def show_model(self, model, label: str = "") -> None:
         """Predict the view with ``model`` (a snapshot while training, or the result).
@@ -286,6 +288,16 @@ class LivePreview(Container):
     def _show_uncertainty(self, image, result) -> None:
         if result.uncertainty is None:
             return
+        layer = self._uncertainty_layer(image)
+        old = self._unsure_region  # the region written last
+        if old is not None and old != result.region and layer.data.ndim == len(old.index):
+            layer.data[old.index] = 0
+        layer.data[result.region.index] = result.uncertainty
+        self._unsure_region = result.region
+        layer.visible = True
+        layer.refresh()
+
+    def _uncertainty_layer(self, image):
         viewer, layer = self._viewer, self._unsure_layer
         shape = spatial_shape(image)
         if layer is None or layer not in viewer.layers or layer.data.shape != shape:
@@ -305,13 +317,7 @@ class LivePreview(Container):
                 viewer.layers.selection.active = active
             self._unsure_layer = layer
             self._unsure_region = None
-        old = self._unsure_region  # the region written last
-        if old is not None and old != result.region and layer.data.ndim == len(old.index):
-            layer.data[old.index] = 0
-        layer.data[result.region.index] = result.uncertainty
-        self._unsure_region = result.region
-        layer.visible = True
-        layer.refresh()
+        return layer
 
     def _on_uncertainty_toggled(self, on: bool) -> None:
         layer = self._unsure_layer
