@@ -14,6 +14,8 @@ stroke around it (``bench_finetune.paint_cells``):
   as a user who trains between rounds). For each candidate the user paints the true cell
   that overlaps it most (if it is not cut by the image edge and not painted yet); a
   candidate on true background is painted background (no cell counted).
+- **guided-typical** (a variant, not in the default ``--users``): the same, following only
+  the predicted cells of typical size (0.5-2x the median predicted cell area).
 - **random**: paints unpainted cells in a random order (seeded).
 - **reading**: paints cells from the top left, row by row (rows one median cell
   diameter high), left to right.
@@ -62,14 +64,24 @@ def reading_order(masks: np.ndarray) -> list[int]:
     return [int(i) for i in ids[order]]
 
 
-def guided_cells(item, model, painted: list[int], background: np.ndarray, n_new: int) -> list[int]:
-    """The next ``n_new`` true cells the guided user paints (and background marked)."""
+def guided_cells(
+    item, model, painted: list[int], background: np.ndarray, n_new: int, typical: bool = False
+) -> list[int]:
+    """The next ``n_new`` true cells the guided user paints (and background marked).
+
+    ``typical``: a variant that follows only the predicted cells of typical size.
+    """
     masks = item.masks
     inner = set(inner_cells(masks).tolist())
     annotation = paint_cells(masks, painted)
     annotation[(annotation == 0) & background] = 1
     tour = GuidanceTour()
-    tour.update(run_to_completion(iter_rank_plane(grey(item.image), model, annotation)))
+    found = run_to_completion(iter_rank_plane(grey(item.image), model, annotation))
+    if typical:  # only predicted cells of typical size (0.5-2x the median area)
+        areas = np.array([c.mask.sum() for c in found if c.kind == "cell"])
+        median = np.median(areas) if areas.size else 0
+        found = [c for c in found if c.kind == "cell" and 0.5 <= c.mask.sum() / median <= 2]
+    tour.update(found)
     chosen: list[int] = []
     while len(chosen) < n_new:
         candidate = tour.next()
@@ -125,8 +137,9 @@ def main() -> None:
             order = [int(c) for c in rng.permutation(order)]
         model = base
         for n in CHECKPOINTS:
-            if user == "guided":
-                painted += guided_cells(item, model, painted, background, n - len(painted))
+            if user in ("guided", "guided-typical"):
+                typical = user == "guided-typical"
+                painted += guided_cells(item, model, painted, background, n - len(painted), typical)
             else:
                 painted = order[:n]
             annotation = paint_cells(item.masks, painted)
