@@ -73,18 +73,27 @@ def painted_full(masks: np.ndarray) -> np.ndarray:
     return ann.astype(np.int32)
 
 
-def painted_cells(masks: np.ndarray, n: int, rng: np.random.Generator, ring: int = 8) -> np.ndarray:
-    """``n`` cells (not cut by the image edge) with a background stroke around each."""
+def inner_cells(masks: np.ndarray) -> np.ndarray:
+    """Ids of the cells not cut by the image edge (the ones a user would paint)."""
     ids = np.unique(masks[masks > 0])
     edge = np.unique(np.concatenate([masks[0], masks[-1], masks[:, 0], masks[:, -1]]))
-    ids = np.setdiff1d(ids, edge)
-    chosen = rng.choice(ids, size=min(n, len(ids)), replace=False)
+    return np.setdiff1d(ids, edge)
+
+
+def paint_cells(masks: np.ndarray, chosen, ring: int = 8) -> np.ndarray:
+    """The ``chosen`` true cells painted (ids >= 2), a background stroke of ``ring`` px around."""
     ann = np.zeros(masks.shape, np.int32)
     cells = np.isin(masks, chosen)
     around = ndi.binary_dilation(cells, iterations=ring) & (masks == 0)
     ann[around] = 1
     ann[cells] = masks[cells].astype(np.int32) + 1
     return ann
+
+
+def painted_cells(masks: np.ndarray, n: int, rng: np.random.Generator, ring: int = 8) -> np.ndarray:
+    """``n`` cells (not cut by the image edge) with a background stroke around each."""
+    ids = inner_cells(masks)
+    return paint_cells(masks, rng.choice(ids, size=min(n, len(ids)), replace=False), ring)
 
 
 def unpainted_only(masks: np.ndarray, annotation: np.ndarray, labels: np.ndarray):

@@ -7,6 +7,7 @@ for ``--seconds`` in each phase, in this order:
 1. ``api``: :func:`napari_unet.training.loop.train` on the main thread (no Qt event loop);
 2. ``off``: the Train widget, live preview off;
 3. ``on``: the Train widget, live preview on (the view: the whole sample);
+   ``on-uncertainty`` (not in the default): the same, with its uncertainty layer shown;
 4. ``api`` again (background load drifts: the two API runs bracket the widget runs).
 
 The default ``--phases`` is ``api,off,on,api``; docs/benchmarks.md used
@@ -136,11 +137,14 @@ class _NoActivity:
         pass
 
 
-def run_widget(widget, seconds: float, preview: bool, profile: bool = False) -> dict:
+def run_widget(
+    widget, seconds: float, preview: bool, profile: bool = False, uncertainty: bool = False
+) -> dict:
     """Train in the widget for ``seconds`` (then Stop), ticking a 10 ms GUI timer.
 
     With ``profile``, print what the GUI thread ran in its longest gaps
-    (:class:`main_thread_sampler.MainThreadSampler`).
+    (:class:`main_thread_sampler.MainThreadSampler`). ``uncertainty``: the preview also
+    shows its ``"<image> uncertainty"`` layer.
     """
     from qtpy.QtCore import QEventLoop, QTimer
 
@@ -152,6 +156,7 @@ def run_widget(widget, seconds: float, preview: bool, profile: bool = False) -> 
         sampler = MainThreadSampler().start()
 
     widget.preview.on.value = preview
+    widget.preview.uncertainty.value = uncertainty
     widget.settings.minutes.value = 2 * seconds / 60 + 1  # Stop ends it, not the budget
     ticks: list[float] = []
     history: list = []
@@ -225,8 +230,8 @@ def main() -> None:
     p.add_argument(
         "--phases",
         default="api,off,on,api",
-        help="comma-separated: api, off, on, off-noactivity (the widget), core-off, core-on "
-        "(its loop without Qt)",
+        help="comma-separated: api, off, on, on-uncertainty (the preview with its uncertainty "
+        "layer), off-noactivity (the widget), core-off, core-on (its loop without Qt)",
     )
     p.add_argument("--device", default="cpu", help="device of the api and core phases")
     p.add_argument("--model", default="default", help="model to fine-tune ('default' or a file)")
@@ -284,8 +289,10 @@ def main() -> None:
                 with mock.patch("napari_unet._widgets._train.ActivityReport", _NoActivity):
                     results.append((phase, run_widget(widget, args.seconds, preview=False)))
             else:
-                on = phase == "on"
-                results.append((phase, run_widget(widget, args.seconds, on, args.profile)))
+                preview, unsure = phase in ("on", "on-uncertainty"), phase == "on-uncertainty"
+                results.append(
+                    (phase, run_widget(widget, args.seconds, preview, args.profile, unsure))
+                )
         print(phase, json.dumps(results[-1][1]), flush=True)
 
     print(
@@ -295,7 +302,7 @@ def main() -> None:
     api = [r["it_per_s"] for name, r in results if name == "api"]
     api_mean = float(np.mean(api)) if api else float("nan")
     by_phase = dict(results)  # the last run of each phase
-    for name in ("off", "on", "off-noactivity"):
+    for name in ("off", "on", "on-uncertainty", "off-noactivity"):
         if name in by_phase:
             r = by_phase[name]
             print(

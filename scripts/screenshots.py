@@ -162,6 +162,24 @@ def run(args) -> None:
     wait_until(lambda: not train.preview.busy)  # the preview shows the trained model
     shoot(viewer, out, "05-train-done")
 
+    # 4a. Where to paint next: the uncertainty layer, then "Where next?" jumps to the
+    #     least certain predicted cell nobody annotated
+    refreshes = train.preview.n_refreshes
+    train.preview.uncertainty.value = True
+    viewer.reset_view()
+    wait_until(lambda: train.preview.n_refreshes > refreshes and not train.preview.busy)
+    shoot(viewer, out, "11-uncertainty")
+    train.where_next.button.native.click()
+    wait_until(lambda: train.where_next.tour.n_shown >= 1)
+    wait_until(lambda: not train.preview.busy and train.preview.region is not None)
+    settle(1.0)
+    wait_until(lambda: not train.preview.busy)
+    shoot(viewer, out, "12-where-next")
+    train.preview.uncertainty.value = False
+    viewer.scene.camera.center = (400, 560)
+    viewer.scene.camera.zoom = 3.0
+    wait_until(lambda: not train.preview.busy)
+
     # 4b. Corrections feed the next round: the predicted nuclei of the view become
     #     annotated cells (one undo step), then a short second round continues
     viewer.layers.selection.active = annotation

@@ -2,7 +2,8 @@
 
 A cell of the live preview (or of a *Segment* result) becomes a new annotated cell
 with one click, with the key **A** over it, or all cells of the view or of a drawn
-box at once. The
+box at once (only the cells whose confidence reaches :attr:`AcceptCells.min_confidence`,
+when the source layer's ``features`` hold one, as the live preview's do). The
 pixels come from :func:`napari_unet.live.corrections.accept_cells` (only pixels not
 annotated yet change) and are written with napari's ``data_setitem`` inside
 ``block_history``: every action is one step of the annotation layer's undo (Ctrl+Z).
@@ -17,7 +18,7 @@ import weakref
 from collections.abc import Callable
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, PushButton
+from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, PushButton
 from napari.layers import Labels
 from napari.utils.notifications import show_error
 
@@ -79,10 +80,26 @@ class AcceptCells(Container):
         self.draw_box.tooltip = f"A Shapes layer {BOX_LAYER!r} in rectangle mode"
         self.in_box = PushButton(text="Accept all cells in the box")
         self.in_box.tooltip = f"Every predicted cell entirely in the last box of {BOX_LAYER!r}"
+        from napari_unet.live.guidance import DEFAULT_MIN_CONFIDENCE
+
+        self.min_confidence = FloatSpinBox(
+            label="accept above confidence",
+            value=DEFAULT_MIN_CONFIDENCE,
+            min=0.0,
+            max=1.0,
+            step=0.05,
+        )
+        self.min_confidence.tooltip = (
+            "All cells in view / in the box: take only predicted cells at least this sure "
+            "(0 to 1; hover a cell to see its confidence). The default took cells that were "
+            "98-99 % correct on annotated images; 0 takes every cell."
+        )
         self.status = message_label()
         boxes = Container(widgets=[self.draw_box, self.in_box], layout="horizontal", labels=False)
         boxes.margins = (0, 0, 0, 0)
-        self.extend([self.source, self.click, self.in_view, boxes, self.status])
+        self.extend(
+            [self.source, self.click, self.min_confidence, self.in_view, boxes, self.status]
+        )
 
         guard = lifetime.guard
         self.click.changed.connect(guard(self._on_click_toggled))
@@ -227,7 +244,29 @@ class AcceptCells(Container):
         if ids.size == 0:
             self.status.value = f"No predicted cell lies entirely in {where}."
             return 0
-        return self._accept(annotation, source, plane, ids)
+        n_inside = ids.size
+        ids = self._confident(source, ids)
+        if ids.size == 0:
+            self.status.value = (
+                f"None of the {n_inside} cells in {where} reaches confidence "
+                f"{self.min_confidence.value:.2f}."
+            )
+            return 0
+        n = self._accept(annotation, source, plane, ids)
+        if ids.size < n_inside:
+            self.status.value += f"; {n_inside - ids.size} below confidence left out"
+        return n
+
+    def _confident(self, source, ids) -> np.ndarray:
+        """``ids`` at or above the confidence threshold (all when ``source`` has none)."""
+        from napari_unet.live.guidance import confident_cells
+
+        features = source.features
+        if "confidence" not in features or "index" not in features:
+            return ids
+        return confident_cells(
+            ids, features["index"], features["confidence"], self.min_confidence.value
+        )
 
     def _box_layer(self):
         from napari.layers import Shapes

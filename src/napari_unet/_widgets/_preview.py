@@ -4,7 +4,9 @@ While training runs, every snapshot of the network (``TrainingProgress.snapshot`
 is handed to :meth:`LivePreview.show_model`; the preview segments the visible part
 of the current plane (:func:`napari_unet.live.preview.iter_preview`) in its own thread
 worker, on the snapshot (a copy: training never waits for it), and writes the result
-into a Labels layer named ``"{image} preview"``. Pan, zoom or a change of plane
+into a Labels layer named ``"{image} preview"``, each cell's confidence in the layer's
+``features`` (shown on hover); with *show uncertainty* on, the per-pixel uncertainty
+goes into an image layer ``"{image} uncertainty"``. Pan, zoom or a change of plane
 starts a new prediction once the view has been still for :data:`DEBOUNCE_MS`.
 Only the latest snapshot and the latest view are predicted: requests that arrive
 while a prediction runs replace each other and start when it ends. In a volume the
@@ -69,8 +71,16 @@ class LivePreview(Container):
             "While training, segment what you see with the latest weights (every few "
             "seconds, and after pan, zoom or a plane change)"
         )
+        self.uncertainty = CheckBox(text="show uncertainty", value=False)
+        self.uncertainty.tooltip = (
+            "Also show how unsure the network is, per pixel (0 sure to 1 unsure: entropy "
+            "of its class probabilities), in a layer '<image> uncertainty'. Bright = paint there."
+        )
+        self._unsure_layer = None  # the uncertainty Image layer
+        self._unsure_region = None  # the ViewRegion written into it last
+        self._latest = None  # the last PreviewResult shown
         self.status = message_label()
-        self.extend([self.on, self.status])
+        self.extend([self.on, self.uncertainty, self.status])
 
         self._timer = QTimer(self.native)
         self._timer.setSingleShot(True)
@@ -82,12 +92,18 @@ class LivePreview(Container):
         connect(viewer.dims.events.current_step, self._on_view_changed)
         connect(viewer.layers.events.removed, self._on_layer_removed)
         self.on.changed.connect(self._lifetime.guard(self._on_toggled))
+        self.uncertainty.changed.connect(self._lifetime.guard(self._on_uncertainty_toggled))
 
     # -- public ------------------------------------------------------------------------
     @property
     def layer(self):
         """The preview Labels layer (``None`` before the first prediction)."""
         return self._layer
+
+    @property
+    def uncertainty_layer(self):
+        """The ``"{image} uncertainty"`` Image layer, or ``None``."""
+        return self._unsure_layer
 
     @property
     def image(self):
@@ -103,6 +119,16 @@ class LivePreview(Container):
     def model(self):
         """The network the preview predicts with, or ``None``."""
         return self._model
+
+    @property
+    def device(self) -> str:
+        """The device the preview predicts on (resolved by :meth:`attach`)."""
+        return self._device
+
+    @property
+    def threads(self):
+        """The :class:`~napari_unet.live.threads.ThreadShare` shared with training."""
+        return self._threads
 
     @property
     def predicting(self) -> bool:
@@ -133,6 +159,7 @@ class LivePreview(Container):
         if not same_layer(image_layer, self._image):
             # another image: the old preview layer stays as it is, a new one comes
             self._layer, self._region, self._model = None, None, None
+            self._unsure_layer, self._latest = None, None
             self._plane_cache = None
             self._image_watch.watch(image_layer)
         self._image = image_layer
@@ -141,6 +168,8 @@ class LivePreview(Container):
             # Now, in the Start click: napari takes ~0.2 s to add a layer (its controls),
             # a freeze that would otherwise come in the middle of training.
             self._preview_layer(image_layer)
+            if self.uncertainty.value:
+                self._uncertainty_layer(image_layer)
 
     def show_model(self, model, label: str = "") -> None:
         """Predict the view with ``model`` (a snapshot while training, or the result).
@@ -237,6 +266,10 @@ class LivePreview(Container):
         layer.data[result.index] = result.labels
         self._written = result.index
         layer.refresh()
+        self._show_confidence(layer, result)
+        self._latest = result
+        if self.uncertainty.value:
+            self._show_uncertainty(image, result)
         self._region = result.region
         self.n_refreshes += 1
         n_cells = result.n_cells
@@ -266,6 +299,57 @@ class LivePreview(Container):
             viewer.layers.selection.active = active
         self._layer, self._region, self._written = layer, None, None
         return layer
+
+    def _show_confidence(self, layer, result) -> None:
+        """Each cell's confidence in ``layer.features`` (napari shows it on hover)."""
+        import pandas as pd
+
+        if result.cell_ids is None:
+            return
+        layer.features = pd.DataFrame(
+            {"index": result.cell_ids, "confidence": np.round(result.confidence, 3)}
+        )
+
+    def _show_uncertainty(self, image, result) -> None:
+        if result.uncertainty is None:
+            return
+        layer = self._uncertainty_layer(image)
+        old = self._unsure_region  # the region written last
+        if old is not None and old != result.region and layer.data.ndim == len(old.index):
+            layer.data[old.index] = 0
+        layer.data[result.region.index] = result.uncertainty
+        self._unsure_region = result.region
+        layer.visible = True
+        layer.refresh()
+
+    def _uncertainty_layer(self, image):
+        viewer, layer = self._viewer, self._unsure_layer
+        shape = spatial_shape(image)
+        if layer is None or layer not in viewer.layers or layer.data.shape != shape:
+            active = viewer.layers.selection.active
+            layer = viewer.add_image(
+                np.zeros(shape, np.float32),
+                name=f"{image.name} uncertainty",
+                colormap="magma",
+                contrast_limits=(0.0, 1.0),
+                blending="additive",
+                opacity=0.6,
+                metadata={ROLE_KEY: "uncertainty"},
+                **placement(image),
+            )
+            viewer.layers.move(viewer.layers.index(layer), viewer.layers.index(image) + 1)
+            if active is not None:
+                viewer.layers.selection.active = active
+            self._unsure_layer = layer
+            self._unsure_region = None
+        return layer
+
+    def _on_uncertainty_toggled(self, on: bool) -> None:
+        layer = self._unsure_layer
+        if on and self._latest is not None and self._image in self._viewer.layers:
+            self._show_uncertainty(self._image, self._latest)
+        elif layer is not None and layer in self._viewer.layers:
+            layer.visible = on
 
     def _clear_region(self, refresh: bool = True) -> None:
         layer = self._layer
@@ -309,6 +393,8 @@ class LivePreview(Container):
     def _on_layer_removed(self, event) -> None:
         if same_layer(event.value, self._layer):
             self._layer, self._region, self._written = None, None, None
+        elif same_layer(event.value, self._unsure_layer):
+            self._unsure_layer = None
         elif same_layer(event.value, self._image):
             self._timer.stop()
             self._pending = False

@@ -34,6 +34,7 @@ from napari_unet.live.threads import ThreadShare
 from ._accept import AcceptCells
 from ._collapsible import Collapsible
 from ._common import TRAINING_INDICATOR_SPEED, ActivityReport, message_label, same_layer
+from ._guidance import WhereNext
 from ._lifetime import WidgetLifetime
 from ._loss_fields import LossFields
 from ._loss_plot import LossPlot
@@ -101,8 +102,9 @@ class TrainWidget(Container):
         self._threads = ThreadShare()  # the CPU's threads, for training and the preview
         self.preview = LivePreview(napari_viewer, self._threads)
         #: Under the preview: where to paint next (uncertainty, "Where next"), issue 18.
-        self.guidance = Container(labels=False)
-        self.guidance.margins = (0, 0, 0, 0)
+        self.where_next = WhereNext(
+            napari_viewer, lambda: self.data.pairs()[0], self.preview, self._session
+        )
         self.accept = AcceptCells(
             napari_viewer, self._annotation_layer, self._lifetime, self._predicted_box
         )
@@ -138,7 +140,7 @@ class TrainWidget(Container):
             "starting model and more image pairs; the defaults suit most images",
         )
         self.extend(
-            [self.top, self.preview, self.guidance, self.accept, self.output, self.advanced]
+            [self.top, self.preview, self.where_next, self.accept, self.output, self.advanced]
         )
         self.native.layout().addStretch(1)  # the parts packed at the top of a tall dock
         self._ui_timer = QTimer(self.native)

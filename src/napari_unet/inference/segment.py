@@ -24,6 +24,7 @@ from napari_unet.method.images import (
     percentile_normalization,
 )
 from napari_unet.method.network import UNet
+from napari_unet.method.uncertainty import pixel_uncertainty
 from napari_unet.models.files import load_model
 from napari_unet.models.metadata import model_percentiles
 from napari_unet.runtime.devices import resolved_names
@@ -86,6 +87,9 @@ class SegmentResult:
         Where and in which precision the network ran.
     seconds : float
         Wall time.
+    uncertainty : np.ndarray or None
+        float32 per-pixel uncertainty in [0, 1], same shape
+        (:func:`~napari_unet.method.uncertainty.pixel_uncertainty`), when asked for.
     """
 
     labels: np.ndarray
@@ -93,6 +97,7 @@ class SegmentResult:
     device: str
     precision: str
     seconds: float
+    uncertainty: np.ndarray | None = None
 
 
 def _resolve_model(model) -> UNet:
@@ -120,6 +125,7 @@ def iter_segment(
     axes: str | None = None,
     spacing: tuple[float, ...] | None = None,
     volume_method: str = DEFAULT_VOLUME_METHOD,
+    uncertainty: bool = False,
 ) -> Generator[SegmentProgress, None, SegmentResult]:
     """Segment cells: a generator of progress records that returns the labels.
 
@@ -183,6 +189,8 @@ def iter_segment(
         How a volume is predicted, one of
         :data:`~napari_unet.method.axes.VOLUME_METHODS`
         (:func:`~napari_unet.inference.volumes.iter_predict_volume`).
+    uncertainty : bool
+        Also return the per-pixel uncertainty (from the same probabilities).
 
     Yields
     ------
@@ -230,9 +238,11 @@ def iter_segment(
             tile_shape=tile_shape, batch_size=batch_size, device=device, precision=precision,
         )  # fmt: skip
         return SegmentResult(labels, probabilities, *used, time.perf_counter() - started)
+    unsure = None
     if layout.leading_shape:  # a stack: planes are written into these
         labels = np.zeros(layout.labels_shape, np.int32)
         probabilities = np.zeros(layout.labels_shape, np.float32)
+        unsure = np.zeros(layout.labels_shape, np.float32) if uncertainty else None
     used_device, used_precision = resolved_names(device, precision)
     for plane_number, (index, plane) in enumerate(
         iter_planes(image, layout, invert_bright_background), start=1
@@ -263,14 +273,20 @@ def iter_segment(
 
         predicted = yield from map_progress(tiles, record)
         plane_labels, foreground = instances.labels(predicted)
+        plane_unsure = None
+        if uncertainty:
+            plane_unsure = pixel_uncertainty(
+                predicted, instances.output_classes, net.config.n_classes
+            )
         del predicted
         if layout.leading_shape:
             probabilities[index], labels[index] = foreground, plane_labels
+            if uncertainty:
+                unsure[index] = plane_unsure
         else:  # one plane: no copy of the (possibly huge) results
-            probabilities, labels = foreground, plane_labels
-    return SegmentResult(
-        labels, probabilities, used_device, used_precision, time.perf_counter() - started
-    )
+            probabilities, labels, unsure = foreground, plane_labels, plane_unsure
+    seconds = time.perf_counter() - started
+    return SegmentResult(labels, probabilities, used_device, used_precision, seconds, unsure)
 
 
 def segment(image, model: UNet | str | None = None, **options) -> np.ndarray:

@@ -141,6 +141,12 @@ class PreviewResult:
     planes : (int, int) or None
         A volume's preview (:func:`iter_preview_volume`): the planes ``[first, last)``
         that ``labels`` (then ``(last - first, *region.shape)``) covers; ``None`` in 2D.
+    uncertainty : np.ndarray or None
+        float32 ``region.shape``: per-pixel uncertainty in [0, 1]
+        (:func:`~napari_unet.method.uncertainty.pixel_uncertainty`).
+    cell_ids, confidence : np.ndarray or None
+        int64 ids of the cells in ``labels`` and their float32 confidence
+        (:func:`~napari_unet.method.uncertainty.cell_confidence`).
     """
 
     region: ViewRegion
@@ -148,6 +154,9 @@ class PreviewResult:
     seconds: float
     n_cells: int = 0
     planes: tuple[int, int] | None = None
+    uncertainty: np.ndarray | None = None
+    cell_ids: np.ndarray | None = None
+    confidence: np.ndarray | None = None
 
     @property
     def index(self) -> tuple:
@@ -185,7 +194,8 @@ def iter_preview(
 
     Runs :func:`~napari_unet.inference.segment.iter_segment` (the model's own instance
     step) on the region plus its context (:func:`context_box`), normalised by the
-    percentiles of the whole plane, and cuts the region out of the result.
+    percentiles of the whole plane, and cuts the region out of the result, with the
+    per-pixel uncertainty and every cell's confidence (from the same probabilities).
 
     Parameters
     ----------
@@ -213,6 +223,7 @@ def iter_preview(
         If ``plane`` is not 2D or the region lies outside it.
     """
     from napari_unet.inference.segment import iter_segment
+    from napari_unet.method.uncertainty import cell_confidence
     from napari_unet.models.metadata import model_percentiles
 
     started = time.perf_counter()
@@ -231,12 +242,25 @@ def iter_preview(
         precision=precision,
         rgb=False,
         normalization=percentile_normalization(plane, model_percentiles(model)),
+        uncertainty=True,
     )
-    inner = result.labels[
-        region.top - top : region.bottom - top, region.left - left : region.right - left
-    ]
-    inner = np.ascontiguousarray(inner)
-    return PreviewResult(region, inner, time.perf_counter() - started, count_cells(inner))
+    cut = (
+        slice(region.top - top, region.bottom - top),
+        slice(region.left - left, region.right - left),
+    )
+    inner = np.ascontiguousarray(result.labels[cut])
+    unsure = np.ascontiguousarray(result.uncertainty[cut])
+    ids, confidence = cell_confidence(inner, unsure)
+    seconds = time.perf_counter() - started
+    return PreviewResult(
+        region,
+        inner,
+        seconds,
+        count_cells(inner),
+        uncertainty=unsure,
+        cell_ids=ids,
+        confidence=confidence,
+    )
 
 
 def iter_preview_volume(
