@@ -317,6 +317,7 @@ def test_the_preview_follows_a_change_of_plane(make_napari_viewer, qtbot, fast_s
     viewer.add_labels(labels, name="stack annotation")
     train = dock(viewer, "Train")
     train.data.image_layer.value = stack
+    train.data.stack_kind.value = "time series"  # two unrelated planes, not a volume
     train.data.annotation_layer.value = viewer.layers["stack annotation"]
     tiny_training(train, n_iterations=100_000)
     viewer.dims.set_current_step(0, 0)
