@@ -44,9 +44,10 @@ def test_the_top_holds_the_work_and_advanced_hides_the_rest(make_napari_viewer):
     viewer = make_napari_viewer()
     open_sample(viewer)
     train = dock(viewer, "Train")
-    # on top, in this order: image, annotation, minutes, Start/Stop, the score, the curve
+    # on top, in this order: image (and its stack kind), annotation, minutes, Start/Stop, the score, the curve
     assert list(train.inputs) == [
         train.data.image_layer,
+        train.data.stack_kind,  # a stack's kind, right after its image
         train.data.annotation_layer,
         train.settings.minutes,
     ]
@@ -63,7 +64,7 @@ def test_the_top_holds_the_work_and_advanced_hides_the_rest(make_napari_viewer):
     assert list(train) == [
         train.top,
         train.preview,
-        train.guidance,
+        train.where_next,
         train.accept,
         train.output,
         train.advanced,

@@ -60,6 +60,20 @@ def placement(layer) -> dict:
     return {"scale": tuple(layer.scale), "translate": tuple(layer.translate)}
 
 
+def add_above(viewer, image, add: Callable):
+    """Add a layer (``add()``) just above ``image``; the active layer stays active.
+
+    The live loop's layers go there: over the image, under the annotation the user paints.
+    """
+    layers = viewer.layers
+    active = layers.selection.active
+    layer = add()
+    layers.move(layers.index(layer), layers.index(image) + 1)
+    if active is not None:
+        layers.selection.active = active
+    return layer
+
+
 def layer_choices(viewer, kind: type, accept: Callable | None = None) -> Callable:
     """Make a magicgui ``choices`` callable listing the viewer's layers of type ``kind``."""
 

@@ -23,6 +23,7 @@ from qtpy.QtCore import QTimer
 
 from ._common import (
     ROLE_KEY,
+    add_above,
     full_resolution,
     message_label,
     placement,
@@ -30,6 +31,7 @@ from ._common import (
     spatial_shape,
 )
 from ._lifetime import LayerWatch, WidgetLifetime
+from ._uncertainty import UncertaintyLayer, show_confidence
 
 #: Quiet time (ms) after the last pan, zoom or plane change before the view is predicted.
 DEBOUNCE_MS = 250
@@ -76,8 +78,7 @@ class LivePreview(Container):
             "Also show how unsure the network is, per pixel (0 sure to 1 unsure: entropy "
             "of its class probabilities), in a layer '<image> uncertainty'. Bright = paint there."
         )
-        self._unsure_layer = None  # the uncertainty Image layer
-        self._unsure_region = None  # the ViewRegion written into it last
+        self._unsure = UncertaintyLayer(viewer)  # the "<image> uncertainty" layer
         self._latest = None  # the last PreviewResult shown
         self.status = message_label()
         self.extend([self.on, self.uncertainty, self.status])
@@ -103,7 +104,7 @@ class LivePreview(Container):
     @property
     def uncertainty_layer(self):
         """The ``"{image} uncertainty"`` Image layer, or ``None``."""
-        return self._unsure_layer
+        return self._unsure.layer
 
     @property
     def image(self):
@@ -159,7 +160,7 @@ class LivePreview(Container):
         if not same_layer(image_layer, self._image):
             # another image: the old preview layer stays as it is, a new one comes
             self._layer, self._region, self._model = None, None, None
-            self._unsure_layer, self._latest = None, None
+            self._unsure.layer, self._latest = None, None
             self._plane_cache = None
             self._image_watch.watch(image_layer)
         self._image = image_layer
@@ -169,7 +170,7 @@ class LivePreview(Container):
             # a freeze that would otherwise come in the middle of training.
             self._preview_layer(image_layer)
             if self.uncertainty.value:
-                self._uncertainty_layer(image_layer)
+                self._unsure.layer_for(image_layer)
 
     def show_model(self, model, label: str = "") -> None:
         """Predict the view with ``model`` (a snapshot while training, or the result).
@@ -266,10 +267,10 @@ class LivePreview(Container):
         layer.data[result.index] = result.labels
         self._written = result.index
         layer.refresh()
-        self._show_confidence(layer, result)
+        show_confidence(layer, result)
         self._latest = result
         if self.uncertainty.value:
-            self._show_uncertainty(image, result)
+            self._unsure.show(image, result)
         self._region = result.region
         self.n_refreshes += 1
         n_cells = result.n_cells
@@ -284,72 +285,26 @@ class LivePreview(Container):
         shape = spatial_shape(image)
         if layer is not None and layer in viewer.layers and layer.data.shape == shape:
             return layer
-        active = viewer.layers.selection.active
         axes = {"axes": self._volume[0]} if self._volume is not None else {}
-        layer = viewer.add_labels(
-            np.zeros(shape, np.int32),
-            name=f"{image.name} preview",
-            opacity=0.5,
-            metadata={ROLE_KEY: "preview", **axes},  # axes: a volume's 3D cells
-            **placement(image),
+        layer = add_above(
+            viewer,
+            image,
+            lambda: viewer.add_labels(
+                np.zeros(shape, np.int32),
+                name=f"{image.name} preview",
+                opacity=0.5,
+                metadata={ROLE_KEY: "preview", **axes},  # axes: a volume's 3D cells
+                **placement(image),
+            ),
         )
-        # Just above the image, under the annotation the user paints, which stays active.
-        viewer.layers.move(viewer.layers.index(layer), viewer.layers.index(image) + 1)
-        if active is not None:
-            viewer.layers.selection.active = active
         self._layer, self._region, self._written = layer, None, None
         return layer
 
-    def _show_confidence(self, layer, result) -> None:
-        """Each cell's confidence in ``layer.features`` (napari shows it on hover)."""
-        import pandas as pd
-
-        if result.cell_ids is None:
-            return
-        layer.features = pd.DataFrame(
-            {"index": result.cell_ids, "confidence": np.round(result.confidence, 3)}
-        )
-
-    def _show_uncertainty(self, image, result) -> None:
-        if result.uncertainty is None:
-            return
-        layer = self._uncertainty_layer(image)
-        old = self._unsure_region  # the region written last
-        if old is not None and old != result.region and layer.data.ndim == len(old.index):
-            layer.data[old.index] = 0
-        layer.data[result.region.index] = result.uncertainty
-        self._unsure_region = result.region
-        layer.visible = True
-        layer.refresh()
-
-    def _uncertainty_layer(self, image):
-        viewer, layer = self._viewer, self._unsure_layer
-        shape = spatial_shape(image)
-        if layer is None or layer not in viewer.layers or layer.data.shape != shape:
-            active = viewer.layers.selection.active
-            layer = viewer.add_image(
-                np.zeros(shape, np.float32),
-                name=f"{image.name} uncertainty",
-                colormap="magma",
-                contrast_limits=(0.0, 1.0),
-                blending="additive",
-                opacity=0.6,
-                metadata={ROLE_KEY: "uncertainty"},
-                **placement(image),
-            )
-            viewer.layers.move(viewer.layers.index(layer), viewer.layers.index(image) + 1)
-            if active is not None:
-                viewer.layers.selection.active = active
-            self._unsure_layer = layer
-            self._unsure_region = None
-        return layer
-
     def _on_uncertainty_toggled(self, on: bool) -> None:
-        layer = self._unsure_layer
         if on and self._latest is not None and self._image in self._viewer.layers:
-            self._show_uncertainty(self._image, self._latest)
-        elif layer is not None and layer in self._viewer.layers:
-            layer.visible = on
+            self._unsure.show(self._image, self._latest)
+        else:
+            self._unsure.set_visible(on)
 
     def _clear_region(self, refresh: bool = True) -> None:
         layer = self._layer
@@ -393,8 +348,8 @@ class LivePreview(Container):
     def _on_layer_removed(self, event) -> None:
         if same_layer(event.value, self._layer):
             self._layer, self._region, self._written = None, None, None
-        elif same_layer(event.value, self._unsure_layer):
-            self._unsure_layer = None
+        elif same_layer(event.value, self._unsure.layer):
+            self._unsure.layer = None
         elif same_layer(event.value, self._image):
             self._timer.stop()
             self._pending = False

@@ -57,7 +57,7 @@ class TrainWidget(Container):
     The panel follows the order of the work. On top (:attr:`top`): *image*,
     *annotation* (:attr:`inputs`), *minutes*, *Start*/*Stop*, the progress and the
     painted-cell score, the loss curve. Then the live preview (:attr:`preview`), the
-    guidance row (:attr:`guidance`), taking predicted cells into the annotation
+    *Where next?* row (:attr:`where_next`), taking predicted cells into the annotation
     (:attr:`accept`) and the model buttons. Everything else sits in the closed
     *Advanced* section (:attr:`advanced`): learning rate, batch size, tile, seed,
     device, the loss settings, the starting model and more image pairs.
