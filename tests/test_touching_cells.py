@@ -160,8 +160,10 @@ def test_boundary_watershed_keeps_seedless_regions_and_drops_small_ones():
 
 
 def test_boundary_watershed_rejects_bad_input():
-    with pytest.raises(ValueError, match="2D"):
-        boundary_watershed(np.zeros((2, 4, 4)), np.zeros((2, 4, 4)))
+    with pytest.raises(ValueError, match="2D"):  # 4D: neither a plane nor a volume
+        boundary_watershed(np.zeros((2, 2, 4, 4)), np.zeros((2, 2, 4, 4)))
+    with pytest.raises(ValueError, match="of one shape"):
+        boundary_watershed(np.zeros((4, 4)), np.zeros((4, 5)))
     with pytest.raises(ValueError, match="threshold"):
         boundary_watershed(np.zeros((4, 4)), np.zeros((4, 4)), threshold=1.0)
 
