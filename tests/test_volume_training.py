@@ -11,7 +11,7 @@ from napari_unet.method.weight_map_3d import iter_volume_weight_map, volume_trai
 from napari_unet.runtime.progress import run_to_completion
 from napari_unet.training.config import TrainingConfig
 from napari_unet.training.samples import prepare_samples
-from napari_unet.training.volume_views import side_views
+from napari_unet.training.volume_views import prepared_volume, side_views
 
 SPACING = (2.0, 1.0, 1.0)  # dz, dy, dx: planes twice as far apart as pixels
 
@@ -95,8 +95,11 @@ def test_samples_come_from_the_painted_planes_only():
     config = TrainingConfig()
     samples = prepare_samples([image], [annotation], config, False, 3, volumes=[SPACING])
     targets = volume_training_weights(annotation, config, SPACING)
-    views = side_views(image, targets, SPACING, config.percentiles)
+    seen = prepared_volume(image, SPACING, config.percentiles)
+    views = side_views(seen, targets, SPACING)
     assert len(samples) == 2 + len(views)  # the XY planes, then their XZ and YZ views
+    # the planes are what prediction gives the network: normalised and denoised as a volume
+    np.testing.assert_array_equal(samples[1].image[0], seen[6])
     np.testing.assert_array_equal(samples[1].weights, targets.weights[6])
     np.testing.assert_array_equal(samples[0].annotated, np.flatnonzero(targets.weights[2] > 0))
 
@@ -104,7 +107,9 @@ def test_samples_come_from_the_painted_planes_only():
 def test_side_views_hold_the_painted_planes_as_rows():
     image, labels = ellipsoid_volume((10, 48, 48), n_cells=6, spacing=SPACING, seed=4)
     targets = volume_training_weights(painted(labels, [2, 6]), TrainingConfig(), SPACING)
-    views = side_views(image, targets, SPACING, TrainingConfig().percentiles)
+    views = side_views(
+        prepared_volume(image, SPACING, TrainingConfig().percentiles), targets, SPACING
+    )
     assert len(views) == 2 * 24  # 48 rows and columns, every second one (MAX_VIEWS = 32)
     view, classes, weights = views[0]  # the XZ view at y = 1, Z resampled to 20 rows
     assert view.shape == (1, 20, 48) and view.dtype == np.float32
@@ -114,7 +119,10 @@ def test_side_views_hold_the_painted_planes_as_rows():
     np.testing.assert_array_equal(classes[12], targets.targets[6].classes[1])
     yz = views[24][2]  # the first YZ view, at x = 1
     np.testing.assert_array_equal(yz[12], targets.weights[6][:, 1])
-    assert side_views(image[:1], targets, (1.0, 1.0, 1.0), (1, 99)) == []  # one row: no views
+    assert (
+        side_views(prepared_volume(image[:1], (1.0, 1.0, 1.0), (1, 99)), targets, (1.0, 1.0, 1.0))
+        == []
+    )  # one row: no views
 
 
 def test_a_volume_with_nothing_painted_is_refused():
@@ -151,7 +159,7 @@ def test_train_on_a_volume_painted_in_a_few_planes():
     )
     training = result.model.metadata["training"]
     targets = volume_training_weights(annotation, config, SPACING)
-    views = side_views(image, targets, SPACING, config.percentiles)
+    views = side_views(prepared_volume(image, SPACING, config.percentiles), targets, SPACING)
     assert training["n_planes"] == 2 + len(views) and training["axes"] == "ZYX"
     assert len(result.history) == 3
 

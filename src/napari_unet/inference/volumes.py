@@ -51,6 +51,31 @@ DEFAULT_DENOISE = 2.0
 VOLUME_SMOOTHING = 2.0
 
 
+def denoise_volume(volume: np.ndarray, spacing=None, sigma: float = DEFAULT_DENOISE) -> np.ndarray:
+    """The Gaussian denoising a volume gets before the network, in prediction and training.
+
+    Parameters
+    ----------
+    volume : np.ndarray
+        ``(Z, Y, X)`` normalised volume (float).
+    spacing : (float, float, float), optional
+        Voxel size ``(dz, dy, dx)``; ``None``: isotropic.
+    sigma : float
+        Standard deviation in pixels along Y (the other axes scaled by the voxel size,
+        so the blur is isotropic in space); 0: none.
+
+    Returns
+    -------
+    np.ndarray
+        float32 ``(Z, Y, X)``; ``volume`` itself (as float32) when ``sigma`` is 0.
+    """
+    volume = np.asarray(volume, np.float32)
+    if not sigma > 0:
+        return volume
+    dz, dy, dx = (1.0, 1.0, 1.0) if spacing is None else spacing
+    return ndi.gaussian_filter(volume, (sigma * dy / dz, sigma, sigma * dy / dx))
+
+
 def resize(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """Linear interpolation of ``array`` (float) onto ``shape``, corners aligned to pixel centres.
 
@@ -179,10 +204,9 @@ def iter_predict_volume(
     started = time.perf_counter()
     dz, dy, dx = (1.0, 1.0, 1.0) if spacing is None else spacing
     z, y, x = volume.shape
-    denoise = DEFAULT_DENOISE if denoise is None else float(denoise)
-    if denoise > 0:
-        sigma = denoise / zoom
-        volume = ndi.gaussian_filter(volume, (sigma * dy / dz, sigma, sigma * dy / dx))
+    volume = denoise_volume(
+        volume, spacing, (DEFAULT_DENOISE if denoise is None else denoise) / zoom
+    )
     zoomed = (max(1, round(y * zoom)), max(1, round(x * zoom * dx / dy)))
     rescaled = zoomed != (y, x)
     options = {**options, "output_classes": output_classes}

@@ -26,7 +26,7 @@ from napari_unet.method.augmentation import (
 from napari_unet.method.images import image_layout, iter_planes, normalize, percentile_normalization
 from napari_unet.method.weight_map import training_target, training_weight_map
 from napari_unet.method.weight_map_3d import volume_training_weights
-from napari_unet.training.volume_views import side_views
+from napari_unet.training.volume_views import prepared_volume, side_views
 from napari_unet.training.volumes import check_painted
 
 
@@ -123,31 +123,29 @@ def prepare_samples(
     pairs = check_pairs(images, annotations)
     for n, (image, annotation, layout) in enumerate(pairs):
         spacing = volumes[n] if volumes is not None else None
-        painted = {}  # volume index (() for ZYX) -> its VolumeTargets
+        weighted, painted = {}, {}  # plane index -> targets; volume index -> VolumeTargets
         if spacing is None:
             weighted = _plane_targets(annotation, layout, config, dense, n_classes)
         else:
-            weighted, painted = _volume_targets(
-                n, annotation, layout, spacing, config, dense, n_classes
-            )
+            painted = _volume_targets(n, annotation, layout, spacing, config, dense, n_classes)
         for index, plane in iter_planes(image, layout):
             if index not in weighted:
-                continue  # an unannotated plane of a stack
+                continue  # an unannotated plane of a stack (a volume's planes: below)
             parts, weights = weighted[index]
             low, high = percentile_normalization(plane, config.percentiles)
-            samples.append(
-                Sample(
-                    normalize(plane, low, high)[None],
-                    parts.classes,
-                    weights,
-                    np.flatnonzero(weights > 0),
-                )
+            plane = normalize(plane, low, high)[None]
+            samples.append(Sample(plane, parts.classes, weights, np.flatnonzero(weights > 0)))
+        for outer, targets in painted.items():  # painted XY planes, XZ and YZ views
+            volume = prepared_volume(
+                np.stack([p for i, p in iter_planes(image, layout) if i[:-1] == outer]),
+                spacing,
+                config.percentiles,
             )
-        for outer, targets in painted.items():  # the XZ and YZ views of painted volumes
-            volume = np.stack(
-                [np.asarray(p) for i, p in iter_planes(image, layout) if i[:-1] == outer]
-            )
-            for view in side_views(volume, targets, spacing, config.percentiles):
+            for z, parts in sorted(targets.targets.items()):
+                weights = targets.weights[z]
+                plane = volume[z][None]
+                samples.append(Sample(plane, parts.classes, weights, np.flatnonzero(weights > 0)))
+            for view in side_views(volume, targets, spacing):
                 samples.append(Sample(*view, np.flatnonzero(view[2] > 0)))
     if not samples or not any(len(s.annotated) for s in samples):
         raise ValueError(
@@ -179,26 +177,22 @@ def _plane_targets(annotation, layout, config, dense, n_classes) -> dict:
 
 
 def _volume_targets(n, annotation, layout, spacing, config, dense, n_classes) -> tuple:
-    """The painted planes and volumes of a volume image.
+    """The painted volumes of a volume image, by volume index (``()`` for ``ZYX``).
 
-    Plane index to (target, its plane of the 3D weight map) for every painted plane, and
-    volume index to its :class:`~napari_unet.method.weight_map_3d.VolumeTargets`.
+    Each is a :class:`~napari_unet.method.weight_map_3d.VolumeTargets`.
     """
     if len(layout.leading_shape) < 1:
         raise ValueError(
             f"image {n} is one plane of shape {layout.spatial_shape}, not a volume (Z, Y, X)"
         )
     check_painted(annotation, f"volume {n}", dense)
-    weighted, painted = {}, {}
+    painted = {}
     for outer in np.ndindex(*layout.leading_shape[:-1]):  # e.g. the time points of TZYX
         volume = annotation[outer] if outer else annotation
         if not dense and not volume.any():
             continue  # a time point never painted
-        result = volume_training_weights(volume, config, spacing, dense, n_classes)
-        for z, parts in result.targets.items():
-            weighted[(*outer, z)] = (parts, result.weights[z])
-        painted[outer] = result
-    return weighted, painted
+        painted[outer] = volume_training_weights(volume, config, spacing, dense, n_classes)
+    return painted
 
 
 def random_batch(

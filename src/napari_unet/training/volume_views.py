@@ -14,29 +14,54 @@ from __future__ import annotations
 
 import numpy as np
 
-from napari_unet.inference.volumes import resize
+from napari_unet.inference.volumes import denoise_volume, resize
 from napari_unet.method.images import normalize, percentile_normalization
 
-__all__ = ["MAX_VIEWS", "side_views"]
+__all__ = ["MAX_VIEWS", "prepared_volume", "side_views"]
 
 #: Largest number of XZ views (and of YZ views) taken from one volume, evenly spaced.
 MAX_VIEWS = 32
 
 
-def side_views(volume: np.ndarray, targets, spacing, percentiles) -> list[tuple]:
+def prepared_volume(volume, spacing, percentiles) -> np.ndarray:
+    """A volume as the network sees it when it segments one: normalised, then denoised.
+
+    The percentiles are those of the whole volume and the denoising is
+    :func:`~napari_unet.inference.volumes.denoise_volume`'s default, as in
+    :func:`~napari_unet.inference.volumes.iter_segment_volumes` (without rescaling),
+    so that a network trained on a volume learns from what it will be given.
+
+    Parameters
+    ----------
+    volume : array-like
+        ``(Z, Y, X)`` gray volume, any numeric dtype.
+    spacing : sequence of 3 float
+        Voxel size ``(dz, dy, dx)``.
+    percentiles : (float, float)
+        Normalisation percentiles.
+
+    Returns
+    -------
+    np.ndarray
+        float32 ``(Z, Y, X)``.
+    """
+    volume = np.asarray(volume)
+    low, high = percentile_normalization(volume, percentiles)
+    return denoise_volume(normalize(volume, low, high), spacing)
+
+
+def side_views(volume: np.ndarray, targets, spacing) -> list[tuple]:
     """The XZ and YZ views of a painted volume, resampled to cubic voxels.
 
     Parameters
     ----------
     volume : np.ndarray
-        ``(Z, Y, X)`` gray image, any numeric dtype.
+        ``(Z, Y, X)`` float32 volume as the network sees it (:func:`prepared_volume`).
     targets : VolumeTargets
         Of the volume's annotation
         (:func:`~napari_unet.method.weight_map_3d.volume_training_weights`).
     spacing : sequence of 3 float
         Voxel size ``(dz, dy, dx)``; Z is resampled to ``round(Z * dz / dy)`` rows.
-    percentiles : (float, float)
-        Normalisation percentiles, taken over the whole volume (as for prediction).
 
     Returns
     -------
@@ -52,8 +77,7 @@ def side_views(volume: np.ndarray, targets, spacing, percentiles) -> list[tuple]
     rows = max(1, round(z * dz / dy))
     if rows < 2 or not targets.targets:
         return []
-    low, high = percentile_normalization(volume, percentiles)
-    side = resize(normalize(volume, low, high), (rows, y, x))
+    side = resize(volume, (rows, y, x))
     classes = np.zeros((rows, y, x), np.uint8)
     weights = np.zeros((rows, y, x), np.float32)
     for plane, parts in sorted(targets.targets.items()):  # where the resampling puts it
