@@ -11,7 +11,6 @@ share of the object size) and hole filling. Reports SEG, AP@0.5 and seconds per 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -32,7 +31,7 @@ from napari_unet.models.files import load_model  # noqa: E402
 from napari_unet.models.metadata import model_percentiles  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import cpu_name  # noqa: E402
+from machine import cpu_name, report  # noqa: E402
 
 TRANSFORMS = {
     "none": [(False, False, False)],
@@ -122,10 +121,7 @@ def main() -> None:
                 "torch_threads": torch.get_num_threads(),
                 "load_average": round(os.getloadavg()[0], 2),
             }
-            print(json.dumps(result), flush=True)
-            if args.json:
-                with open(args.json, "a") as f:
-                    f.write(json.dumps(result) + "\n")
+            report(result, args.json)
 
 
 if __name__ == "__main__":

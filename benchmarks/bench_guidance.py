@@ -41,7 +41,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_finetune import inner_cells, items_for, paint_cells, score, unet  # noqa: E402
-from machine import cpu_name  # noqa: E402
+from machine import cpu_name, report  # noqa: E402
 from nuclei_data import grey  # noqa: E402
 
 from napari_unet.live.guidance import GuidanceTour, iter_rank_plane  # noqa: E402
@@ -158,10 +158,7 @@ def main() -> None:
             print(user, n, json.dumps(row), flush=True)
     result["seconds"] = round(time.perf_counter() - started, 1)
     result["load_after"] = round(os.getloadavg()[0], 2)
-    print(json.dumps(result), flush=True)
-    if args.json:
-        with open(args.json, "a") as f:
-            f.write(json.dumps(result) + "\n")
+    report(result, args.json)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from machine import report  # noqa: E402
 from nuclei_data import grey, load  # noqa: E402
 
 from napari_unet.inference.segment import InstanceSettings  # noqa: E402
@@ -170,10 +171,7 @@ def main() -> None:
         print(dataset, json.dumps(row), flush=True)
     result["pooled"] = acceptance(np.concatenate(all_conf), np.concatenate(all_correct))
     result["load_after"] = os.getloadavg()[0]
-    print(json.dumps(result), flush=True)
-    if args.json:
-        with open(args.json, "a") as f:
-            f.write(json.dumps(result) + "\n")
+    report(result, args.json)
 
 
 if __name__ == "__main__":

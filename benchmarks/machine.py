@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import platform
 import resource
 import sys
@@ -34,3 +35,12 @@ def peak_rss_mib() -> float:
         pass
     scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, else KiB
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
+
+
+def report(result: dict, json_path=None) -> None:
+    """Print a benchmark's result as one JSON line; append it to ``json_path`` if given."""
+    line = json.dumps(result)
+    print(line, flush=True)
+    if json_path:
+        with open(json_path, "a") as f:
+            f.write(line + "\n")

@@ -57,7 +57,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    on_a_display(run, args)
 
+
+def on_a_display(run, args) -> None:
+    """``run(args)`` on the display there is, or on a virtual one (Xvfb) of 1600×1000."""
     display = None
     if not os.environ.get("DISPLAY"):
         from pyvirtualdisplay import Display

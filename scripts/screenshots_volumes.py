@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 from pathlib import Path
 
-from screenshots import PLUGIN, ROOT, settle, shoot, show_only, wait_until
+from screenshots import PLUGIN, ROOT, on_a_display, settle, shoot, show_only, wait_until
 
 DATA = ROOT.parent / "shared" / "data" / "volumes"
 
@@ -28,17 +27,7 @@ def main() -> None:
     parser.add_argument("--volume", default="embryo_8cell")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    display = None
-    if not os.environ.get("DISPLAY"):
-        from pyvirtualdisplay import Display
-
-        display = Display(visible=False, size=(1600, 1000))
-        display.start()
-    try:
-        run(args)
-    finally:
-        if display is not None:
-            display.stop()
+    on_a_display(run, args)
 
 
 def run(args) -> None:

@@ -71,15 +71,7 @@ def probabilities_to_labels(
         raise ValueError(f"foreground probability must be 2D (Y, X), got shape {foreground.shape}")
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"threshold must be in (0, 1), got {threshold}")
-    labels, n = ndi.label(foreground > threshold, structure=np.ones((3, 3), bool))
-    if n == 0:
-        return labels.astype(np.int32, copy=False)
-    # Drop small objects and renumber the rest 1..N in raster order, in one lookup.
-    keep = np.bincount(labels.ravel(), minlength=n + 1) >= max(min_size, 1)
-    keep[0] = False
-    forward = np.zeros(n + 1, np.int32)
-    forward[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
-    labels = forward[labels]
+    labels = _components(foreground > threshold, min_size)
     if grow <= 0:
         return labels
     # Growing is local (reach ``grow``), so it runs in bands of rows with a halo: the
@@ -182,7 +174,15 @@ def components_3d(
         raise ValueError(f"foreground probability must be 3D (Z, Y, X), got {foreground.shape}")
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"threshold must be in (0, 1), got {threshold}")
-    labels, n = ndi.label(foreground > threshold, structure=np.ones((3, 3, 3), bool))
+    return _components(foreground > threshold, min_size)
+
+
+def _components(mask: np.ndarray, min_size: int) -> np.ndarray:
+    """int32 connected components of ``mask`` (8- or 26-connectivity) of ``min_size`` or more.
+
+    Smaller ones are dropped and the rest renumbered 1..N in raster order, in one lookup.
+    """
+    labels, n = ndi.label(mask, structure=np.ones((3,) * mask.ndim, bool))
     keep = np.bincount(labels.ravel(), minlength=n + 1) >= max(int(min_size), 1)
     keep[0] = False
     forward = np.zeros(n + 1, np.int32)
