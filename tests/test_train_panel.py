@@ -73,7 +73,10 @@ def test_the_top_holds_the_work_and_advanced_hides_the_rest(make_napari_viewer):
     assert not train.advanced.expanded
     shown = [field.native.isVisibleTo(train.native) for field in _advanced_fields(train)]
     assert not any(shown)
-    assert all(field.native.isVisibleTo(train.native) for field in train.inputs)
+    # a single plane has no stack to name: the stack kind is hidden, the rest is shown
+    assert not train.data.stack_kind.native.isVisibleTo(train.native)
+    shown = [field for field in train.inputs if field is not train.data.stack_kind]
+    assert all(field.native.isVisibleTo(train.native) for field in shown)
     assert all(field in _fields(train.advanced) for field in _advanced_fields(train))
     assert not set(map(id, _fields(train.top))) & set(map(id, _fields(train.advanced)))
     train.advanced.header.click()

@@ -51,6 +51,9 @@ def test_axes_come_from_the_axis_labels_or_the_stack_choice(make_napari_viewer):
     flat = viewer.add_image(image.data[0], name="plane")
     segment.image_layer.value = flat
     assert segment._stack.axes_and_spacing(flat) == ("YX", None)
+    assert segment.stack_kind.native.isHidden()  # a single plane: no stack to name
+    segment.image_layer.value = image
+    assert not segment.stack_kind.native.isHidden() and segment.stack_kind.enabled
 
 
 def test_weight_map_of_a_volume_is_one_3d_map(make_napari_viewer, qtbot):

@@ -32,15 +32,20 @@ class StackKind:
         self.combo.tooltip = "What the first axis of a 3D stack is, where the layer does not say"
 
     def follow(self, layer) -> None:
-        """Enable the choice only if ``layer``'s axis labels do not decide its axes."""
+        """Show the choice only for a stack, and enable it only where its labels do not decide.
+
+        A single plane (``YX``, RGB or not) has no stack to name: the choice is hidden.
+        """
         if layer is None:
             self.combo.enabled = False
             return
         try:
             axes, said = self._axes(layer)
         except ValueError as error:
+            self.combo.visible = True
             self.combo.enabled, self.combo.tooltip = False, str(error)
             return
+        self.combo.visible = len(axes) > 2
         self.combo.enabled = not said
         self.combo.tooltip = (
             f"{layer.name!r} is {axes} (its axis labels say so)"

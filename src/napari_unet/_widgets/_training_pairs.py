@@ -57,6 +57,7 @@ class TrainingPairs(Container):
         self.add_button.changed.connect(lifetime.guard(self.add_selected))
         self.remove_button.changed.connect(lifetime.guard(self._remove_selected))
         lifetime.connect(viewer.layers.events.removed, self._on_layer_removed)
+        self._stack.follow(self.image_layer.value)  # the image chosen before the connection
 
     def add_selected(self, *_) -> None:
         """Add the pair selected in the combo boxes to the list."""
