@@ -187,6 +187,8 @@ def test_train_stop_segment_export(make_napari_viewer, qtbot, tmp_path):
     verdict = returned.args[0].painted.message
     assert train.painted_score.value.split("\n")[0] == verdict
     assert verdict.startswith("painted-cell SEG: start") or "keeping the starting model" in verdict
+    kept_start = returned.args[0].set_aside is not None  # the model's line says which weights
+    assert ("the starting model kept" in session.model_description) == kept_start
     assert session.model is not first_model
     assert train.start_button.text == "Start training"
 

@@ -61,10 +61,15 @@ class TrainingRun:
     def returned(self, result) -> None:
         self.result = result
         how = "stopped at" if result.stopped else "finished after"
+        kept = (
+            "the starting model kept"  # the never-worse rule (result.painted says why)
+            if result.set_aside is not None
+            else f"weights of iteration {result.best_iteration}"
+        )
         self.session.set_model(
             result.model,
             f"trained in this session from {self.source}, {how} iteration "
-            f"{len(result.history)} (best: {result.best_iteration})",
+            f"{len(result.history)} ({kept})",
             optimizer_state=result.optimizer_state,
         )
 
