@@ -122,18 +122,19 @@ def _predict_planes(
     for start in range(0, n, per_mosaic):
         chunk = planes[start : start + per_mosaic]
         mosaic = chunk[:, rows].reshape(-1, width)
-        tiles = iter_predict_tiled(mosaic, net, normalization=None, **options)
-        while True:
-            try:
-                tile = next(tiles)
-            except StopIteration as finished:
-                predicted = finished.value
-                break
+
+        first, count = done + start, len(chunk)
+
+        def record(tile, first=first, count=count) -> TileProgress:
             share = tile.tile_index / max(tile.n_tiles, 1)
-            yield TileProgress(
-                done + start + round(share * len(chunk)), total,
-                time.perf_counter() - started, tile.device, tile.precision,
-            )  # fmt: skip
+            seconds = time.perf_counter() - started
+            return TileProgress(
+                first + round(share * count), total, seconds, tile.device, tile.precision
+            )
+
+        predicted = yield from map_progress(
+            iter_predict_tiled(mosaic, net, normalization=None, **options), record
+        )
         predicted = predicted.reshape(len(predicted), len(chunk), band, width)
         if result is None:
             result = np.empty((len(predicted), n, height, width), np.float32)
@@ -210,8 +211,8 @@ def iter_predict_volume(
     zoomed = (max(1, round(y * zoom)), max(1, round(x * zoom * dx / dy)))
     rescaled = zoomed != (y, x)
     options = {**options, "output_classes": output_classes}
+    planes = np.stack([resize(plane, zoomed) for plane in volume]) if rescaled else volume
     if method == "planes":
-        planes = np.stack([resize(plane, zoomed) for plane in volume]) if rescaled else volume
         predicted = yield from _predict_planes(planes, net, net.halo, options, 0, z, started)
         return np.stack([resize(p, (z, y, x)) for p in predicted])
     iso_z = max(1, round(z * zoom * dz / dy))
@@ -220,10 +221,8 @@ def iter_predict_volume(
     pad = net.halo if view_pad is None else int(view_pad)
     step = max(1, int(VIEW_STEP))
     total = z + -(-zoomed[0] // step) + -(-zoomed[1] // step)
-    xy = yield from _predict_planes(
-        np.stack([resize(p, zoomed) for p in volume]) if rescaled else volume,
-        net, net.halo, options, 0, total, started,
-    )  # fmt: skip
+    xy = yield from _predict_planes(planes, net, net.halo, options, 0, total, started)
+    del planes
     summed = np.stack([resize(p, (iso_z, *zoomed)) for p in xy])
     del xy
     xz = yield from _predict_planes(

@@ -27,6 +27,7 @@ from napari_unet.method.weight_map import (
     training_target,
 )
 from napari_unet.runtime.checks import check_w0_sigma
+from napari_unet.runtime.progress import run_to_completion
 
 __all__ = ["VolumeTargets", "iter_volume_weight_map", "volume_sampling", "volume_training_weights"]
 
@@ -124,12 +125,7 @@ def volume_training_weights(
         :func:`~napari_unet.method.annotation.annotation_to_target` and
         :func:`~napari_unet.method.weight_map.weight_map_from_target`.
     """
-    generator = _volume_weights(annotation, config, spacing, dense, n_classes)
-    while True:
-        try:
-            next(generator)
-        except StopIteration as done:
-            return done.value
+    return run_to_completion(_volume_weights(annotation, config, spacing, dense, n_classes))
 
 
 def _volume_weights(annotation, config, spacing, dense, n_classes):
