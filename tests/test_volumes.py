@@ -310,7 +310,7 @@ def test_cli_reads_the_spacing_of_an_imagej_tiff_and_writes_it(tmp_path):
 
 
 def test_voxel_size_read_from_imagej_tiffs_and_ome_zarr_metadata(tmp_path):
-    from napari_unet.io.spacing import ome_axes_and_spacing, read_tiff_spacing
+    from napari_unet.io.spacing import ome_axes_and_spacing, read_tiff_spacing, stored_spacing
 
     volume = np.zeros((3, 8, 8), np.uint8)
     path = tmp_path / "v.tif"
@@ -320,6 +320,11 @@ def test_voxel_size_read_from_imagej_tiffs_and_ome_zarr_metadata(tmp_path):
     plain = tmp_path / "plain.tif"
     tifffile.imwrite(plain, volume, photometric="minisblack")
     assert read_tiff_spacing(plain)[1] is None  # no ImageJ unit: not used (often a dpi)
+    assert stored_spacing(path) == read_tiff_spacing(path)
+    dpi = tmp_path / "dpi.tif"
+    tifffile.imwrite(dpi, volume, photometric="minisblack", resolution=(300, 300))
+    assert read_tiff_spacing(dpi)[0] is not None and stored_spacing(dpi) == (None, None)
+    assert stored_spacing(tmp_path / "v.png") == (None, None)  # not a TIFF: not read
     axes = [{"name": "t", "type": "time"}, {"name": "z"}, {"name": "y"}, {"name": "x"}]
     transforms = [{"type": "scale", "scale": [1.0, 2.0, 0.5, 0.5]}]
     assert ome_axes_and_spacing(axes, transforms) == ("TZYX", (2.0, 0.5, 0.5))

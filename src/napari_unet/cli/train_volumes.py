@@ -3,7 +3,7 @@
 Volumes (``--axes ZYX`` or ``TZYX``) are trained from their painted XY planes with the 3D
 weight map (:func:`napari_unet.training.loop.train` with ``axes`` and ``spacing``). The
 voxel size is ``--spacing`` when given, else the one each ImageJ TIFF stores
-(:func:`napari_unet.io.spacing.read_tiff_spacing`), else isotropic.
+(:func:`napari_unet.io.spacing.stored_spacing`), else isotropic.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from napari_unet.cli._settings import _spacing
-from napari_unet.io.spacing import read_tiff_spacing
+from napari_unet.io.spacing import stored_spacing
 from napari_unet.method.axes import AXES_CHOICES, check_spacing, is_volume, spatial_axes
 
 __all__ = ["add_volume_arguments", "training_spacings"]
@@ -50,11 +50,5 @@ def training_spacings(images: list[Path], axes: str | None, spacing) -> list | N
     spacing = check_spacing(spacing, spatial_axes(axes.upper()))
     if spacing is not None or not is_volume(axes.upper()):
         return [spacing] * len(images)
-    stored = []
-    for path in images:
-        size, unit = (None, None)
-        if Path(path).suffix.lower() in (".tif", ".tiff"):
-            size, unit = read_tiff_spacing(path)
-        # without an ImageJ unit, resolution tags often hold a printer's dpi
-        stored.append(size if unit is not None and size is not None and len(size) == 3 else None)
-    return stored
+    stored = [stored_spacing(path)[0] for path in images]
+    return [size if size is not None and len(size) == 3 else None for size in stored]

@@ -11,7 +11,7 @@ from napari_unet.inference.segment import SegmentProgress, iter_segment
 from napari_unet.inference.settings import SegmentSettings
 from napari_unet.io import files as image_files
 from napari_unet.io.checks import refuse_foreign_output
-from napari_unet.io.spacing import read_tiff_spacing
+from napari_unet.io.spacing import stored_spacing
 from napari_unet.method.axes import check_axes, is_volume
 from napari_unet.method.images import image_layout
 from napari_unet.method.instances import count_cells
@@ -60,7 +60,7 @@ def iter_segment_file(
     settings : SegmentSettings, optional
         Default ``SegmentSettings()``. For a volume (``axes`` with ``Z``) without a
         ``spacing``, the voxel size the TIFF file stores is used
-        (:func:`~napari_unet.io.spacing.read_tiff_spacing`); the label TIFF of a volume or
+        (:func:`~napari_unet.io.spacing.stored_spacing`); the label TIFF of a volume or
         a plane carries the spacing used (ImageJ resolution, ``spacing`` and unit).
 
     Yields
@@ -88,11 +88,7 @@ def iter_segment_file(
     rgb = settings.rgb if axes is None else settings.axes.upper().endswith("XC")
     # labels no TIFF can hold are refused before any work
     image_files.check_label_shape(image_layout(pixels, rgb).labels_shape)
-    stored, unit = (None, None)
-    if Path(image).suffix.lower() in (".tif", ".tiff"):
-        stored, unit = read_tiff_spacing(image)
-        if unit is None:  # not an ImageJ size: resolution tags often hold a printer's dpi
-            stored = None
+    stored, unit = stored_spacing(image)
     if settings.spacing is None and stored is not None and axes is not None:
         wanted = 3 if is_volume(axes) else 2
         if len(stored) >= wanted:

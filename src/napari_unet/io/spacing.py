@@ -77,6 +77,34 @@ def read_tiff_spacing(path: str | os.PathLike) -> tuple[tuple[float, ...] | None
     return (dz, dy, dx), unit
 
 
+def stored_spacing(path: str | os.PathLike) -> tuple[tuple[float, ...] | None, str | None]:
+    """The voxel size a file stores that napari-unet uses: an ImageJ TIFF's, with its unit.
+
+    :func:`read_tiff_spacing` for a ``.tif``/``.tiff`` file whose ImageJ metadata names a
+    unit; ``(None, None)`` otherwise: without an ImageJ unit the resolution tags often
+    hold a printer's dpi, not a pixel size.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        An image file of any format.
+
+    Returns
+    -------
+    spacing, unit
+        As :func:`read_tiff_spacing`, or ``(None, None)``.
+
+    Raises
+    ------
+    ValueError
+        If a TIFF file's metadata cannot be read.
+    """
+    if Path(path).suffix.lower() not in (".tif", ".tiff"):
+        return None, None
+    spacing, unit = read_tiff_spacing(path)
+    return (spacing, unit) if unit is not None else (None, None)
+
+
 def ome_axes_and_spacing(axes: list, transforms: list) -> tuple[str, tuple[float, ...] | None]:
     """Axes letters and spatial voxel size of an OME-Zarr image's full-resolution level.
 
