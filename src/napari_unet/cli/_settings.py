@@ -32,14 +32,16 @@ def _spacing(value: str) -> tuple[float, ...]:
         ) from None
 
 
-def add_volume_options(parser: argparse.ArgumentParser) -> None:
-    """``--axes``, ``--spacing`` and ``--volume-method`` of ``napari-unet segment``."""
+def add_axes_options(parser: argparse.ArgumentParser, with_z: str) -> None:
+    """``--axes`` and ``--spacing``, for ``segment`` and ``train``.
+
+    ``with_z`` says what the subcommand does with a volume, in the help of ``--axes``.
+    """
     parser.add_argument(
         "--axes",
         default=None,
-        help=f"the images' axes: {', '.join(AXES_CHOICES)} (a trailing C: RGB). With Z, each "
-        "volume is segmented into 3D cells, one id per cell across planes; T: time points "
-        "one by one. Default: leading axes are a stack of planes",
+        help=f"the images' axes: {', '.join(AXES_CHOICES)} (a trailing C: RGB). With Z, "
+        f"{with_z}; T: time points one by one. Default: leading axes are a stack of planes",
     )
     parser.add_argument(
         "--spacing",
@@ -47,6 +49,13 @@ def add_volume_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="voxel size DZ,DY,DX (or pixel size DY,DX), any unit (default: from the ImageJ "
         "TIFF metadata, else isotropic)",
+    )
+
+
+def add_volume_options(parser: argparse.ArgumentParser) -> None:
+    """``--axes``, ``--spacing`` and ``--volume-method`` of ``napari-unet segment``."""
+    add_axes_options(
+        parser, "each volume is segmented into 3D cells, one id per cell across planes"
     )
     parser.add_argument(
         "--volume-method",

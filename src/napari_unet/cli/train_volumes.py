@@ -10,28 +10,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from napari_unet.cli._settings import _spacing
+from napari_unet.cli._settings import add_axes_options
 from napari_unet.io.spacing import stored_spacing
-from napari_unet.method.axes import AXES_CHOICES, check_spacing, is_volume, spatial_axes
+from napari_unet.method.axes import check_spacing, is_volume, spatial_axes
 
 __all__ = ["add_volume_arguments", "training_spacings"]
 
 
 def add_volume_arguments(parser) -> None:
     """Add ``--axes`` and ``--spacing`` to the ``train`` subcommand's parser."""
-    parser.add_argument(
-        "--axes",
-        default=None,
-        help=f"the images' axes: {', '.join(AXES_CHOICES)}. With Z, each volume is trained "
-        "from its painted XY planes (never painted planes are ignored; one id across planes "
-        "is one 3D cell). Default: leading axes are a stack of planes",
-    )
-    parser.add_argument(
-        "--spacing",
-        type=_spacing,  # as for segment
-        default=None,
-        help="voxel size DZ,DY,DX of the volumes, any unit (default: from the ImageJ TIFF "
-        "metadata, else isotropic)",
+    add_axes_options(
+        parser,
+        "each volume is trained from its painted XY planes (never painted planes are "
+        "ignored; one id across planes is one 3D cell)",
     )
 
 
