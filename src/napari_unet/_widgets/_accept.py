@@ -22,7 +22,7 @@ from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, PushBu
 from napari.layers import Labels
 from napari.utils.notifications import show_error
 
-from ._common import ROLE_KEY, message_label, same_layer
+from ._common import ROLE_KEY, displayed_plane, message_label, same_layer
 from ._lifetime import WidgetLifetime
 
 #: Key that accepts the predicted cell under the mouse (bound on the annotation layer
@@ -222,11 +222,7 @@ class AcceptCells(Container):
 
     def _current_plane(self, source) -> tuple[int, ...]:
         """Indices of the leading axes of ``source`` at the viewer's current position."""
-        point = source.world_to_data(self._viewer.dims.point)
-        return tuple(
-            int(np.clip(round(float(point[i])), 0, source.data.shape[i] - 1))
-            for i in range(source.data.ndim - 2)
-        )
+        return displayed_plane(self._viewer, source)
 
     def _accept_inside(self, annotation, source, plane, box, where: str) -> int:
         """Accept the cells entirely inside ``box`` (and inside what was predicted)."""

@@ -55,6 +55,19 @@ def spatial_shape(image_layer: Image) -> tuple[int, ...]:
     return shape[:-1] if image_layer.rgb else shape
 
 
+def displayed_plane(viewer, layer) -> tuple[int, ...]:
+    """Indices of ``layer``'s leading axes (before Y, X and RGB) at the viewer's position.
+
+    ``()`` for a single plane; each index clipped to its axis.
+    """
+    shape = full_resolution(layer).shape
+    n_leading = len(shape) - (3 if getattr(layer, "rgb", False) else 2)
+    if n_leading <= 0:
+        return ()
+    point = layer.world_to_data(viewer.dims.point)
+    return tuple(int(np.clip(round(float(point[i])), 0, shape[i] - 1)) for i in range(n_leading))
+
+
 def placement(layer) -> dict:
     """``scale`` and ``translate`` of ``layer``, to align new layers with it."""
     return {"scale": tuple(layer.scale), "translate": tuple(layer.translate)}

@@ -19,7 +19,7 @@ from collections.abc import Callable
 import numpy as np
 from magicgui.widgets import Container, PushButton
 
-from ._common import full_resolution, message_label, same_layer
+from ._common import displayed_plane, full_resolution, message_label, same_layer, spatial_shape
 from ._lifetime import WidgetLifetime
 
 #: Key (on the viewer) that moves the view to the next least-certain place.
@@ -91,7 +91,7 @@ class WhereNext(Container):
         except ValueError as error:
             self.status.value = f"Choose the image and annotation first: {error}."
             return None
-        plane = self._current_plane(image)
+        plane = displayed_plane(self._viewer, image)
         model = self._model()
         ranked = self._ranked
         fresh = (
@@ -158,8 +158,7 @@ class WhereNext(Container):
         self._show_next(image, annotation, plane)
 
     def _n_planes(self, image) -> int:
-        shape = full_resolution(image).shape
-        return int(np.prod(shape[: len(shape) - (3 if image.rgb else 2)], dtype=np.int64))
+        return int(np.prod(spatial_shape(image)[:-2], dtype=np.int64))
 
     def _following(self, image, plane: tuple[int, ...]) -> tuple[int, ...]:
         """The plane after ``plane`` (the last leading axis fastest; the first after the last)."""
@@ -207,16 +206,6 @@ class WhereNext(Container):
         canvas = np.asarray(viewer.canvas.size, dtype=float)
         viewer.scene.camera.center = tuple(float(v) for v in point[-2:])
         viewer.scene.camera.zoom = float(np.min(canvas / extent))
-
-    def _current_plane(self, image) -> tuple[int, ...]:
-        shape = full_resolution(image).shape
-        n_leading = len(shape) - (3 if image.rgb else 2)
-        if not n_leading:
-            return ()
-        point = image.world_to_data(self._viewer.dims.point)
-        return tuple(
-            int(np.clip(round(float(point[i])), 0, shape[i] - 1)) for i in range(n_leading)
-        )
 
     @staticmethod
     def _annotation_plane(annotation, plane) -> np.ndarray:

@@ -24,6 +24,7 @@ from qtpy.QtCore import QTimer
 from ._common import (
     ROLE_KEY,
     add_above,
+    displayed_plane,
     full_resolution,
     message_label,
     placement,
@@ -200,13 +201,7 @@ class LivePreview(Container):
 
         image = self._image
         shape = spatial_shape(image)
-        plane: tuple[int, ...] = ()
-        n_leading = len(shape) - 2
-        if n_leading:
-            point = image.world_to_data(self._viewer.dims.point)
-            plane = tuple(
-                int(np.clip(round(float(point[i])), 0, shape[i] - 1)) for i in range(n_leading)
-            )
+        plane = displayed_plane(self._viewer, image)
         corners = np.asarray(image.corner_pixels, dtype=float)
         if getattr(image, "multiscale", False):
             corners = corners * np.asarray(image.downsample_factors[image.data_level])
