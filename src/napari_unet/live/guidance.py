@@ -107,13 +107,15 @@ class Candidate:
         return 0 <= x < self.mask.shape[1] and bool(self.mask[y, x])
 
 
-def _boxes(labels: np.ndarray, ids: np.ndarray, plane, confidence) -> list[Candidate]:
+def _boxes(labels, ids, plane, confidence, cells: bool = True) -> list[Candidate]:
+    """Candidates of the objects ``ids`` of ``labels``: cells, or (``cells=False``) regions."""
     slices = ndi.find_objects(labels)
     out = []
     for cell, conf in zip(ids, confidence, strict=True):
         sl = slices[int(cell) - 1]
         box = (sl[0].start, sl[1].start, sl[0].stop, sl[1].stop)
-        out.append(Candidate(plane, box, labels[sl] == cell, float(conf), int(cell)))
+        label = int(cell) if cells else 0
+        out.append(Candidate(plane, box, labels[sl] == cell, float(conf), label))
     return out
 
 
@@ -173,10 +175,7 @@ def rank_candidates(
         sizes = np.bincount(regions.ravel())
         regions[sizes[regions] < min_region] = 0
         region_ids, region_conf = cell_confidence(regions, uncertainty)
-        found += [
-            Candidate(c.plane, c.box, c.mask, c.confidence, 0)
-            for c in _boxes(regions, region_ids, plane, region_conf)
-        ]
+        found += _boxes(regions, region_ids, plane, region_conf, cells=False)
     if annotation is not None:
         found = [c for c in found if c.annotated_share(annotation) < ANNOTATED_SHARE]
     found.sort(key=lambda c: (c.confidence, c.box[0], c.box[1]))
