@@ -8,14 +8,16 @@ with more than 41 cells) with the ground-truth masks, each cell with an 8 px bac
 stroke around it (``bench_finetune.paint_cells``):
 
 - **guided**: paints the cell "Where next" shows. The candidates are ranked by the
-  plugin's core (:func:`napari_unet.live.guidance.iter_rank_plane`, least confident first,
-  annotated ones left out) with the current model: the starting model for the first 5
-  cells, then the model fine-tuned on the cells so far (a new round after 5 and 10 cells,
-  as a user who trains between rounds). For each candidate the user paints the true cell
-  that overlaps it most (if it is not cut by the image edge and not painted yet); a
-  candidate on true background is painted background (no cell counted).
-- **guided-typical** (a variant, not in the default ``--users``): the same, following only
-  the predicted cells of typical size (0.5-2x the median predicted cell area).
+  plugin's core (:func:`napari_unet.live.guidance.iter_rank_plane` with its default
+  ranking, annotated ones left out) with the current model: the starting model for the
+  first 5 cells, then the model fine-tuned on the cells so far (a new round after 5 and
+  10 cells, as a user who trains between rounds). For each candidate the user paints the
+  true cell that overlaps it most (if it is not cut by the image edge and not painted
+  yet); a candidate on true background is painted background (no cell counted).
+- **guided-uncertain** (a variant, not in the default ``--users``): the same with the
+  ranking ``"uncertain"`` (least confident first, the default until issue 18's typical
+  ranking); **guided-typical**: least confident first among the predicted cells of
+  typical size (0.5-2x the median predicted cell area).
 - **random**: paints unpainted cells in a random order (seeded).
 - **reading**: paints cells from the top left, row by row (rows one median cell
   diameter high), left to right.
@@ -44,7 +46,11 @@ from bench_finetune import inner_cells, items_for, paint_cells, score, unet  # n
 from machine import cpu_name, report  # noqa: E402
 from nuclei_data import grey  # noqa: E402
 
-from napari_unet.live.guidance import GuidanceTour, iter_rank_plane  # noqa: E402
+from napari_unet.live.guidance import (  # noqa: E402
+    DEFAULT_RANKING,
+    GuidanceTour,
+    iter_rank_plane,
+)
 from napari_unet.models.files import load_model  # noqa: E402
 from napari_unet.runtime.progress import run_to_completion  # noqa: E402
 from napari_unet.training import TrainingConfig, train  # noqa: E402
@@ -65,19 +71,22 @@ def reading_order(masks: np.ndarray) -> list[int]:
 
 
 def guided_cells(
-    item, model, painted: list[int], background: np.ndarray, n_new: int, typical: bool = False
+    item, model, painted: list[int], background: np.ndarray, n_new: int, user: str = "guided"
 ) -> list[int]:
     """The next ``n_new`` true cells the guided user paints (and background marked).
 
-    ``typical``: a variant that follows only the predicted cells of typical size.
+    ``user``: ``"guided"`` (the plugin's default ranking), ``"guided-uncertain"`` (least
+    confident first) or ``"guided-typical"`` (least confident first among the predicted
+    cells of typical size).
     """
     masks = item.masks
     inner = set(inner_cells(masks).tolist())
     annotation = paint_cells(masks, painted)
     annotation[(annotation == 0) & background] = 1
     tour = GuidanceTour()
-    found = run_to_completion(iter_rank_plane(grey(item.image), model, annotation))
-    if typical:  # only predicted cells of typical size (0.5-2x the median area)
+    ranking = DEFAULT_RANKING if user == "guided" else "uncertain"
+    found = run_to_completion(iter_rank_plane(grey(item.image), model, annotation, ranking=ranking))
+    if user == "guided-typical":  # only predicted cells of typical size (0.5-2x the median area)
         areas = np.array([c.mask.sum() for c in found if c.kind == "cell"])
         median = np.median(areas) if areas.size else 0
         found = [c for c in found if c.kind == "cell" and 0.5 <= c.mask.sum() / median <= 2]
@@ -137,9 +146,8 @@ def main() -> None:
             order = [int(c) for c in rng.permutation(order)]
         model = base
         for n in CHECKPOINTS:
-            if user in ("guided", "guided-typical"):
-                typical = user == "guided-typical"
-                painted += guided_cells(item, model, painted, background, n - len(painted), typical)
+            if user.startswith("guided"):
+                painted += guided_cells(item, model, painted, background, n - len(painted), user)
             else:
                 painted = order[:n]
             annotation = paint_cells(item.masks, painted)

@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage as ndi
 
 from napari_unet.live.guidance import (
     ANNOTATED_SHARE,
     DEFAULT_MIN_CONFIDENCE,
+    DEFAULT_RANKING,
     GuidanceTour,
     confident_cells,
     iter_rank_plane,
     rank_candidates,
+)
+from napari_unet.method.typicality import (
+    UNCERTAINTY_TURN,
+    cell_features,
+    typicality,
+    uncertainty_weight,
 )
 from napari_unet.method.uncertainty import (
     cell_confidence,
@@ -93,7 +101,7 @@ def test_uncertainty_marks_the_pixels_the_default_model_gets_wrong(sample_image,
 
 def test_candidates_are_ranked_least_confident_first_and_annotated_ones_left_out():
     labels, uncertainty = three_cells()
-    found = rank_candidates(labels, uncertainty, min_region=20)
+    found = rank_candidates(labels, uncertainty, min_region=20, ranking="uncertain")
     assert [(c.kind, c.label) for c in found] == [
         ("region", 0),
         ("cell", 2),
@@ -109,25 +117,28 @@ def test_candidates_are_ranked_least_confident_first_and_annotated_ones_left_out
     ring = np.zeros((20, 20), np.int32)
     ring[2:18, 2:18] = 1
     ring[5:15, 5:15] = 0
-    (hollow,) = rank_candidates(ring, np.full(ring.shape, 0.01, np.float32))
+    (hollow,) = rank_candidates(ring, np.full(ring.shape, 0.01, np.float32), ranking="uncertain")
     assert hollow.contains((), hollow.center)  # not the centroid, which lies in the hole
     # annotated: cell 2 painted (> half of it), cell 3 a few background strokes only
     annotation = np.zeros(labels.shape, np.uint16)
     annotation[5:15, 40:48] = 5
     annotation[40:42, 5:15] = 1
     assert found[1].annotated_share(annotation) >= ANNOTATED_SHARE
-    kept = rank_candidates(labels, uncertainty, annotation, min_region=20)
+    kept = rank_candidates(labels, uncertainty, annotation, min_region=20, ranking="uncertain")
     assert [c.label for c in kept] == [0, 3, 1]
     # small unsure patches are no candidates
-    assert [c.label for c in rank_candidates(labels, uncertainty, min_region=200)] == [2, 3, 1]
+    small = rank_candidates(labels, uncertainty, min_region=200, ranking="uncertain")
+    assert [c.label for c in small] == [2, 3, 1]
     with pytest.raises(ValueError, match="same shape"):
         rank_candidates(labels, uncertainty[:, :10])
+    with pytest.raises(ValueError, match="ranking"):
+        rank_candidates(labels, uncertainty, ranking="random")
 
 
 def test_the_tour_moves_on_skips_what_was_shown_and_what_got_annotated():
     labels, uncertainty = three_cells()
     tour = GuidanceTour()
-    tour.update(rank_candidates(labels, uncertainty, min_region=20))
+    tour.update(rank_candidates(labels, uncertainty, min_region=20, ranking="uncertain"))
     annotation = np.zeros(labels.shape, np.uint16)
     first = tour.next(annotation)
     assert first.kind == "region"
@@ -138,12 +149,76 @@ def test_the_tour_moves_on_skips_what_was_shown_and_what_got_annotated():
     # a new ranking (a newer network) keeps the memory of what was shown
     shifted = labels.copy()
     shifted[shifted == 3] = 9  # the same cell under another id
-    tour.update(rank_candidates(shifted, uncertainty, min_region=20))
+    tour.update(rank_candidates(shifted, uncertainty, min_region=20, ranking="uncertain"))
     assert [c.label for c in tour.remaining(annotation)] == [1]
     assert tour.next(annotation).label == 1
     assert tour.next(annotation) is None and tour.n_shown == 3
     tour.forget()
     assert tour.next(annotation).kind == "region"
+
+
+def crowd_of_cells(seed: int = 0):
+    """A 6x8 grid of round, bright cells of similar size, three of them odd (big, dim, unsure).
+
+    Returns the labels, a noisy blurred image, the per-pixel uncertainty and the odd ids.
+    """
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:144, :192]
+    labels = np.zeros(yy.shape, np.int32)
+    image = np.zeros(yy.shape, np.float32)
+    uncertainty = np.full(yy.shape, 0.02, np.float32)
+    odd = {9, 22, 40}
+    for i in range(48):
+        cy, cx = 12 + 24 * (i // 8), 12 + 24 * (i % 8)
+        radius = 11 if i + 1 in odd else rng.uniform(6, 8)
+        disk = (yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2
+        labels[disk] = i + 1
+        image[disk] = 0.3 if i + 1 in odd else rng.uniform(0.8, 1.0)
+        uncertainty[disk] = 0.7 if i + 1 in odd else rng.uniform(0.1, 0.3)
+    image = ndi.gaussian_filter(image, 1.5) + rng.normal(0, 0.05, image.shape)
+    return labels, image.astype(np.float32), uncertainty, odd
+
+
+def test_the_mixed_ranking_starts_with_typical_cells_spread_out_and_turns_to_uncertain():
+    labels, image, uncertainty, odd = crowd_of_cells()
+    uncertain = rank_candidates(labels, uncertainty, image=image, ranking="uncertain")
+    assert {c.label for c in uncertain[:3]} == odd  # uncertainty sampling: the odd ones
+    mixed = rank_candidates(labels, uncertainty, image=image)  # the default
+    assert DEFAULT_RANKING == "mixed" and {c.label for c in mixed} == set(range(1, 49))
+    first = mixed[:8]
+    assert not odd & {c.label for c in first}  # typical cells first
+    assert min(i for i, c in enumerate(mixed) if c.label in odd) >= 24  # odd ones late
+    centres = np.array([c.center for c in first])
+    gaps = np.hypot(*(centres[:, None] - centres[None]).transpose(2, 0, 1))
+    assert gaps[~np.eye(8, dtype=bool)].min() > 24  # no two next to each other: spread out
+    # with many cells painted, uncertainty counts more: the odd cells move up
+    annotation = np.zeros(labels.shape, np.uint16)
+    painted = [c.label for c in mixed[:30] if c.label not in odd][:25]
+    for cell in painted:
+        annotation[labels == cell] = cell + 1
+    later = rank_candidates(labels, uncertainty, annotation, image=image)
+    assert {c.label for c in later}.isdisjoint(painted)
+    assert later[0].label in odd  # one of them first (the others are like it: later)
+    assert uncertainty_weight(0) == 0 and uncertainty_weight(UNCERTAINTY_TURN) == 0.5
+
+
+def test_typicality_is_high_in_the_crowd_and_low_for_outliers():
+    rng = np.random.default_rng(1)
+    features = np.concatenate([rng.normal(0, 1, (50, 3)), [[8.0, 8.0, 8.0]]])
+    t = typicality(features, k=10)
+    assert t.shape == (51,) and np.argmin(t) == 50
+    assert t[np.argmin(np.linalg.norm(features[:50], axis=1))] > np.median(t)
+    np.testing.assert_array_equal(typicality(features[:1]), [1.0])
+    labels, image, uncertainty, _ = crowd_of_cells()
+    ids, confidence = cell_confidence(labels, uncertainty)
+    f = cell_features(labels, ids, confidence, image)
+    assert f.shape == (48, 4)
+    np.testing.assert_allclose(f[:, 0], np.log(np.bincount(labels.ravel())[1:]))
+    assert cell_features(labels, ids, confidence).shape == (48, 2)
+    with pytest.raises(ValueError, match="confidences"):
+        cell_features(labels, ids, confidence[:3])
+    with pytest.raises(ValueError, match="differ"):
+        cell_features(labels, ids, confidence, image[:10])
 
 
 def test_confident_cells_uses_the_threshold():
@@ -163,7 +238,17 @@ def test_rank_plane_with_the_default_model_points_at_unannotated_cells(sample_im
         iter_rank_plane(sample_image, load_model(), annotation, plane_index=(), device="cpu")
     )
     assert len(found) > 20
-    confidence = [c.confidence for c in found]
-    assert confidence == sorted(confidence)
     for c in found:
         assert c.annotated_share(annotation) < ANNOTATED_SHARE
+    # the default ("mixed"): cells of typical size first, not next to each other
+    areas = np.array([c.mask.sum() for c in found if c.kind == "cell"])
+    first = found[:5]
+    assert all(c.kind == "cell" and 0.5 < c.mask.sum() / np.median(areas) < 2 for c in first)
+    centres = np.array([c.center for c in first])
+    gaps = np.hypot(*(centres[:, None] - centres[None]).transpose(2, 0, 1))
+    assert gaps[~np.eye(5, dtype=bool)].min() > 2 * np.sqrt(np.median(areas) / np.pi)
+    uncertain = run_to_completion(
+        iter_rank_plane(sample_image, load_model(), annotation, ranking="uncertain")
+    )
+    confidence = [c.confidence for c in uncertain]
+    assert confidence == sorted(confidence) and len(uncertain) == len(found)

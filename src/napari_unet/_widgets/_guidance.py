@@ -1,9 +1,10 @@
 """The "Where next" part of the *Train* widget: the view jumps to where painting helps most.
 
 A click on *Where next?* (or the key :data:`WHERE_NEXT_KEY`) moves the camera (centre
-and zoom) and, in a stack, the current plane to the predicted cell or uncertain region
-that the network is least sure of and that is not annotated yet; the next click to the
-next one; in a stack, once a plane has none left, the following planes in turn. The
+and zoom) and, in a stack, the current plane to the next predicted cell (or uncertain
+region) not annotated yet, in the order of the core's default ranking (typical cells
+spread over the image first, uncertain ones as painted cells grow); the next click to
+the next one; in a stack, once a plane has none left, the following planes in turn. The
 ranking is computed in a worker by the Qt-free core
 (:func:`~napari_unet.live.guidance.iter_rank_plane`,
 :class:`~napari_unet.live.guidance.GuidanceTour`)
@@ -22,7 +23,7 @@ from magicgui.widgets import Container, PushButton
 from ._common import displayed_plane, full_resolution, message_label, same_layer, spatial_shape
 from ._lifetime import WidgetLifetime
 
-#: Key (on the viewer) that moves the view to the next least-certain place.
+#: Key (on the viewer) that moves the view to the next place to paint.
 WHERE_NEXT_KEY = "w"
 #: The view shows this many times the candidate's size (at least :data:`MIN_VIEW_PX`).
 VIEW_MARGIN = 4.0
@@ -31,7 +32,7 @@ MIN_VIEW_PX = 96
 
 
 class WhereNext(Container):
-    """A button and a key that move the view to the least certain unannotated cell.
+    """A button and a key that move the view to the next unannotated cell to paint.
 
     Parameters
     ----------
@@ -63,8 +64,9 @@ class WhereNext(Container):
         self._planes_left = 0  # planes still to try before "nothing left"
         self.button = PushButton(text=f"Where next? (key: {WHERE_NEXT_KEY.upper()})")
         self.button.tooltip = (
-            "Show the predicted cell (or unsure patch) the network is least sure of and "
-            "that is not annotated yet: painting it helps the network most. Again: the next one."
+            "Show a predicted cell (or unsure patch) to paint next that is not annotated yet: "
+            "first typical cells spread over the image, then, as you paint more, the ones "
+            "the network is least sure of. Again: the next one."
         )
         self.status = message_label()
         self.extend([self.button, self.status])
@@ -129,7 +131,7 @@ class WhereNext(Container):
         whole = ViewRegion((), 0, 0, 1, 1)  # plane_of reads the whole plane of a 2D array
         gray = np.array(plane_of(data[plane] if plane else data, whole, bool(image.rgb)))
         marks = np.array(self._annotation_plane(annotation, plane), copy=True)
-        self.status.value = "Finding where the network is least sure…"
+        self.status.value = "Finding where to paint next…"
         self._asked = (image, annotation, plane, model, time.monotonic())
         self._lifetime.run(
             self._preview.threads.preview,  # on the preview's share of the CPU threads

@@ -1,12 +1,14 @@
-"""Where to paint next: the least certain predicted cells and regions, not yet annotated.
+"""Where to paint next: predicted cells and uncertain regions of a plane, not yet annotated.
 
-Active learning's rule, "annotate where the model is unsure" (Settles 2009, "Active
-Learning Literature Survey", sec. 3.1, uncertainty sampling), applied to one plane:
+Active learning on one plane: "annotate where the model is unsure" (Settles 2009,
+"Active Learning Literature Survey", sec. 3.1, uncertainty sampling), preceded, while
+few cells are painted, by typical cells spread over the image (Hacohen et al. 2022,
+:mod:`napari_unet.method.typicality`):
 
 - :func:`rank_candidates` turns a prediction (labels and the per-pixel uncertainty of
-  :mod:`napari_unet.method.uncertainty`) into candidates, least confident first:
-  every predicted cell, and every *uncertain region* (a patch of background where the
-  network hesitates, often a cell it missed);
+  :mod:`napari_unet.method.uncertainty`) into candidates in the order of a ranking
+  (:data:`RANKINGS`): every predicted cell, and every *uncertain region* (a patch of
+  background where the network hesitates, often a cell it missed);
 - :class:`GuidanceTour` hands them out one by one ("Where next"), skipping those the
   user annotated since and those shown already, also across a new ranking made with a
   newer network.
@@ -23,10 +25,14 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
+from napari_unet.method.annotation import FIRST_CELL
+from napari_unet.method.typicality import cell_features, spread_order
 from napari_unet.method.uncertainty import cell_confidence
 
 __all__ = [
     "DEFAULT_MIN_CONFIDENCE",
+    "DEFAULT_RANKING",
+    "RANKINGS",
     "Candidate",
     "GuidanceTour",
     "confident_cells",
@@ -39,6 +45,13 @@ __all__ = [
 #: (docs/benchmarks.md, "Uncertainty and confidence"): on the val splits of BBBC039,
 #: DSB2018 and Usiigaci, the cells above it were >= 95 % correct (IoU >= 0.5).
 DEFAULT_MIN_CONFIDENCE = 0.6
+#: The orders "Where next" can show candidates in: ``"mixed"``, typical cells spread over
+#: the kinds of cells and the image first, turning to uncertain ones as painted cells grow
+#: (:func:`napari_unet.method.typicality.spread_order`); ``"uncertain"``, least confident
+#: first (uncertainty sampling).
+RANKINGS = ("mixed", "uncertain")
+#: Chosen with ``benchmarks/bench_guidance.py`` (docs/benchmarks.md, "Does 'Where next' help?").
+DEFAULT_RANKING = "mixed"
 #: Seconds after which "Where next" ranks again with a newer network (while training,
 #: a new snapshot comes every few seconds; ranking a whole plane takes about as long).
 RERANK_INTERVAL_S = 30.0
@@ -127,8 +140,10 @@ def rank_candidates(
     plane: tuple[int, ...] = (),
     min_region: int = 32,
     region_uncertainty: float = REGION_UNCERTAINTY,
+    image: np.ndarray | None = None,
+    ranking: str = DEFAULT_RANKING,
 ) -> list[Candidate]:
-    """Predicted cells and uncertain regions of one plane, least confident first.
+    """Predicted cells and uncertain regions of one plane, in the order to show them.
 
     Parameters
     ----------
@@ -146,17 +161,25 @@ def rank_candidates(
         Smallest uncertain region, pixels (the model's smallest cell is a good value).
     region_uncertainty : float
         Background pixels more uncertain than this form the uncertain regions.
+    image : np.ndarray, optional
+        ``(Y, X)`` gray plane: its intensities join the features of ``"mixed"``.
+    ranking : str
+        One of :data:`RANKINGS`. ``"uncertain"``: by confidence, lowest first (ties by
+        position, top to bottom). ``"mixed"``: :func:`~napari_unet.method.typicality.
+        spread_order`, with the cells painted in ``annotation`` as those picked before.
 
     Returns
     -------
     list of Candidate
-        Sorted by confidence (lowest first; ties by position, top to bottom).
+        In the order to show them.
 
     Raises
     ------
     ValueError
-        If the arrays are not 2D planes of the same shape.
+        If the arrays are not 2D planes of the same shape, or ``ranking`` is unknown.
     """
+    if ranking not in RANKINGS:
+        raise ValueError(f"ranking must be one of {RANKINGS}, got {ranking!r}")
     labels = np.asarray(labels)
     uncertainty = np.asarray(uncertainty, dtype=np.float32)
     if labels.ndim != 2 or labels.shape != uncertainty.shape:
@@ -179,7 +202,34 @@ def rank_candidates(
     if annotation is not None:
         found = [c for c in found if c.annotated_share(annotation) < ANNOTATED_SHARE]
     found.sort(key=lambda c: (c.confidence, c.box[0], c.box[1]))
+    if ranking == "mixed" and found:
+        found = _mixed(found, labels, uncertainty, annotation, image)
     return found
+
+
+def _mixed(found, labels, uncertainty, annotation, image) -> list[Candidate]:
+    """``found`` in :func:`~napari_unet.method.typicality.spread_order`'s order."""
+    is_cell = np.array([c.label > 0 for c in found])
+    ids = np.array([c.label for c in found], np.int64)
+    confidence = np.array([c.confidence for c in found])
+    features = cell_features(labels, ids[is_cell], confidence[is_cell], image)
+    all_features = np.zeros((len(found), features.shape[1]))
+    all_features[is_cell] = features
+    centres = np.array([c.center for c in found])
+    painted = np.zeros((0, features.shape[1])), np.zeros((0, 2))
+    if annotation is not None:
+        marks = np.asarray(annotation).astype(np.int64)
+        marks = np.where(marks >= FIRST_CELL, marks, 0)
+        painted_ids, painted_conf = cell_confidence(marks, uncertainty)
+        if painted_ids.size:
+            painted = (
+                cell_features(marks, painted_ids, painted_conf, image),
+                np.array(ndi.center_of_mass(np.ones(marks.shape), marks, painted_ids)),
+            )
+    areas = np.bincount(labels.ravel())[1:]
+    diameter = 2 * np.sqrt(np.median(areas[areas > 0]) / np.pi) if areas.any() else 1.0
+    order = spread_order(all_features, centres, 1 - confidence, is_cell, *painted, diameter)
+    return [found[i] for i in order]
 
 
 def confident_cells(ids, known_ids, confidence, min_confidence: float) -> np.ndarray:
@@ -226,6 +276,7 @@ def iter_rank_plane(
     *,
     plane_index: tuple[int, ...] = (),
     device="cpu",
+    ranking: str = DEFAULT_RANKING,
 ) -> Generator[object, None, list[Candidate]]:
     """Segment a whole plane and rank its candidates: a generator like the others.
 
@@ -241,6 +292,8 @@ def iter_rank_plane(
         Leading-axis indices of the plane in its stack.
     device : str or torch.device
         Where the network runs.
+    ranking : str
+        One of :data:`RANKINGS` (:func:`rank_candidates`).
 
     Yields
     ------
@@ -260,11 +313,13 @@ def iter_rank_plane(
         annotation,
         plane=plane_index,
         min_region=InstanceSettings.for_model(model).min_size,
+        image=plane,
+        ranking=ranking,
     )
 
 
 class GuidanceTour:
-    """Hands out candidates one by one, least certain first ("Where next").
+    """Hands out candidates one by one, in the ranking's order ("Where next").
 
     A new ranking (:meth:`update`, e.g. from a newer network) replaces the list; the
     places shown already are remembered, so that a candidate covering one of them is
@@ -278,7 +333,7 @@ class GuidanceTour:
 
     @property
     def candidates(self) -> list[Candidate]:
-        """The current ranking, least confident first (shown ones included)."""
+        """The current ranking, first to show first (shown ones included)."""
         return list(self._candidates)
 
     @property
@@ -301,7 +356,7 @@ class GuidanceTour:
         return [c for c in self._candidates if self._fresh(c, annotation)]
 
     def next(self, annotation: np.ndarray | None = None) -> Candidate | None:
-        """The least certain candidate not shown yet and not annotated in ``annotation``.
+        """The first candidate not shown yet and not annotated in ``annotation``.
 
         Parameters
         ----------
