@@ -200,6 +200,13 @@ def test_the_mixed_ranking_starts_with_typical_cells_spread_out_and_turns_to_unc
     assert {c.label for c in later}.isdisjoint(painted)
     assert later[0].label in odd  # one of them first (the others are like it: later)
     assert uncertainty_weight(0) == 0 and uncertainty_weight(UNCERTAINTY_TURN) == 0.5
+    # no cell predicted, or a single one: still a ranking
+    unsure = np.zeros(labels.shape, np.float32)
+    unsure[5:15, 5:15] = 0.9
+    (region,) = rank_candidates(np.zeros_like(labels), unsure, min_region=20)
+    assert region.kind == "region"
+    single = np.where(labels == 5, 5, 0)
+    assert [c.label for c in rank_candidates(single, unsure, image=image, min_region=20)] == [5, 0]
 
 
 def test_typicality_is_high_in_the_crowd_and_low_for_outliers():
