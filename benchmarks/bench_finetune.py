@@ -131,7 +131,12 @@ def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--dataset", default="usiigaci", help="usiigaci, bbbc039, dsb2018 or crowded")
+    p.add_argument(
+        "--dataset",
+        default="usiigaci",
+        help="usiigaci, bbbc039, dsb2018, crowded, or an extra set beside the repository "
+        "(bbbc030: DIC CHO cells; usiigaci2: Usiigaci sets 26-45; scripts/nuclei_data.EXTRA)",
+    )
     p.add_argument("--protocol", default="full2", help="full2, cellsN (e.g. cells10) or none")
     p.add_argument("--seconds", type=float, default=300.0, help="fine-tuning time budget")
     p.add_argument(
@@ -148,6 +153,7 @@ def main() -> None:
     p.add_argument("--learning-rate", type=float, default=None)
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--hold-out", type=float, default=None, help="TrainingConfig.hold_out")
+    p.add_argument("--start-labels", type=float, default=None, help="TrainingConfig.start_labels")
     p.add_argument("--trained-layers", default=None, help="TrainingConfig.trained_layers")
     p.add_argument("--tile", type=int, default=None, help="input tile side")
     p.add_argument("--model", default="default", help="starting model")
@@ -195,6 +201,7 @@ def main() -> None:
             "learning_rate": args.learning_rate,
             "batch_size": args.batch_size,
             "hold_out": args.hold_out,
+            "start_labels": args.start_labels,
             "trained_layers": args.trained_layers,
             "tile_shape": (args.tile, args.tile) if args.tile else None,
             "precision": args.precision,

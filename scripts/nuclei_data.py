@@ -15,6 +15,17 @@ from skimage.io import imread
 DATA = Path(
     os.environ.get("NAPARI_UNET_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
 )
+#: Extra public data sets beside the repository (not in ../shared; each folder holds its
+#: README, LICENSE, split.tsv, images/<name>.tif and masks/<name>.png): BBBC030 DIC CHO cells
+#: (CC BY 3.0) and Usiigaci sets 26-45 (MIT). Used by benchmarks when present.
+EXTRA = Path(
+    os.environ.get("NAPARI_UNET_EXTRA_DATA", Path(__file__).resolve().parents[2] / "extra_data")
+)
+#: Extra data set name -> (folder under EXTRA, kind of image).
+EXTRA_SETS = {
+    "bbbc030": ("bbbc030_cho_dic", "DIC"),
+    "usiigaci2": ("usiigaci_26-45", "phase contrast"),
+}
 
 
 @dataclass
@@ -39,18 +50,22 @@ def _split(folder: Path) -> dict[str, str]:
 
 
 def load(dataset: str, split: str, limit: int | None = None) -> list[Item]:
-    """Images and masks of one split of ``"bbbc039"`` or ``"dsb2018"``."""
+    """Images and masks of one split of a data set (``"bbbc039"``, ``"dsb2018"``,
+    ``"usiigaci"``, or one of :data:`EXTRA_SETS`)."""
+    kind = "phase contrast"
     folder = DATA / dataset
+    if dataset in EXTRA_SETS:
+        folder, kind = EXTRA / EXTRA_SETS[dataset][0], EXTRA_SETS[dataset][1]
     names = sorted(n for n, s in _split(folder).items() if s == split)[:limit]
     items = []
-    if dataset == "usiigaci":
+    if dataset == "usiigaci" or dataset in EXTRA_SETS:
         return [
             Item(
                 dataset,
                 n,
                 tifffile.imread(folder / "images" / f"{n}.tif"),
                 imread(folder / "masks" / f"{n}.png"),
-                "phase contrast",
+                kind,
             )
             for n in names
         ]

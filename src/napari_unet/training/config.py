@@ -37,6 +37,11 @@ MIN_TILE_OUTPUT = 100
 MAX_TILE_OUTPUT = 256
 #: Which weights a run trains (:attr:`TrainingConfig.trained_layers`).
 TRAINED_LAYERS = ("all", "expansive")
+#: Weight of the starting model's confident classes on unpainted pixels when
+#: fine-tuning (:attr:`TrainingConfig.start_labels`). Off: on five kinds of cells they
+#: cut fragments (AP@0.5) but did not raise SEG, and lowered it on small crowded
+#: phase-contrast cells (docs/benchmarks.md, "Start labels").
+DEFAULT_START_LABELS = 0.0
 #: Weight of the newest loss in the smoothed training loss (exponential average).
 LOSS_SMOOTHING = 0.1
 
@@ -113,6 +118,13 @@ class TrainingConfig:
         and the head, the contracting path staying as the starting model learned it
         (its batch-norm statistics still follow the new images). With ``"expansive"``
         the backward pass stops at the expansive path, so a step costs less.
+    start_labels : float
+        Weight of the starting model's own confident classes on the pixels nobody
+        painted, when fine-tuning partial annotations
+        (:mod:`napari_unet.training.start_labels`): the painted pixels teach what is
+        new, the start labels keep what the starting model knew elsewhere. Painted
+        pixels weigh ``w(x)`` of eq. 2 (about 1 and more); 0: unpainted pixels are
+        ignored, as in the paper.
     hold_out : float
         Share of the painted cells held out of training to score it
         (:mod:`napari_unet.training.painted_score`): the starting model and the model being
@@ -142,6 +154,7 @@ class TrainingConfig:
     precision: str = "auto"
     data_workers: int = 0
     trained_layers: str = "all"
+    start_labels: float = DEFAULT_START_LABELS
     hold_out: float = HELD_OUT_SHARE
 
     def __post_init__(self):
@@ -171,6 +184,10 @@ class TrainingConfig:
             )
         if not (isinstance(self.hold_out, int | float) and 0 <= self.hold_out < 1):
             raise ValueError(f"hold_out must be a share in [0, 1), got {self.hold_out!r}")
+        if not (isinstance(self.start_labels, int | float) and 0 <= self.start_labels < math.inf):
+            raise ValueError(
+                f"start_labels must be a weight of 0 or more, got {self.start_labels!r}"
+            )
         if int(self.data_workers) < 0:
             raise ValueError(f"data_workers must be 0 or more, got {self.data_workers}")
 

@@ -65,6 +65,7 @@ from napari_unet.training.samples import (
     prepare_validation,
 )
 from napari_unet.training.selection import BestWeights, StartScore, start_settings
+from napari_unet.training.start_labels import add_start_labels
 from napari_unet.training.volumes import volume_spacings
 
 __all__ = [
@@ -269,6 +270,8 @@ def train(
         if held_out is not None:
             trained_on, trained_dense = kept, False
     samples = prepare_samples(images, trained_on, config, trained_dense, n_classes, volumes)
+    if fine_tuning and not dense and config.start_labels > 0:
+        add_start_labels(samples, model, annotations, weight=config.start_labels, device=device)
     validation_data = prepare_validation(validation or [], config, dense, n_classes)
     settings = start_settings(model, object_size)
     metadata = _run_metadata(

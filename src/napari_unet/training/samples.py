@@ -44,12 +44,16 @@ class Sample:
         ``(Y, X)`` float32 eq. 2 weights, 0 where not annotated.
     annotated : np.ndarray
         Flat indices of the annotated pixels.
+    origin : tuple or None
+        ``(image number, plane index)`` of a 2D plane; ``None`` for a volume's planes
+        and views.
     """
 
     image: np.ndarray
     target: np.ndarray
     weights: np.ndarray
     annotated: np.ndarray
+    origin: tuple | None = None
 
 
 def check_pairs(images: Sequence, annotations: Sequence) -> list:
@@ -134,7 +138,8 @@ def prepare_samples(
             parts, weights = weighted[index]
             low, high = percentile_normalization(plane, config.percentiles)
             plane = normalize(plane, low, high)[None]
-            samples.append(Sample(plane, parts.classes, weights, np.flatnonzero(weights > 0)))
+            annotated = np.flatnonzero(weights > 0)
+            samples.append(Sample(plane, parts.classes, weights, annotated, (n, index)))
         for outer, targets in painted.items():  # painted XY planes, XZ and YZ views
             volume = prepared_volume(
                 np.stack([p for i, p in iter_planes(image, layout) if i[:-1] == outer]),
