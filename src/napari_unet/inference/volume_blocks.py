@@ -52,7 +52,7 @@ from napari_unet.inference.volumes import (
 )
 from napari_unet.io import zarr_files as zarr_io
 from napari_unet.io.spacing import ome_axes_and_spacing
-from napari_unet.method.axes import DEFAULT_VOLUME_METHOD, check_axes, check_spacing, is_volume
+from napari_unet.method.axes import DEFAULT_VOLUME_METHOD, check_spacing, is_volume
 from napari_unet.method.images import normalize, percentile_normalization
 from napari_unet.method.network import UNet
 from napari_unet.models.metadata import model_object_size, model_percentiles
@@ -207,22 +207,22 @@ def open_block_image(image, axes: str | None = None, spacing=None):
         For axes other than one plane or one volume, axes or spacing that do not fit the
         image, or as :func:`~napari_unet.io.zarr_files.open_image`.
     """
-    plane, ome = zarr_io.open_image(image, spatial=2 if axes is None else len(axes))
+    plane, ome = zarr_io.open_image(image, spatial=None)  # all axes, checked below
     stored = None
     if ome is not None:
         letters, stored = ome_axes_and_spacing(ome.axes, ome.transforms)
-        shape = plane.array.shape
-        if len(letters) == len(shape):
-            kept = "".join(a for a, s in zip(letters, shape, strict=True) if s > 1 or a in "YX")
-            if axes is None and kept in ("YX", "ZYX"):
-                axes = kept
-                plane, _ = zarr_io.open_image(plane.array, spatial=len(axes))
-    axes = check_axes(axes or "YX", plane.shape)
+        if axes is None and len(letters) == len(plane.shape):
+            kept = "".join(
+                a for a, s in zip(letters, plane.shape, strict=True) if s > 1 or a in "YX"
+            )
+            axes = kept if kept in ("YX", "ZYX") else None
+    axes = "YX" if axes is None else str(axes).upper()
     if axes not in ("YX", "ZYX"):
         raise ValueError(
             f"block by block, one plane (YX) or one volume (ZYX) is segmented, not {axes!r}: "
             "segment one time point or channel at a time"
         )
+    plane, _ = zarr_io.open_image(plane.array, spatial=len(axes))
     if not is_volume(axes):
         return plane, ome, None
     if spacing is None and stored is not None and len(stored) == 3:

@@ -106,15 +106,15 @@ def _ome_metadata(group) -> dict | None:
     return {"version": str(version), **multiscales[0]}
 
 
-def open_image(image, spatial: int = 2) -> tuple[Plane, OmeImage | None]:
+def open_image(image, spatial: int | None = 2) -> tuple[Plane, OmeImage | None]:
     """Open an image for block-wise reading, without reading its pixels.
 
     Parameters
     ----------
     image : str, os.PathLike, zarr.Array, dask array or np.ndarray
         A path or URL of a zarr array or an OME-Zarr image group, or an array.
-    spatial : int
-        2 for one plane ``(Y, X)``, 3 for one volume ``(Z, Y, X)``.
+    spatial : int, optional
+        2 for one plane ``(Y, X)``, 3 for one volume ``(Z, Y, X)``; ``None``: all axes.
 
     Returns
     -------
@@ -155,6 +155,7 @@ def open_image(image, spatial: int = 2) -> tuple[Plane, OmeImage | None]:
     elif not (hasattr(image, "shape") and hasattr(image, "dtype")):
         image = np.asarray(image)
     shape = tuple(int(s) for s in image.shape)
+    spatial = len(shape) if spatial is None else spatial
     if len(shape) < spatial or any(s != 1 for s in shape[:-spatial]):
         what, axes = ("2D plane", "Y, X") if spatial == 2 else ("volume", "Z, Y, X")
         raise ValueError(
@@ -175,14 +176,9 @@ def open_image(image, spatial: int = 2) -> tuple[Plane, OmeImage | None]:
 class LabelsTarget:
     """A labels array being written block by block; picklable, opened where used.
 
-    Attributes
-    ----------
-    store : str
-        Store path or URL.
-    path : str
-        Array path inside the store (``""`` for an array at the store's root).
-    n_leading : int
-        Axes of length 1 before ``(Y, X)`` (``(Z, Y, X)``).
+    Attributes: ``store``, a store path or URL; ``path``, the array's path inside it
+    (``""`` at the store's root); ``n_leading``, axes of length 1 before ``(Y, X)``
+    (``(Z, Y, X)``).
     """
 
     store: str
