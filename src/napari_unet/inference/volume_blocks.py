@@ -44,12 +44,7 @@ from napari_unet.inference.blocks import (
     segment_block,
 )
 from napari_unet.inference.instance_step import InstanceSettings
-from napari_unet.inference.volumes import (
-    VIEW_PAD,
-    iter_predict_volume,
-    volume_instances,
-    volume_zoom,
-)
+from napari_unet.inference.volumes import iter_predict_volume, volume_instances, volume_zoom
 from napari_unet.io import zarr_files as zarr_io
 from napari_unet.io.spacing import ome_axes_and_spacing
 from napari_unet.method.axes import DEFAULT_VOLUME_METHOD, check_spacing, is_volume
@@ -61,8 +56,9 @@ from napari_unet.runtime.progress import run_to_completion
 #: Default core of a volume's block ``(Z, Y, X)``, voxels; chunks of the labels written.
 #: Peak memory of one block: docs/benchmarks.md (Volumes).
 DEFAULT_VOLUME_BLOCK = (64, 512, 512)
-#: Pixels of real image, in the planes the network sees, read beyond a block's extent.
-VOLUME_CONTEXT = 32 if VIEW_PAD is None else max(32, VIEW_PAD)
+#: Pixels of real image, in the planes the network sees, read beyond a block's extent:
+#: :data:`~napari_unet.inference.volumes.VIEW_PAD` (24) rounded up to the pooling grid.
+VOLUME_CONTEXT = 32
 #: Largest number of voxels read for a volume's percentiles (every k-th plane beyond).
 VOLUME_PERCENTILE_SAMPLE = 2**24
 
