@@ -130,8 +130,10 @@ def choose_route(image, settings: SegmentSettings, scheduler: str | None = None)
     if volume and not is_path:
         check_axes(settings.axes, tuple(image.shape), settings.rgb)
     if scheduler:
+        if is_path:
+            return "cluster"
         one = settings.axes.upper() == "ZYX" if volume else _one_gray_plane(image, settings.rgb)
-        if not is_path and not one:
+        if not one:
             raise ValueError(
                 "on a dask cluster, one grayscale plane (YX) or one volume (ZYX) is segmented"
             )
