@@ -34,7 +34,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from napari_unet.inference.blocks import (
-    DEFAULT_BLOCK_SIDE,
     OVERLAP_CELL_DIAMETERS,
     Block,
     BlockPlan,
@@ -310,7 +309,7 @@ def block_job(
     if normalization is None:
         normalization = image_normalization(plane, model, volume)
     if not volume:
-        plan = plan_blocks(plane.shape, model, block_shape or DEFAULT_BLOCK_SIDE, overlap)
+        plan = plan_blocks(plane.shape, model, block_shape, overlap)
         return BlockJob(plan, normalization, instances, options)
     zoom = volume_zoom(model, object_size)
     plan = plan_volume_blocks(plane.shape, model, spacing, zoom, block_shape, overlap)
