@@ -24,7 +24,7 @@ def test_the_route_follows_the_input_and_the_settings(monkeypatch, tmp_path):
     assert choose_route(rgb, SegmentSettings(rgb=True)) == "memory"
     assert choose_route(tmp_path / "image.zarr", settings) == "zarr"
     assert choose_route(gray, settings, scheduler="local:1") == "cluster"
-    with pytest.raises(ValueError, match="one 2D grayscale plane"):
+    with pytest.raises(ValueError, match="one grayscale plane"):
         choose_route(stack, settings, scheduler="local:1")
     assert set(ROUTES) == {"memory", "zarr", "cluster"}
 
@@ -35,6 +35,7 @@ def test_settings_name_the_shared_keyword_arguments_once():
         "tile_shape", "batch_size", "device", "precision",
         "threshold", "min_size", "object_size", "normalization",
     ]  # fmt: skip
+    assert list(SegmentSettings().blocks()) == [*shared, "axes", "spacing", "volume_method"]
     assert set(SegmentSettings().in_memory()) == set(shared) | {
         "rgb", "invert_bright_background", "axes", "spacing", "volume_method",
     }  # fmt: skip

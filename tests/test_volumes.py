@@ -265,7 +265,7 @@ def test_3d_scores_count_one_object_per_id_across_planes():
     assert seg_score(truth, per_plane) == 0.0
 
 
-def test_route_segments_a_volume_in_memory_and_refuses_one_too_large(model, monkeypatch):
+def test_route_segments_a_volume_in_memory_and_block_by_block_when_too_large(model, monkeypatch):
     from napari_unet.route.segment import choose_route, iter_segment_routed
     from napari_unet.runtime.progress import run_to_completion
 
@@ -278,11 +278,17 @@ def test_route_segments_a_volume_in_memory_and_refuses_one_too_large(model, monk
     )
     assert result.route == "memory" and result.n_cells == 2
     assert messages[-1].startswith("volume 1/1 · plane")
-    with pytest.raises(ValueError, match="segmented in memory only"):
-        choose_route(image, settings, scheduler="local:1")
+    assert choose_route(image, settings, scheduler="local:1") == "cluster"
+    assert choose_route("volume.zarr", settings) == "zarr"
+    stack = np.stack([image, image])  # two time points
+    with pytest.raises(ValueError, match="one grayscale plane .YX. or one volume .ZYX."):
+        choose_route(stack, SegmentSettings(axes="TZYX"), scheduler="local:1")
     monkeypatch.setattr("napari_unet.runtime.devices.available_memory", lambda device: 10**6)
-    with pytest.raises(ValueError, match="too large to segment in memory"):
-        choose_route(image, settings)
+    assert choose_route(image, settings) == "zarr"  # block by block (tests/test_volume_blocks)
+    with pytest.raises(ValueError, match="one time point at a time"):
+        choose_route(stack, SegmentSettings(axes="TZYX"))
+    with pytest.raises(ValueError, match="axes"):
+        choose_route(image[0], settings)  # a plane said to be a volume
 
 
 def test_cli_reads_the_spacing_of_an_imagej_tiff_and_writes_it(tmp_path):

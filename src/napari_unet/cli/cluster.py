@@ -7,6 +7,16 @@ import sys
 from pathlib import Path
 
 
+def _block_size(value: str) -> int | tuple[int, ...]:
+    try:
+        parts = tuple(int(v) for v in value.lower().replace("x", ",").split(",") if v)
+    except ValueError:
+        parts = ()
+    if len(parts) not in (1, 2, 3) or min(parts) < 1:
+        raise argparse.ArgumentTypeError(f"block size must be N, YxX or ZxYxX, got {value!r}")
+    return parts[0] if len(parts) == 1 else parts
+
+
 def add_cluster_options(parser: argparse.ArgumentParser, *, blocks: bool = False) -> None:
     """Add ``--dask-scheduler`` (and for ``segment`` ``--block-size``) to a subcommand."""
     parser.add_argument(
@@ -19,12 +29,15 @@ def add_cluster_options(parser: argparse.ArgumentParser, *, blocks: bool = False
     )
     if blocks:
         from napari_unet.inference.blocks import DEFAULT_BLOCK_SIDE
+        from napari_unet.inference.volume_blocks import DEFAULT_VOLUME_BLOCK
 
         parser.add_argument(
             "--block-size",
-            type=int,
-            default=DEFAULT_BLOCK_SIDE,
-            help="block side in pixels for zarr inputs on a cluster (default: %(default)s)",
+            type=_block_size,
+            default=None,
+            help="block core of zarr and OME-Zarr inputs, segmented block by block: N, YxX "
+            f"or ZxYxX pixels (default: {DEFAULT_BLOCK_SIDE} square for a plane, "
+            f"{'x'.join(map(str, DEFAULT_VOLUME_BLOCK))} for a volume)",
         )
 
 
@@ -48,34 +61,23 @@ def segment_on_cluster(args) -> int:
 
     Image files get ``<name>_masks.tif`` as without a cluster, written as they finish;
     results that are complete from an earlier run are kept (the run resumes). A zarr or
-    OME-Zarr image gets ``<name>_masks.zarr``, an int32 zarr array.
+    OME-Zarr image gets ``<name>_masks.zarr`` (:func:`segment_stores`).
     """
     _check_installed()
-    from tqdm import tqdm
 
     from napari_unet.cli._settings import segment_settings
     from napari_unet.distributed import connect, iter_segment_files
-    from napari_unet.route.segment import iter_segment_routed
 
     stores = [Path(p) for p in args.inputs if is_zarr(p)]
     others = [p for p in args.inputs if not is_zarr(p)]
-    if stores and args.probabilities:
-        raise ValueError("--probabilities is not available for zarr inputs")
     settings = segment_settings(args)
+    segment_stores(stores, args, args.dask_scheduler)
     failed = 0
-    for store in stores:  # block by block on the cluster, by the one route choice
-        output = args.output / f"{store.name.removesuffix('.zarr')}_masks.zarr"
-        generator = iter_segment_routed(
-            store, args.model, settings, output=output, scheduler=args.dask_scheduler,
-            block_shape=args.block_size,
-        )  # fmt: skip
-        result = _with_fraction_bar(generator, store.name)
-        tqdm.write(f"{store.name}: {result.n_cells} cells -> {output} ({result.seconds:.1f} s)")
     if others:
         with connect(args.dask_scheduler) as client:
             generator = iter_segment_files(
                 client, others, args.output, probabilities=args.probabilities,
-                model=args.model, **settings.shared(),
+                model=args.model, **settings.blocks(),
             )  # fmt: skip
             result = _with_bar(generator, "images", "image", report=_report_file)
         failed = len(result.failed)
@@ -85,6 +87,31 @@ def segment_on_cluster(args) -> int:
                 file=sys.stderr,
             )
     return 1 if failed else 0
+
+
+def segment_stores(stores: list[Path], args, scheduler: str | None = None) -> None:
+    """Zarr and OME-Zarr images of ``napari-unet segment``, block by block, by the route.
+
+    Each gets ``<name>_masks.zarr`` in the output folder, an int32 zarr array (3D labels
+    for a volume: ``--axes ZYX``, or an OME-Zarr image whose axes say so); in this
+    process, or on the cluster at ``scheduler``.
+    """
+    from tqdm import tqdm
+
+    from napari_unet.cli._settings import segment_settings
+    from napari_unet.route.segment import iter_segment_routed
+
+    if stores and args.probabilities:
+        raise ValueError("--probabilities is not available for zarr inputs")
+    settings = segment_settings(args)
+    for store in stores:
+        output = args.output / f"{store.name.removesuffix('.zarr')}_masks.zarr"
+        generator = iter_segment_routed(
+            store, args.model, settings, output=output, scheduler=scheduler,
+            block_shape=args.block_size,
+        )  # fmt: skip
+        result = _with_fraction_bar(generator, store.name)
+        tqdm.write(f"{store.name}: {result.n_cells} cells -> {output} ({result.seconds:.1f} s)")
 
 
 def _report_file(outcome) -> None:

@@ -40,36 +40,33 @@ def _segment_outputs(path: Path, args) -> list[Path]:
 
 
 def _segment(args) -> int:
+    from napari_unet.cli.cluster import is_zarr, segment_on_cluster, segment_stores
     from napari_unet.io.checks import (
         check_output_path,
         check_unique_outputs,
         refuse_foreign_output,
     )
     from napari_unet.io.files import image_files
+    from napari_unet.method.axes import check_spacing, spatial_axes
     from napari_unet.models.files import load_model
 
-    if args.dask_scheduler:  # on a cluster (also zarr images, block by block)
-        from napari_unet.cli.cluster import segment_on_cluster
-
-        if args.axes is not None or args.spacing is not None:
-            raise ValueError(
-                "--axes and --spacing are for segmenting in this process: leave out "
-                "--dask-scheduler (volumes are segmented in memory)"
-            )
-        return segment_on_cluster(args)
-    from napari_unet.method.axes import check_spacing, spatial_axes
-
-    # every check on settings, names and folders comes before the first image is read
     check_spacing(args.spacing, spatial_axes(args.axes and args.axes.upper()))
-    files = image_files(args.inputs, skip_written=True)
+    if args.dask_scheduler:  # on a cluster (also zarr images, block by block)
+        return segment_on_cluster(args)
+    stores = [Path(p) for p in args.inputs if is_zarr(p)]  # block by block, in this process
+    others = [p for p in args.inputs if not is_zarr(p)]
+    # every check on settings, names and folders comes before the first image is read
+    files = image_files(others, skip_written=True) if others else []
     outputs = {path: _segment_outputs(path, args) for path in files}
     every_output = [out for outs in outputs.values() for out in outs]
-    check_unique_outputs(every_output, inputs=files)
-    check_output_path(every_output[0], files)
+    if files:
+        check_unique_outputs(every_output, inputs=files)
+        check_output_path(every_output[0], files)
     for out in every_output:
         refuse_foreign_output(out)
     model = load_model(args.model)
     args.output.mkdir(parents=True, exist_ok=True)
+    segment_stores(stores, args)
     failed, done = 0, 0
     for path in files:
         try:

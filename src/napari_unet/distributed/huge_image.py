@@ -1,10 +1,11 @@
 """One image too large for one machine: segmented block by block on a dask cluster.
 
-:func:`iter_segment_zarr` reads a zarr or OME-Zarr (or dask) image block by block on the
-workers (:mod:`napari_unet.inference.blocks`), gives every cell one id
-(:mod:`napari_unet.inference.stitching`)
-and writes int32 zarr labels: OME-Zarr labels with a pyramid for an OME-Zarr image. The
-result equals :func:`napari_unet.segment` on the whole image.
+:func:`iter_segment_zarr` reads a zarr or OME-Zarr (or dask) plane or volume block by
+block on the workers (:mod:`napari_unet.inference.blocks`, 3D blocks with halos:
+:mod:`napari_unet.inference.volume_blocks`), gives every cell one id
+(:mod:`napari_unet.inference.stitching`) and writes int32 zarr labels: OME-Zarr labels
+(with a pyramid for a plane) for an OME-Zarr image. A plane's result equals
+:func:`napari_unet.segment` on the whole image; a volume's agrees object for object.
 """
 
 from __future__ import annotations
@@ -14,23 +15,23 @@ import os
 import time
 import uuid
 from collections.abc import Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from napari_unet.distributed.cluster import DEFAULT_RETRIES, ClusterProgress, model_on_cluster
-from napari_unet.inference.blocks import (
-    Block,
-    BlockPlan,
-    core_labels,
-    plan_blocks,
-    seam_labels,
-    segment_block,
-)
+from napari_unet.inference.blocks import Block, BlockPlan, core_labels, seam_labels
 from napari_unet.inference.stitching import BlockCells, global_ids, match_cells
+from napari_unet.inference.volume_blocks import (
+    BlockJob,
+    block_job,
+    image_normalization,
+    open_block_image,
+)
 from napari_unet.io import zarr_files as zarr_io
 from napari_unet.io.checks import refuse_foreign_output
+from napari_unet.method.axes import DEFAULT_VOLUME_METHOD
 from napari_unet.runtime.progress import run_to_completion
 
 
@@ -65,22 +66,11 @@ class ZarrSegmentResult:
         return da.from_zarr(zarr_io.LabelsTarget(self.store, self.path, 0).open("r"))
 
 
-def _block_task(
-    source,
-    plan: BlockPlan,
-    block: Block,
-    seams,
-    model,
-    normalization,
-    instances,
-    provisional,
-    options,
-):
+def _block_task(source, job: BlockJob, block: Block, seams, model, provisional):
     """Worker side: segment one block, write its core (local ids), return its seam strips."""
-    if not isinstance(source, np.ndarray):  # a zarr-backed plane: read only this block
-        y0, y1, x0, x1 = plan.read_box(block)
-        source = np.asarray(source[y0:y1, x0:x1])
-    labels, n_core = segment_block(source, plan, block, model, normalization, instances, **options)
+    if not isinstance(source, np.ndarray):  # a zarr-backed image: read only this block
+        source = np.asarray(source[zarr_io.box_slices(job.plan.read_box(block))])
+    labels, n_core = job.segment(source, block, model)
     provisional.write(block.core, core_labels(labels, block))
     if not _has_metadata(provisional.store, provisional.path):
         # The job ended (stopped, failed, interrupted) while this block ran, and removed
@@ -139,8 +129,11 @@ def iter_segment_zarr(
     *,
     model="default",
     name: str = "cells",
-    block_shape: tuple[int, int] | int | None = None,
-    overlap: int | None = None,
+    block_shape: tuple[int, ...] | int | None = None,
+    overlap: int | tuple[int, ...] | None = None,
+    axes: str | None = None,
+    spacing: tuple[float, ...] | None = None,
+    volume_method: str = DEFAULT_VOLUME_METHOD,
     tile_shape: tuple[int, int] | None = None,
     batch_size: int | None = None,
     device: str = "auto",
@@ -151,7 +144,7 @@ def iter_segment_zarr(
     normalization: tuple[float, float] | None = None,
     retries: int = DEFAULT_RETRIES,
 ) -> Generator[ClusterProgress, None, ZarrSegmentResult]:
-    """Segment a huge 2D image on a dask cluster, block by block, into zarr labels.
+    """Segment a huge plane or volume on a dask cluster, block by block, into zarr labels.
 
     Blocks of ``block_shape`` pixels are segmented on the workers from their core plus
     ``overlap`` plus the network's context (:mod:`napari_unet.inference.blocks`); cells that
@@ -167,8 +160,8 @@ def iter_segment_zarr(
         The cluster.
     image : str, os.PathLike, zarr.Array, dask array or np.ndarray
         A zarr array or OME-Zarr image (path or URL every worker can open), or an
-        array ``(Y, X)`` (leading axes of length 1 are dropped). Zarr inputs are read
-        by the workers; a dask array's blocks are computed on the cluster.
+        array ``(Y, X)`` or ``(Z, Y, X)`` (leading axes of length 1 are dropped). Zarr
+        inputs are read by the workers; a dask array's blocks are computed on the cluster.
     output : str or os.PathLike, optional
         The zarr store to write (replaced if napari-unet wrote it). ``None`` for an
         OME-Zarr image: its ``labels/<name>`` group, with OME-NGFF label metadata and a
@@ -177,12 +170,17 @@ def iter_segment_zarr(
         The network, a model file or a shipped model name.
     name : str
         Name of the labels in an OME-Zarr image.
-    block_shape : (int, int) or int, optional
+    block_shape : tuple of int or int, optional
         Block core, pixels (also the chunks of the labels); default
-        :data:`napari_unet.inference.blocks.DEFAULT_BLOCK_SIDE`.
-    overlap : int, optional
+        :data:`napari_unet.inference.blocks.DEFAULT_BLOCK_SIDE` square, or
+        :data:`napari_unet.inference.volume_blocks.DEFAULT_VOLUME_BLOCK` for a volume.
+    overlap : int or tuple of int, optional
         Pixels beyond a core where its cells are found; at least the largest cell's
-        diameter (default: 3 typical cell diameters of the model).
+        diameter (default: 3 typical cell diameters of the model, along each axis).
+    axes, spacing, volume_method : optional
+        ``"YX"`` or ``"ZYX"``, the voxel size and the volume method, as
+        :func:`~napari_unet.inference.to_zarr.iter_segment_to_zarr` (default from
+        OME-Zarr metadata).
     tile_shape, batch_size, device, precision
         Of the prediction on each worker (:func:`~napari_unet.method.tiling.predict_tiled`).
     threshold, min_size, object_size
@@ -206,8 +204,8 @@ def iter_segment_zarr(
     Raises
     ------
     ValueError
-        For an image that is not one 2D plane, an output that would overwrite the image
-        or a store napari-unet did not write, or invalid settings.
+        For an image that is not one plane or one volume, an output that would overwrite
+        the image or a store napari-unet did not write, or invalid settings.
     FileNotFoundError
         If the image or model file does not exist.
     """
@@ -215,17 +213,12 @@ def iter_segment_zarr(
     import dask.array as da
     from distributed import as_completed
 
-    from napari_unet.inference.segment import InstanceSettings
-    from napari_unet.method.images import percentile_normalization
     from napari_unet.models.files import as_model
-    from napari_unet.models.metadata import model_percentiles
 
     started = time.perf_counter()
     source_path = zarr_io.store_path(image) if isinstance(image, (str, os.PathLike)) else None
-    plane, ome = zarr_io.open_image(image)
+    plane, ome, spacing = open_block_image(image, axes, spacing)
     net = as_model(model)
-    instances = InstanceSettings.for_model(net, threshold, min_size, object_size)
-    plan = plan_blocks(plane.shape, net, block_shape, overlap)
     store, path = _output_location(output, ome, name, source_path)
     options = {
         "tile_shape": tile_shape,
@@ -233,10 +226,16 @@ def iter_segment_zarr(
         "device": device,
         "precision": precision,
     }
+    job = block_job(
+        plane, net, spacing=spacing, volume_method=volume_method, block_shape=block_shape,
+        overlap=overlap, threshold=threshold, min_size=min_size, object_size=object_size,
+        normalization=normalization or (0.0, 1.0), **options,
+    )  # fmt: skip
+    plan = job.plan
     lazy = _as_dask(plane, plan.block_shape)
-    if normalization is None:
+    if normalization is None:  # the percentiles' sample is read on the cluster
         with dask.config.set(scheduler=client.get):
-            normalization = percentile_normalization(lazy, model_percentiles(net))
+            job = replace(job, normalization=image_normalization(lazy, net, plane.ndim == 3))
     shape = tuple(int(s) for s in plane.array.shape)
     fmt = zarr_io.zarr_format_of(ome)
     provisional = zarr_io.create_labels(
@@ -244,29 +243,21 @@ def iter_segment_zarr(
     )
     target = zarr_io.create_labels(store, path, shape, plan.block_shape, fmt)
     seams = plan.seams()
-    job = uuid.uuid4().hex
+    key = uuid.uuid4().hex
     model_future = model_on_cluster(client, net)
     reads_directly = not isinstance(plane.array, (np.ndarray, da.Array))
     task = dask.delayed(_block_task, pure=False)
     results = []
     for block in plan.blocks:
-        y0, y1, x0, x1 = plan.read_box(block)
-        pixels = plane if reads_directly else lazy[y0:y1, x0:x1]
+        box = zarr_io.box_slices(plan.read_box(block))
+        pixels = plane if reads_directly else lazy[box]
         mine = [s for s in seams if block.index in (s.first, s.second)]
         results.append(
             task(
-                pixels,
-                plan,
-                block,
-                mine,
-                model_future,
-                normalization,
-                instances,
-                provisional,
-                options,
-                dask_key_name=f"unet-block-{block.index}-{job}",
+                pixels, job, block, mine, model_future, provisional,
+                dask_key_name=f"unet-block-{block.index}-{key}",
             )
-        )
+        )  # fmt: skip
     counts = [dask.delayed(_cells_of, pure=True)(r) for r in results]
     matches = [
         dask.delayed(_match_task, pure=True)(
@@ -313,10 +304,10 @@ def iter_segment_zarr(
 def _as_dask(plane, block_shape):
     import dask.array as da
 
-    array = plane.array
+    array, lead = plane.array, plane.array.ndim - plane.ndim
     if not isinstance(array, da.Array):
-        array = da.from_array(array, chunks=(1,) * (array.ndim - 2) + tuple(block_shape))
-    return array[(0,) * (array.ndim - 2)]
+        array = da.from_array(array, chunks=(1,) * lead + tuple(block_shape))
+    return array[(0,) * lead]
 
 
 #: Files that make a folder a zarr array (format 3, format 2).

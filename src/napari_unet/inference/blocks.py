@@ -14,6 +14,7 @@ Memory per block follows the block size, never the image.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from napari_unet.inference.segment import InstanceSettings
+from napari_unet.io.zarr_files import box_slices
 from napari_unet.method.network import UNet
 from napari_unet.method.tiling import mirror_index, predict_tiled
 from napari_unet.models.metadata import model_object_size
@@ -33,7 +35,7 @@ DEFAULT_BLOCK_SIDE = 2048
 OVERLAP_CELL_DIAMETERS = 3
 
 
-Box = tuple[int, int, int, int]  # (y0, y1, x0, x1), pixels, half-open
+Box = tuple[int, ...]  # (start, stop) per axis, flat: (y0, y1, x0, x1), pixels, half-open
 
 
 @dataclass(frozen=True)
@@ -43,30 +45,31 @@ class Block:
     Attributes
     ----------
     index : int
-        Position in :attr:`BlockPlan.blocks` (row by row).
-    grid : (int, int)
-        Row and column in the block grid.
-    core : (int, int, int, int)
-        ``(y0, y1, x0, x1)`` of the pixels this block's labels are kept for.
-    extent : (int, int, int, int)
+        Position in :attr:`BlockPlan.blocks` (row by row; plane by plane for a volume).
+    grid : tuple of int
+        Position in the block grid, one per axis.
+    core : tuple of int
+        ``(y0, y1, x0, x1)`` (``(z0, z1, y0, y1, x0, x1)``) of the pixels this block's
+        labels are kept for.
+    extent : tuple of int
         The core grown by the overlap, clipped to the image: where cells are found.
     """
 
     index: int
-    grid: tuple[int, int]
+    grid: tuple[int, ...]
     core: Box
     extent: Box
 
 
 @dataclass(frozen=True)
 class Seam:
-    """Where two neighbouring blocks (edge or corner neighbours) compare their cells.
+    """Where two neighbouring blocks (face, edge or corner neighbours) compare their cells.
 
     Attributes
     ----------
     first, second : int
         Indices of the two blocks (``first < second``).
-    box : (int, int, int, int)
+    box : tuple of int
         The strip around their common border where both are trusted: both cores grown
         by half the overlap, intersected.
     """
@@ -76,31 +79,45 @@ class Seam:
     box: Box
 
 
+def _per_axis(value, n: int) -> tuple[int, ...]:
+    return tuple(int(v) for v in value) if isinstance(value, tuple) else (int(value),) * n
+
+
 @dataclass(frozen=True)
 class BlockPlan:
-    """A grid of blocks over a ``(Y, X)`` image.
+    """A grid of blocks over a ``(Y, X)`` image or a ``(Z, Y, X)`` volume.
 
     Attributes
     ----------
-    image_shape : (int, int)
+    image_shape : tuple of int
         Spatial image shape, pixels.
-    block_shape : (int, int)
-        Core shape of every block but the last in a row or column, pixels, a multiple of
-        the pooling factor.
-    overlap : int
-        Pixels an extent reaches beyond its core, a multiple of the pooling factor.
-    context : int
+    block_shape : tuple of int
+        Core shape of every block but the last along an axis, pixels (for a plane a
+        multiple of the pooling factor).
+    overlap : int or tuple of int
+        Pixels an extent reaches beyond its core (one for all axes, or one per axis).
+    context : int or tuple of int
         Pixels of image read beyond the extent for the network (:func:`network_context`).
     """
 
-    image_shape: tuple[int, int]
-    block_shape: tuple[int, int]
-    overlap: int
-    context: int
+    image_shape: tuple[int, ...]
+    block_shape: tuple[int, ...]
+    overlap: int | tuple[int, ...]
+    context: int | tuple[int, ...]
 
     @property
-    def grid_shape(self) -> tuple[int, int]:
-        """Blocks per column and per row."""
+    def overlaps(self) -> tuple[int, ...]:
+        """The overlap along each axis."""
+        return _per_axis(self.overlap, len(self.image_shape))
+
+    @property
+    def contexts(self) -> tuple[int, ...]:
+        """The context along each axis."""
+        return _per_axis(self.context, len(self.image_shape))
+
+    @property
+    def grid_shape(self) -> tuple[int, ...]:
+        """Blocks along each axis."""
         return tuple(
             math.ceil(s / b) for s, b in zip(self.image_shape, self.block_shape, strict=True)
         )
@@ -108,19 +125,21 @@ class BlockPlan:
     @property
     def n_blocks(self) -> int:
         """Number of blocks."""
-        return self.grid_shape[0] * self.grid_shape[1]
+        return math.prod(self.grid_shape)
 
     def block(self, index: int) -> Block:
         """The block at ``index`` (row by row)."""
-        rows, cols = self.grid_shape
-        if not 0 <= index < rows * cols:
-            raise IndexError(f"block {index} is not in a plan of {rows * cols} blocks")
-        gy, gx = divmod(index, cols)
-        (size_y, size_x), (by, bx), m = self.image_shape, self.block_shape, self.overlap
-        y0, x0 = gy * by, gx * bx
-        y1, x1 = min(y0 + by, size_y), min(x0 + bx, size_x)
-        extent = (max(y0 - m, 0), min(y1 + m, size_y), max(x0 - m, 0), min(x1 + m, size_x))
-        return Block(index, (gy, gx), (y0, y1, x0, x1), extent)
+        if not 0 <= index < self.n_blocks:
+            raise IndexError(f"block {index} is not in a plan of {self.n_blocks} blocks")
+        grid = tuple(int(g) for g in np.unravel_index(index, self.grid_shape))
+        core, extent = [], []
+        for g, size, side, m in zip(
+            grid, self.image_shape, self.block_shape, self.overlaps, strict=True
+        ):
+            start, stop = g * side, min(g * side + side, size)
+            core += [start, stop]
+            extent += [max(start - m, 0), min(stop + m, size)]
+        return Block(index, grid, tuple(core), tuple(extent))
 
     @property
     def blocks(self) -> list[Block]:
@@ -128,36 +147,38 @@ class BlockPlan:
         return [self.block(i) for i in range(self.n_blocks)]
 
     def seams(self) -> list[Seam]:
-        """Every pair of edge or corner neighbours, with the strip they compare in."""
-        rows, cols = self.grid_shape
-        half = self.overlap // 2
+        """Every pair of face, edge or corner neighbours, with the strip they compare in."""
+        n, grid = len(self.image_shape), self.grid_shape
+        # each neighbour once: offsets whose first non-zero step is +1
+        offsets = [
+            o
+            for o in itertools.product((-1, 0, 1), repeat=n)
+            if any(o) and o[np.flatnonzero(o)[0]] > 0
+        ]
+        halves = [m // 2 for m in self.overlaps]
         seams = []
         for index in range(self.n_blocks):
-            gy, gx = divmod(index, cols)
-            for dy, dx in ((0, 1), (1, -1), (1, 0), (1, 1)):
-                ny, nx = gy + dy, gx + dx
-                if not (0 <= ny < rows and 0 <= nx < cols):
+            here = np.unravel_index(index, grid)
+            for offset in offsets:
+                there = tuple(int(h + o) for h, o in zip(here, offset, strict=True))
+                if not all(0 <= t < g for t, g in zip(there, grid, strict=True)):
                     continue
-                a, b = self.block(index).core, self.block(ny * cols + nx).core
-                box = (
-                    max(a[0], b[0]) - half,
-                    min(a[1], b[1]) + half,
-                    max(a[2], b[2]) - half,
-                    min(a[3], b[3]) + half,
-                )
-                box = _clip(box, self.image_shape)
-                seams.append(Seam(index, ny * cols + nx, box))
+                other = int(np.ravel_multi_index(there, grid))
+                a, b = self.block(index).core, self.block(other).core
+                box = []
+                for axis, half in enumerate(halves):
+                    start = max(a[2 * axis], b[2 * axis]) - half
+                    stop = min(a[2 * axis + 1], b[2 * axis + 1]) + half
+                    box += [max(start, 0), min(stop, self.image_shape[axis])]
+                seams.append(Seam(index, other, tuple(box)))
         return seams
 
     def read_box(self, block: Block) -> Box:
         """The image pixels a block reads: its extent and context, clipped to the image."""
-        c, (size_y, size_x) = self.context, self.image_shape
-        y0, y1, x0, x1 = block.extent
-        return (max(y0 - c, 0), min(y1 + c, size_y), max(x0 - c, 0), min(x1 + c, size_x))
-
-
-def _clip(box: Box, shape: tuple[int, int]) -> Box:
-    return (max(box[0], 0), min(box[1], shape[0]), max(box[2], 0), min(box[3], shape[1]))
+        box = []
+        for axis, (c, size) in enumerate(zip(self.contexts, self.image_shape, strict=True)):
+            box += [max(block.extent[2 * axis] - c, 0), min(block.extent[2 * axis + 1] + c, size)]
+        return tuple(box)
 
 
 def network_context(model: UNet) -> int:
@@ -248,11 +269,11 @@ def with_context(pixels: np.ndarray, plan: BlockPlan, block: Block) -> np.ndarra
     np.ndarray
         ``(..., extent Y + 2 context, extent X + 2 context)``.
     """
-    c = plan.context
+    cy, cx = plan.contexts
     ry0, _, rx0, _ = plan.read_box(block)
     y0, y1, x0, x1 = block.extent
-    ys = mirror_index(np.arange(y0 - c, y1 + c), plan.image_shape[0]) - ry0
-    xs = mirror_index(np.arange(x0 - c, x1 + c), plan.image_shape[1]) - rx0
+    ys = mirror_index(np.arange(y0 - cy, y1 + cy), plan.image_shape[0]) - ry0
+    xs = mirror_index(np.arange(x0 - cx, x1 + cx), plan.image_shape[1]) - rx0
     return np.asarray(pixels)[..., ys[:, None], xs[None, :]]
 
 
@@ -300,15 +321,15 @@ def segment_block(
         output_classes=instances.output_classes,
         **options,
     )
-    c = plan.context
-    predicted = predicted[:, c : predicted.shape[1] - c, c : predicted.shape[2] - c]
+    cy, cx = plan.contexts
+    predicted = predicted[:, cy : predicted.shape[1] - cy, cx : predicted.shape[2] - cx]
     labels, _ = instances.labels(np.ascontiguousarray(predicted))
     return core_first(labels, plan, block)
 
 
 def core_first(labels: np.ndarray, plan: BlockPlan, block: Block) -> tuple[np.ndarray, int]:
     """Renumber an extent's labels: cells in the core ``1..n_core``, the others after."""
-    core = labels[_local(block.core, block.extent)]
+    core = labels[local_slices(block.core, block.extent)]
     n = int(labels.max())
     in_core = np.zeros(n + 1, bool)
     in_core[np.unique(core)] = True
@@ -324,14 +345,14 @@ def core_first(labels: np.ndarray, plan: BlockPlan, block: Block) -> tuple[np.nd
     return forward[labels], n_core
 
 
-def _local(box: Box, frame: Box) -> tuple[slice, slice]:
+def local_slices(box: Box, frame: Box) -> tuple[slice, ...]:
     """Slices of ``box`` inside an array that covers ``frame``."""
-    return slice(box[0] - frame[0], box[1] - frame[0]), slice(box[2] - frame[2], box[3] - frame[2])
+    return box_slices(tuple(v - frame[2 * (i // 2)] for i, v in enumerate(box)))
 
 
 def core_labels(labels: np.ndarray, block: Block) -> np.ndarray:
     """The core part of an extent's labels."""
-    return labels[_local(block.core, block.extent)]
+    return labels[local_slices(block.core, block.extent)]
 
 
 def seam_labels(
@@ -339,7 +360,7 @@ def seam_labels(
 ) -> dict[tuple[int, int], np.ndarray]:
     """The extent's labels in every seam strip this block takes part in."""
     return {
-        (seam.first, seam.second): labels[_local(seam.box, block.extent)].copy()
+        (seam.first, seam.second): labels[local_slices(seam.box, block.extent)].copy()
         for seam in seams
         if block.index in (seam.first, seam.second)
     }
@@ -348,5 +369,4 @@ def seam_labels(
 def iter_block_reads(image, plan: BlockPlan) -> Iterator[tuple[Block, np.ndarray]]:
     """Yield each block with the pixels it reads from ``image`` (numpy, dask or zarr)."""
     for block in plan.blocks:
-        y0, y1, x0, x1 = plan.read_box(block)
-        yield block, np.asarray(image[..., y0:y1, x0:x1])
+        yield block, np.asarray(image[(..., *box_slices(plan.read_box(block)))])

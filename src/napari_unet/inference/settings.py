@@ -15,7 +15,8 @@ class SegmentSettings:
     iter_segment`, :func:`~napari_unet.inference.to_zarr.iter_segment_to_zarr` and
     :func:`napari_unet.distributed.iter_segment_zarr`); ``rgb`` and
     ``invert_bright_background`` describe the input and matter only in memory (the block
-    routes take one 2D grayscale plane).
+    routes take one grayscale plane or volume); ``axes``, ``spacing`` and
+    ``volume_method`` go to every route (:meth:`blocks`).
 
     Attributes
     ----------
@@ -36,9 +37,10 @@ class SegmentSettings:
         RGB only: invert a bright background. In memory only.
     axes : str, optional
         The image's axes (:data:`napari_unet.method.axes.AXES_CHOICES`); with ``Z``,
-        volumes are segmented into 3D cells. ``None``: a stack of planes. In memory only.
+        volumes are segmented into 3D cells. ``None``: a stack of planes (block routes:
+        one plane, or the OME-Zarr image's axes). Block routes take ``"YX"`` or ``"ZYX"``.
     spacing : tuple of float, optional
-        Voxel size ``(dz, dy, dx)`` (or pixel size ``(dy, dx)``), any unit. In memory only.
+        Voxel size ``(dz, dy, dx)`` (or pixel size ``(dy, dx)``), any unit.
     volume_method : str
         :data:`napari_unet.method.axes.VOLUME_METHODS`; volumes only.
     """
@@ -60,6 +62,11 @@ class SegmentSettings:
     def shared(self) -> dict:
         """The eight keyword arguments every route takes."""
         return {f.name: getattr(self, f.name) for f in fields(self)[:8]}
+
+    def blocks(self) -> dict:
+        """The keyword arguments of the block routes: :meth:`shared` and the volume's three."""
+        return {**self.shared(), "axes": self.axes, "spacing": self.spacing,
+                "volume_method": self.volume_method}  # fmt: skip
 
     def in_memory(self) -> dict:
         """The keyword arguments of :func:`~napari_unet.inference.segment.iter_segment`."""

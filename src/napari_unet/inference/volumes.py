@@ -247,6 +247,24 @@ def iter_predict_volume(
     return np.stack([resize(p, (z, y, x)) for p in summed])
 
 
+def volume_zoom(net: UNet, object_size: float | None) -> float:
+    """Scale of Y and X before the network: the model's object size over the volume's.
+
+    Raises
+    ------
+    ValueError
+        If ``object_size`` is not a finite number >= 1.
+    """
+    if object_size is None:
+        return 1.0
+    return model_object_size(net) / check_object_size(object_size)
+
+
+def volume_instances(instances, zoom: float):
+    """A volume's instance step: the smoothing at least :data:`VOLUME_SMOOTHING` / ``zoom``."""
+    return replace(instances, smoothing=max(instances.smoothing, VOLUME_SMOOTHING / zoom))
+
+
 def _read_volume(image, index: tuple[int, ...], rgb: bool, invert: bool) -> np.ndarray:
     """One ``(Z, Y, X)`` volume of the image, read into memory; RGB planes made gray."""
     volume = np.asarray(image[index] if index else image)
@@ -295,10 +313,8 @@ def iter_segment_volumes(
         foreground probability, both of ``layout.labels_shape``.
     """
     used = resolved_names(options.get("device", "auto"), options.get("precision", "auto"))
-    zoom = 1.0
-    if object_size is not None:
-        zoom = model_object_size(net) / check_object_size(object_size)
-    instances = replace(instances, smoothing=max(instances.smoothing, VOLUME_SMOOTHING / zoom))
+    zoom = volume_zoom(net, object_size)
+    instances = volume_instances(instances, zoom)
     times = layout.leading_shape[:-1]  # () for ZYX, (T,) for TZYX
     n_volumes = int(np.prod(times, dtype=np.int64))
     labels = np.zeros(layout.labels_shape, np.int32)

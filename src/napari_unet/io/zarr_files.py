@@ -1,12 +1,12 @@
 """Zarr and OME-Zarr images in and labels out, read and written block by block.
 
-An input is a zarr array, an OME-Zarr image (its full-resolution level), a dask array
-or a numpy array; axes of length 1 before ``(Y, X)`` (OME-Zarr's ``t``, ``c``, ``z``)
-are dropped. Labels are an int32 zarr array whose chunks are the blocks, so that every
-block writes whole chunks of its own; for an OME-Zarr image they go into its
-``labels/<name>`` group with the OME-NGFF label metadata (written with ``ome-zarr``,
-in the image's NGFF version) and a pyramid of coarser levels, once the labels are
-complete.
+An input is a zarr array, an OME-Zarr image (its full-resolution level), a dask or a
+numpy array; axes of length 1 before ``(Y, X)`` (``(Z, Y, X)`` for a volume) are
+dropped. Boxes are flat ``(start, stop)`` pairs, one per axis: ``(y0, y1, x0, x1)``.
+Labels are an int32 zarr array whose chunks are the blocks, so that every block writes
+whole chunks of its own; for an OME-Zarr image they go into its ``labels/<name>`` group
+with the OME-NGFF label metadata (``ome-zarr``, the image's NGFF version) and, for a
+plane, a pyramid of coarser levels, once the labels are complete.
 """
 
 from __future__ import annotations
@@ -45,16 +45,10 @@ def store_path(path: str | os.PathLike) -> str:
 class OmeImage:
     """Where an OME-Zarr image lies and how its full-resolution level is described.
 
-    Attributes
-    ----------
-    group : str
-        Store path of the image group.
-    version : str
-        OME-NGFF version, e.g. ``"0.4"`` or ``"0.5"``.
-    axes : list
-        The multiscales ``axes``.
-    transforms : list
-        ``coordinateTransformations`` of the full-resolution level.
+    Attributes: ``group``, the image group's store path; ``version``, its OME-NGFF version
+    (``"0.4"``, ``"0.5"``); ``axes``, the multiscales ``axes``; ``transforms``, the
+    ``coordinateTransformations`` of the full-resolution level
+    (:func:`napari_unet.io.spacing.ome_axes_and_spacing` reads both).
     """
 
     group: str
@@ -63,22 +57,26 @@ class OmeImage:
     transforms: list
 
 
+def box_slices(box: tuple[int, ...]) -> tuple[slice, ...]:
+    """Slices of a flat box ``(start, stop, start, stop, …)``, one per axis."""
+    return tuple(slice(box[i], box[i + 1]) for i in range(0, len(box), 2))
+
+
 @dataclass(frozen=True)
 class Plane:
-    """A ``(Y, X)`` view of an array whose leading axes have length 1; picklable.
+    """A ``(Y, X)`` (or ``(Z, Y, X)``) view of an array whose leading axes have length 1.
 
-    Attributes
-    ----------
-    array : array-like
-        Zarr, dask or numpy array ``(1, …, 1, Y, X)``.
+    Picklable. Attributes: ``array``, a zarr, dask or numpy array ``(1, …, 1, Y, X)``;
+    ``spatial``, its last axes kept (2, or 3 for a volume).
     """
 
     array: object
+    spatial: int = 2
 
     @property
-    def shape(self) -> tuple[int, int]:
-        """``(Y, X)``."""
-        return tuple(int(s) for s in self.array.shape[-2:])
+    def shape(self) -> tuple[int, ...]:
+        """``(Y, X)`` or ``(Z, Y, X)``."""
+        return tuple(int(s) for s in self.array.shape[-self.spatial :])
 
     @property
     def dtype(self) -> np.dtype:
@@ -87,12 +85,14 @@ class Plane:
 
     @property
     def ndim(self) -> int:
-        """2."""
-        return 2
+        """2, or 3 for a volume."""
+        return self.spatial
 
     def __getitem__(self, key):
-        lead = (0,) * (len(self.array.shape) - 2)
-        key = tuple(k for k in (key if isinstance(key, tuple) else (key,)) if k is not Ellipsis)
+        lead = (0,) * (len(self.array.shape) - self.spatial)
+        key = key if isinstance(key, tuple) else (key,)
+        fill = (slice(None),) * (self.spatial - len(key) + 1)  # what an Ellipsis stands for
+        key = sum(((*fill,) if k is Ellipsis else (k,) for k in key), ())
         return self.array[(*lead, *key)]
 
 
@@ -106,25 +106,27 @@ def _ome_metadata(group) -> dict | None:
     return {"version": str(version), **multiscales[0]}
 
 
-def open_image(image) -> tuple[Plane, OmeImage | None]:
+def open_image(image, spatial: int | None = 2) -> tuple[Plane, OmeImage | None]:
     """Open an image for block-wise reading, without reading its pixels.
 
     Parameters
     ----------
     image : str, os.PathLike, zarr.Array, dask array or np.ndarray
         A path or URL of a zarr array or an OME-Zarr image group, or an array.
+    spatial : int, optional
+        2 for one plane ``(Y, X)``, 3 for one volume ``(Z, Y, X)``; ``None``: all axes.
 
     Returns
     -------
     plane : Plane
-        The ``(Y, X)`` image.
+        The ``(Y, X)`` (or ``(Z, Y, X)``) image.
     ome : OmeImage or None
         The OME-Zarr description when ``image`` is an OME-Zarr image.
 
     Raises
     ------
     ValueError
-        If the image has axes of length > 1 besides ``(Y, X)``, a non-numeric dtype,
+        If the image has axes of length > 1 besides ``(Y, X)`` (``(Z, Y, X)``), a non-numeric dtype,
         or a path holds neither a zarr array nor an OME-Zarr image.
     FileNotFoundError
         If the path does not exist.
@@ -153,16 +155,18 @@ def open_image(image) -> tuple[Plane, OmeImage | None]:
     elif not (hasattr(image, "shape") and hasattr(image, "dtype")):
         image = np.asarray(image)
     shape = tuple(int(s) for s in image.shape)
-    if len(shape) < 2 or any(s != 1 for s in shape[:-2]):
+    spatial = len(shape) if spatial is None else spatial
+    if len(shape) < spatial or any(s != 1 for s in shape[:-spatial]):
+        what, axes = ("2D plane", "Y, X") if spatial == 2 else ("volume", "Z, Y, X")
         raise ValueError(
-            f"image of shape {shape} is not one 2D plane (Y, X): segment its planes or channels "
-            "one at a time (axes before Y, X must have length 1)"
+            f"image of shape {shape} is not one {what} ({axes}): segment its planes, volumes or "
+            f"channels one at a time (axes before {axes} must have length 1)"
         )
     if min(shape) < 1:
         raise ValueError(f"image is empty (shape {shape})")
     if np.dtype(image.dtype).kind not in "biuf":
         raise ValueError(f"image has dtype {image.dtype}; expected an integer or float image")
-    return Plane(image), ome
+    return Plane(image, spatial), ome
 
 
 # -- labels out ----------------------------------------------------------------------------
@@ -172,14 +176,9 @@ def open_image(image) -> tuple[Plane, OmeImage | None]:
 class LabelsTarget:
     """A labels array being written block by block; picklable, opened where used.
 
-    Attributes
-    ----------
-    store : str
-        Store path or URL.
-    path : str
-        Array path inside the store (``""`` for an array at the store's root).
-    n_leading : int
-        Axes of length 1 before ``(Y, X)``.
+    Attributes: ``store``, a store path or URL; ``path``, the array's path inside it
+    (``""`` at the store's root); ``n_leading``, axes of length 1 before ``(Y, X)``
+    (``(Z, Y, X)``).
     """
 
     store: str
@@ -190,15 +189,13 @@ class LabelsTarget:
         """The zarr array (opened once per process and mode)."""
         return _open_array(self.store, self.path, mode)
 
-    def write(self, box: tuple[int, int, int, int], labels: np.ndarray) -> None:
-        """Write ``labels`` into ``(y0, y1, x0, x1)``."""
-        y0, y1, x0, x1 = box
-        self.open()[(0,) * self.n_leading + (slice(y0, y1), slice(x0, x1))] = labels
+    def write(self, box: tuple[int, ...], labels: np.ndarray) -> None:
+        """Write ``labels`` into a box (``(y0, y1, x0, x1)`` or with ``z0, z1`` first)."""
+        self.open()[(0,) * self.n_leading + box_slices(box)] = labels
 
-    def read(self, box: tuple[int, int, int, int]) -> np.ndarray:
-        """Read the labels in ``(y0, y1, x0, x1)``."""
-        y0, y1, x0, x1 = box
-        return np.asarray(self.open("r")[(0,) * self.n_leading + (slice(y0, y1), slice(x0, x1))])
+    def read(self, box: tuple[int, ...]) -> np.ndarray:
+        """Read the labels in a box."""
+        return np.asarray(self.open("r")[(0,) * self.n_leading + box_slices(box)])
 
 
 @lru_cache(maxsize=32)
@@ -212,7 +209,7 @@ def create_labels(
     store: str,
     path: str,
     shape: tuple[int, ...],
-    chunks: tuple[int, int],
+    chunks: tuple[int, ...],
     zarr_format: int = 3,
     status: bool = True,
 ) -> LabelsTarget:
@@ -223,9 +220,9 @@ def create_labels(
     store, path : str
         Where: a store path or URL and the array's path in it (``""``: the root).
     shape : tuple of int
-        ``(1, …, 1, Y, X)``.
-    chunks : (int, int)
-        Chunk shape in ``(Y, X)``, the block shape.
+        ``(1, …, 1, Y, X)`` or ``(1, …, 1, Z, Y, X)``.
+    chunks : tuple of int
+        Chunk shape in ``(Y, X)`` (``(Z, Y, X)``), the block shape.
     zarr_format : int
         2 for OME-NGFF 0.4 images (with ``/`` as chunk key separator), else 3.
     status : bool
@@ -237,7 +234,7 @@ def create_labels(
     """
     import zarr
 
-    n_leading = len(shape) - 2
+    n_leading = len(shape) - len(chunks)
     extra = {"chunk_key_encoding": {"name": "v2", "separator": "/"}} if zarr_format == 2 else {}
     array = zarr.create_array(
         store=store,
@@ -313,10 +310,13 @@ def zarr_format_of(ome: OmeImage | None) -> int:
     return 2 if ome is not None and ome.version in ("0.1", "0.2", "0.3", "0.4") else 3
 
 
-def pyramid_factors(shape: tuple[int, int]) -> list[int]:
-    """Subsampling factors (2, 4, …) of the coarser levels, down to :data:`PYRAMID_MIN_SIDE`."""
+def pyramid_factors(shape: tuple[int, ...]) -> list[int]:
+    """Subsampling factors (2, 4, …) of the coarser levels, down to :data:`PYRAMID_MIN_SIDE`.
+
+    A volume ``(Z, Y, X)`` gets none (its labels are one level, read chunk by chunk).
+    """
     factors, f = [], 2
-    while max(shape) / (f // 2) > PYRAMID_MIN_SIDE:
+    while len(shape) == 2 and max(shape) / (f // 2) > PYRAMID_MIN_SIDE:
         factors.append(f)
         f *= 2
     return factors

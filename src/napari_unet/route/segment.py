@@ -6,9 +6,11 @@ The widgets and the command line call :func:`iter_segment_routed`; it picks
   whose labels fit in memory, stacks, RGB, volumes: ``settings.axes`` with ``Z``);
 - ``"zarr"``: :func:`napari_unet.inference.to_zarr.iter_segment_to_zarr`, block by block
   in this process, for one lazy 2D grayscale plane whose labels do not fit in memory
-  (:func:`~napari_unet.inference.to_zarr.labels_fit_in_memory`), or a zarr path;
+  (:func:`~napari_unet.inference.to_zarr.labels_fit_in_memory`), one volume (``"ZYX"``)
+  whose working arrays do not, or a zarr path (a volume with ``"ZYX"`` or by its
+  OME-Zarr axes);
 - ``"cluster"``: :func:`napari_unet.distributed.segment_on_scheduler` when a scheduler
-  address is given (one 2D grayscale plane, block by block on the workers).
+  address is given (one grayscale plane or one volume, block by block on the workers).
 
 This folder sits above ``distributed/`` and ``inference/`` so that it may import both
 (``tests/test_layers.py``); ``distributed`` is imported only on the cluster route.
@@ -117,34 +119,38 @@ def choose_route(image, settings: SegmentSettings, scheduler: str | None = None)
     Raises
     ------
     ValueError
-        On a cluster, for an array that is not one 2D grayscale plane; for volumes
-        (``settings.axes`` with ``Z``) on a cluster, from a zarr path, or too large for
-        memory (volumes are segmented in memory: block-wise 3D is not implemented).
+        For ``axes`` that do not fit the image; on a cluster, for an array that is not one
+        grayscale plane or one volume (``"ZYX"``); for volumes of several time points
+        (``"TZYX"``) too large for memory.
     """
     from napari_unet.inference.to_zarr import labels_fit_in_memory
 
     is_path = isinstance(image, str | os.PathLike)
-    if is_volume(settings.axes):
-        if scheduler or is_path:
-            raise ValueError(
-                "volumes (axes with Z) are segmented in memory only: read the image into an "
-                "array, and segment it without a dask scheduler"
-            )
+    volume = is_volume(settings.axes)
+    if volume and not is_path:
         check_axes(settings.axes, tuple(image.shape), settings.rgb)
+    if scheduler:
+        if is_path:
+            return "cluster"
+        one = settings.axes.upper() == "ZYX" if volume else _one_gray_plane(image, settings.rgb)
+        if not one:
+            raise ValueError(
+                "on a dask cluster, one grayscale plane (YX) or one volume (ZYX) is segmented"
+            )
+        return "cluster"
+    if is_path:
+        return "zarr"
+    if volume:
         layout = image_layout(image, settings.axes.upper().endswith("XC"))
         # six times the 8 bytes per voxel of labels and probabilities: the float32 copy of
         # the volume, the probabilities of its views, the watershed's working arrays
-        if not labels_fit_in_memory((*layout.labels_shape, 6)):
+        if labels_fit_in_memory((*layout.labels_shape, 6)):
+            return "memory"
+        if settings.axes.upper() != "ZYX":
             raise ValueError(
-                f"the volume {layout.labels_shape} is too large to segment in memory, and "
-                "volumes are not segmented block by block; segment a crop of it"
+                f"the volumes {layout.labels_shape} are too large to segment in memory, and "
+                "block by block one volume (ZYX) is segmented: segment one time point at a time"
             )
-        return "memory"
-    if scheduler:
-        if not is_path and not _one_gray_plane(image, settings.rgb):
-            raise ValueError("on a dask cluster, one 2D grayscale plane is segmented")
-        return "cluster"
-    if is_path:
         return "zarr"
     lazy = not isinstance(image, np.ndarray)
     if lazy and _one_gray_plane(image, settings.rgb):
@@ -177,9 +183,10 @@ def iter_segment_routed(
         napari-unet wrote it); default: a new temporary store.
     scheduler : str, optional
         A dask scheduler address or ``"local:N"``: segment on that cluster.
-    block_shape : (int, int) or int, optional
+    block_shape : tuple of int or int, optional
         Block core for the block routes; default
-        :data:`napari_unet.inference.blocks.DEFAULT_BLOCK_SIDE`.
+        :data:`napari_unet.inference.blocks.DEFAULT_BLOCK_SIDE` square for a plane,
+        :data:`napari_unet.inference.volume_blocks.DEFAULT_VOLUME_BLOCK` for a volume.
 
     Yields
     ------
@@ -212,7 +219,7 @@ def iter_segment_routed(
 
         result = yield from map_progress(
             iter_segment_to_zarr(
-                image, output, model, block_shape=block_shape, **settings.shared()
+                image, output, model, block_shape=block_shape, **settings.blocks()
             ),
             _tile_progress,
         )
@@ -226,7 +233,7 @@ def iter_segment_routed(
     model = "default" if model is None else model
     result = yield from map_progress(
         segment_on_scheduler(
-            scheduler, image, output, model=model, block_shape=block_shape, **settings.shared()
+            scheduler, image, output, model=model, block_shape=block_shape, **settings.blocks()
         ),
         _cluster_progress,
     )
