@@ -6,6 +6,7 @@ from importlib.resources import as_file, files
 import numpy as np
 import pytest
 import tifffile
+from scipy import ndimage as ndi
 
 
 def local_cluster(n_workers: int):
@@ -28,6 +29,17 @@ def _sample(name: str) -> np.ndarray:
         array = tifffile.imread(path)
     array.flags.writeable = False  # shared between tests: copy before changing
     return array
+
+
+def _painted(masks, n, seed=0, ring=8):
+    """``n`` cells of a dense mask painted, with a background stroke around each."""
+    rng = np.random.default_rng(seed)
+    ids = rng.choice(np.unique(masks[masks > 0]), n, replace=False)
+    cells = np.isin(masks, ids)
+    annotation = np.zeros(masks.shape, np.int32)
+    annotation[ndi.binary_dilation(cells, iterations=ring) & (masks == 0)] = 1
+    annotation[cells] = masks[cells].astype(np.int32) + 1
+    return annotation
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from conftest import _sample
+from conftest import _painted, _sample
 from scipy import ndimage as ndi
 
 from napari_unet.inference.segment import InstanceSettings, segment
@@ -22,17 +22,6 @@ from napari_unet.training.painted_score import (
 )
 
 THREE_CLASS = InstanceSettings(True, 0.5, 16, 0.5, 0)
-
-
-def _painted(masks, n, seed=0, ring=8):
-    """``n`` cells of a dense mask painted, with a background stroke around each."""
-    rng = np.random.default_rng(seed)
-    ids = rng.choice(np.unique(masks[masks > 0]), n, replace=False)
-    cells = np.isin(masks, ids)
-    annotation = np.zeros(masks.shape, np.int32)
-    annotation[ndi.binary_dilation(cells, iterations=ring) & (masks == 0)] = 1
-    annotation[cells] = masks[cells].astype(np.int32) + 1
-    return annotation
 
 
 def _probabilities(masks, foreground=1.0, interior=1.0):

@@ -2,8 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import _sample
-from scipy import ndimage as ndi
+from conftest import _painted, _sample
 
 from napari_unet.method.tiling import predict_tiled
 from napari_unet.models.files import load_model
@@ -13,16 +12,6 @@ from napari_unet.training.config import DEFAULT_START_LABELS
 from napari_unet.training.painted_score import hold_out_cells
 from napari_unet.training.samples import prepare_samples
 from napari_unet.training.start_labels import START_LABEL_CONFIDENCE, add_start_labels
-
-
-def _painted(masks, n, seed=0, ring=8):
-    rng = np.random.default_rng(seed)
-    ids = rng.choice(np.unique(masks[masks > 0]), n, replace=False)
-    cells = np.isin(masks, ids)
-    annotation = np.zeros(masks.shape, np.int32)
-    annotation[ndi.binary_dilation(cells, iterations=ring) & (masks == 0)] = 1
-    annotation[cells] = masks[cells].astype(np.int32) + 1
-    return annotation
 
 
 @pytest.fixture
