@@ -167,7 +167,7 @@ def run(args) -> None:
     shoot(viewer, out, "05-train-done")
 
     # 4a. Where to paint next: the uncertainty layer, then "Where next?" jumps to the
-    #     least certain predicted cell nobody annotated
+    #     first cell of its ranking (live.guidance.DEFAULT_RANKING) nobody annotated
     refreshes = train.preview.n_refreshes
     train.preview.uncertainty.value = True
     viewer.reset_view()
