@@ -167,16 +167,18 @@ def spread_order(
     cells = np.flatnonzero(is_cell)
     typical = np.zeros(n)
     feats = np.zeros((n, features.shape[1] if features.ndim == 2 else 0))
+    density = np.ones(0)
     if cells.size:
         reference = features[cells]
         feats[cells] = _standardized(reference, reference)
-        typical[cells] = _ranks(typicality(feats[cells]))
+        density = typicality(feats[cells])
+        typical[cells] = _ranks(density)
         if len(painted_features):
             painted_features = _standardized(painted_features, reference)
     w = uncertainty_weight(len(painted_features))
     score = (1.0 - w) * typical + w * _ranks(np.asarray(uncertainty, dtype=np.float64))
     # the distance at which a cell counts as "like" another: a typical neighbour distance
-    radius = float(np.median(1.0 / typicality(feats[cells]))) if cells.size > 1 else 1.0
+    radius = float(np.median(1.0 / density)) if cells.size > 1 else 1.0
     near_feat = np.full(n, np.inf)
     near_image = np.full(n, np.inf)
     for f, c in zip(painted_features, painted_centres, strict=True):
