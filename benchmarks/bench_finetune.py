@@ -226,6 +226,7 @@ def main() -> None:
         precision=model.metadata["training"]["precision"],
         postprocessing=model.metadata["postprocessing"],
         kept=trained.painted.kept if trained.painted else None,
+        share=trained.painted.share if trained.painted else None,
         message=trained.painted.message if trained.painted else None,
     )
     if args.save_model:

@@ -270,9 +270,10 @@ class TrainingResult:
         one was kept (:attr:`PaintedCellReport.message` says it in words); ``None``
         when no cell was held out.
     set_aside : UNet or None
-        The trained network when the never-worse rule kept the starting model instead
-        (its best weights, with its own fitted instance step): to compare, or to use
-        anyway. ``None`` when the trained network was kept.
+        The fine-tuned network when the never-worse rule kept the starting model
+        instead (its best weights, or their mix with the start that scored best,
+        :attr:`PaintedCellReport.share`, with its own fitted instance step): to
+        compare, or to use anyway. ``None`` when the fine-tuned network was kept.
     """
 
     model: UNet
@@ -296,12 +297,17 @@ class PaintedCellReport:
     start_fitted : PaintedScore or None
         The starting model with the instance step fitted to the held-out cells.
     trained : PaintedScore
-        The trained model (its best weights) with its fitted instance step.
+        The fine-tuned model (its best weights, or their mix with the start's,
+        ``share``) with its fitted instance step.
     kept : {"trained", "start"}
-        The model returned: the trained one only when its SEG beats the start's by
+        The model returned: the fine-tuned one only when its SEG beats the start's by
         more than :func:`~napari_unet.training.painted_score.min_gain` of the held-out cells.
     seconds : float
         Length of the run.
+    share : float
+        How far the fine-tuned weights scored in ``trained`` lie from the start's, in
+        (0, 1]: 1 is the trained network, 0.5 the half-way mix of the two
+        (:data:`napari_unet.training.selection.MIX_SHARES`).
     """
 
     start: PaintedScore | None
@@ -309,6 +315,7 @@ class PaintedCellReport:
     trained: PaintedScore
     kept: str
     seconds: float
+    share: float = 1.0
 
     @property
     def message(self) -> str:
@@ -320,10 +327,15 @@ class PaintedCellReport:
                 f"{self.trained.ap:.2f}, {self.trained.n_cells} held-out cells)"
             )
         if self.kept == "trained":
+            mix = (
+                f"; weights {self.share:.0%} of the way from the start to the fine-tune"
+                if self.share < 1
+                else ""
+            )
             return (
                 f"painted-cell SEG: start {self.start.seg:.2f} → {self.trained.seg:.2f} after "
                 f"{duration} (AP@0.5 {self.start.ap:.2f} → {self.trained.ap:.2f}, "
-                f"{self.trained.n_cells} held-out cells)"
+                f"{self.trained.n_cells} held-out cells{mix})"
             )
         text = (
             f"fine-tuning has not beaten the starting model yet (painted-cell SEG "
