@@ -53,9 +53,7 @@ def mixed_state(start: dict, trained: dict, share: float) -> dict:
         ``start + share · (trained − start)`` for every floating-point tensor.
     """
     return {
-        name: start[name] + share * (value - start[name])
-        if value.is_floating_point()
-        else value
+        name: start[name] + share * (value - start[name]) if value.is_floating_point() else value
         for name, value in trained.items()
     }
 
