@@ -20,6 +20,7 @@ from napari_unet.training.painted_score import (
     hold_out_cells,
     min_gain,
 )
+from napari_unet.training.selection import MIX_SHARES, mixed_state
 
 THREE_CLASS = InstanceSettings(True, 0.5, 16, 0.5, 0)
 
@@ -143,9 +144,10 @@ def test_a_fine_tune_that_cannot_help_keeps_the_starting_model(cells, one_torch_
     kept = result.model.state_dict()
     for name, value in start.state_dict().items():
         torch.testing.assert_close(kept[name], value)
-    # the wrecked network is set aside, not lost
+    # the wrecked network (or its best mix with the start) is set aside, not lost
     wrecked = result.set_aside.state_dict()
     assert any(not torch.equal(wrecked[k], v) for k, v in start.state_dict().items())
+    assert report.share in MIX_SHARES
     record = result.model.metadata["training"]["painted_cells"]
     assert record["kept"] == "start" and record["message"] == report.message
     # the instance step was fitted for the starting model, and it is what is stored
@@ -168,6 +170,8 @@ def test_painting_phase_contrast_cells_beats_the_default_model(cells, one_torch_
     assert report.kept == "trained" and result.set_aside is None
     assert report.trained.seg > report.start_fitted.seg + min_gain(report.trained.n_cells)
     assert report.message.startswith(f"painted-cell SEG: start {report.start.seg:.2f} →")
+    assert report.share in MIX_SHARES
+    assert ("of the way from the start" in report.message) == (report.share < 1)
     # and on the cells nobody painted, the whole image segments better than before
     unpainted = np.where(np.isin(masks, np.unique(masks[annotation >= 2])), 0, masks)
     before = seg_score(unpainted, segment(image, "default", device="cpu"))
@@ -210,3 +214,29 @@ def test_dense_ground_truth_stays_dense_for_validation_and_the_record(
     # the validation truth covers every nucleus: a dense pair read as partial would ignore
     # its background (0) and count its first nucleus (1) as background
     assert 0 < result.history[-1].validation_score <= 1
+
+
+def test_mixed_weights_lie_between_the_start_and_the_fine_tune():
+    start = load_model("default").state_dict()
+    generator = torch.Generator().manual_seed(0)
+    trained = {
+        name: value + torch.randn(value.shape, generator=generator)
+        if value.is_floating_point()
+        else value + 7
+        for name, value in start.items()
+    }
+    for share in (0.0, 0.25, 1.0):
+        mixed = mixed_state(start, trained, share)
+        for name, value in mixed.items():
+            if value.is_floating_point():
+                expected = start[name] * (1 - share) + trained[name] * share
+                torch.testing.assert_close(value, expected, rtol=1e-6, atol=1e-6)
+            else:  # batch-norm counters are the fine-tune's
+                assert torch.equal(value, trained[name])
+    # the start itself is untouched, and share 0 gives its weights back exactly
+    assert all(
+        torch.equal(mixed_state(start, trained, 0.0)[k], v)
+        for k, v in start.items()
+        if v.is_floating_point()
+    )
+    assert list(MIX_SHARES) == sorted(MIX_SHARES) and MIX_SHARES[-1] == 1.0

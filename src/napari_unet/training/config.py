@@ -300,8 +300,9 @@ class PaintedCellReport:
         The fine-tuned model (its best weights, or their mix with the start's,
         ``share``) with its fitted instance step.
     kept : {"trained", "start"}
-        The model returned: the fine-tuned one only when its SEG beats the start's by
-        more than :func:`~napari_unet.training.painted_score.min_gain` of the held-out cells.
+        The model returned: the fine-tuned one unless the start's SEG beats its SEG by
+        more than :func:`~napari_unet.training.painted_score.min_gain` of the held-out
+        cells (a tie keeps the fine-tune, usually a mix with the start, ``share``).
     seconds : float
         Length of the run.
     share : float
