@@ -25,7 +25,8 @@ stroke around it (``bench_finetune.paint_cells``):
 After 5, 10 and 20 painted cells the shipped default model is fine-tuned on the
 annotation with ``TrainingConfig(n_iterations=...)`` (every other setting at its default,
 so the painted-cell score may keep the starting model) and the returned model scores the
-first ``--n-test`` images of the ``test`` split (CTC SEG, AP@0.5: ``bench_finetune.score``);
+first ``--n-scored`` images of the ``--split`` split, ``val`` by default (CTC SEG,
+AP@0.5: ``bench_finetune.score``; ``test`` stays for the final numbers);
 ``seg_trained`` scores the fine-tuned weights even when the painted-cell score kept the
 starting model.
 """
@@ -114,7 +115,8 @@ def main() -> None:
     parser.add_argument("--dataset", default="usiigaci")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--iterations", type=int, default=60)
-    parser.add_argument("--n-test", type=int, default=3)
+    parser.add_argument("--n-scored", type=int, default=3)
+    parser.add_argument("--split", default="val", choices=("val", "test"))
     parser.add_argument("--users", default="guided,random,reading")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
@@ -125,14 +127,15 @@ def main() -> None:
         i for i, t in enumerate(train_items) if len(np.unique(t.masks)) > 2 * CHECKPOINTS[-1] + 1
     ]
     item = train_items[int(rng.choice(big))]
-    tests = items_for(args.dataset, "test")[: args.n_test]
+    tests = items_for(args.dataset, args.split)[: args.n_scored]
     started = time.perf_counter()
     result = {
         "dataset": args.dataset,
         "seed": args.seed,
         "iterations": args.iterations,
         "train_image": item.name,
-        "test_images": [t.name for t in tests],
+        "split": args.split,
+        "scored_images": [t.name for t in tests],
         "cpu": cpu_name(),
         "load_before": round(os.getloadavg()[0], 2),
         "seg_start": score(tests, lambda t: unet(t, base))[0],
