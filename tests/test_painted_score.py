@@ -20,7 +20,7 @@ from napari_unet.training.painted_score import (
     hold_out_cells,
     min_gain,
 )
-from napari_unet.training.selection import MIN_HELD_OUT_FOR_LARGER_SHARES, MIX_SHARES, mixed_state
+from napari_unet.training.selection import MIX_SHARES, mixed_state
 
 THREE_CLASS = InstanceSettings(True, 0.5, 16, 0.5, 0)
 
@@ -170,11 +170,9 @@ def test_painting_phase_contrast_cells_beats_the_default_model(cells, one_torch_
     assert report.kept == "trained" and result.set_aside is None
     assert report.trained.seg > report.start_fitted.seg + min_gain(report.trained.n_cells)
     assert report.message.startswith(f"painted-cell SEG: start {report.start.seg:.2f} →")
-    # on 2 held-out cells only the quarter-way mix is tried, and the message says so
-    assert report.trained.n_cells < MIN_HELD_OUT_FOR_LARGER_SHARES
-    assert report.share == MIX_SHARES[0]
-    assert "weights 25% of the way from the start to the fine-tune" in report.message
-    assert result.model.metadata["training"]["painted_cells"]["share"] == MIX_SHARES[0]
+    assert report.share in MIX_SHARES
+    assert ("of the way from the start" in report.message) == (report.share < 1)
+    assert result.model.metadata["training"]["painted_cells"]["share"] == report.share
     # and on the cells nobody painted, the whole image segments better than before
     unpainted = np.where(np.isin(masks, np.unique(masks[annotation >= 2])), 0, masks)
     before = seg_score(unpainted, segment(image, "default", device="cpu"))

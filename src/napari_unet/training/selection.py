@@ -34,11 +34,6 @@ from napari_unet.training.samples import validation_score
 #: fine-tuned choice unless a larger share beats it by more than the noise of the
 #: held-out cells (:func:`~napari_unet.training.painted_score.min_gain`).
 MIX_SHARES = (0.25, 0.5, 0.75, 1.0)
-#: Fewest held-out cells with which the shares beyond the first are tried. On 1 or 2 cells
-#: a larger share "won" twice in 2 minutes on small crowded cells, and both times it was
-#: worse on unseen images (SEG 0.505 against the quarter-way mix's 0.509 and the start's
-#: 0.537–0.569); over seven runs the larger shares averaged lower (``docs/benchmarks.md``).
-MIN_HELD_OUT_FOR_LARGER_SHARES = 5
 
 
 def mixed_state(start: dict, trained: dict, share: float) -> dict:
@@ -119,10 +114,9 @@ class StartScore:
     def verdict(self, result: TrainingResult) -> TrainingResult:
         """Keep the start, or the best of the trained network and its mixes with the start.
 
-        Each fine-tuned candidate (:data:`MIX_SHARES`; the first only, with fewer than
-        :data:`MIN_HELD_OUT_FOR_LARGER_SHARES` held-out cells) gets its instance step
-        fitted on the held-out cells. The gentlest mix is the fine-tuned choice unless a
-        larger share beats it by more than
+        Each fine-tuned candidate (:data:`MIX_SHARES`) gets its instance step fitted on
+        the held-out cells. The gentlest mix is the fine-tuned choice unless a larger
+        share beats it by more than
         :func:`~napari_unet.training.painted_score.min_gain`; the start is kept only if
         it beats that choice by the same margin (a tie keeps the mix: on 1 or 2 held-out
         cells the score cannot tell them apart, and on unseen images the gentlest mix
@@ -132,13 +126,7 @@ class StartScore:
         trained_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
         start_state = self.state if self.fitted is not None else trained_state  # from scratch
         chosen = None  # (share, settings, score)
-        if self.fitted is None:  # from scratch: the trained network only
-            shares = (1.0,)
-        elif len(self.held_out) < MIN_HELD_OUT_FOR_LARGER_SHARES:
-            shares = MIX_SHARES[:1]
-        else:
-            shares = MIX_SHARES
-        for share in shares:
+        for share in MIX_SHARES if self.fitted is not None else (1.0,):
             model.load_state_dict(mixed_state(start_state, trained_state, share))
             probabilities = self.held_out.predict(
                 model, self.device, output_classes=self.settings.output_classes
