@@ -234,10 +234,9 @@ def test_mixed_weights_lie_between_the_start_and_the_fine_tune():
                 torch.testing.assert_close(value, expected, rtol=1e-6, atol=1e-6)
             else:  # batch-norm counters are the fine-tune's
                 assert torch.equal(value, trained[name])
-    # the start itself is untouched, and share 0 gives its weights back exactly
-    assert all(
-        torch.equal(mixed_state(start, trained, 0.0)[k], v)
-        for k, v in start.items()
-        if v.is_floating_point()
-    )
+    # the start itself is untouched, share 0 gives its weights back exactly, share 1 the
+    # fine-tune's
+    for share, end in ((0.0, start), (1.0, trained)):
+        mixed = mixed_state(start, trained, share)
+        assert all(torch.equal(mixed[k], v) for k, v in end.items() if v.is_floating_point())
     assert list(MIX_SHARES) == sorted(MIX_SHARES) and MIX_SHARES[-1] == 1.0
