@@ -150,6 +150,12 @@ def main() -> None:
         "--split", default="val", help="split scored: val (choose settings) or test (report)"
     )
     p.add_argument("--score-on", default="split", choices=("split", "painted"))
+    p.add_argument(
+        "--score-dataset",
+        default=None,
+        help="score the split of this data set instead of --dataset's (e.g. paint usiigaci2 "
+        "frames, score the usiigaci test frames)",
+    )
     p.add_argument("--learning-rate", type=float, default=None)
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--hold-out", type=float, default=None, help="TrainingConfig.hold_out")
@@ -170,13 +176,14 @@ def main() -> None:
         "protocol": args.protocol,
         "score_on": args.score_on,
         "split": args.split,
+        "score_dataset": args.score_dataset or args.dataset,
         "seed": args.seed,
         "cpu": cpu_name(),
         "torch_threads": torch.get_num_threads(),
         "load_average_before": round(os.getloadavg()[0], 2),
     }
     if args.protocol == "none":
-        scored = items_for(args.dataset, args.split)[: args.limit]
+        scored = items_for(args.score_dataset or args.dataset, args.split)[: args.limit]
         result["n_scored"] = len(scored)
         result["seg_start"], result["ap50_start"] = score(scored, lambda i: unet(i, base))
         emit(result, args.json)
@@ -248,7 +255,7 @@ def main() -> None:
             result[f"seg{key}"] = round(float(np.nanmean(segs)), 4)
             result[f"ap50{key}"] = round(float(np.mean(aps)), 4)
     else:
-        scored = items_for(args.dataset, args.split)[: args.limit]
+        scored = items_for(args.score_dataset or args.dataset, args.split)[: args.limit]
         result["n_scored"] = len(scored)
         for name, net in (("start", base), ("", model), ("trained", trained_net), ("fixed", fixed)):
             key = f"_{name}" if name else ""

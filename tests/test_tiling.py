@@ -17,7 +17,7 @@ from napari_unet.method.tiling import (
     predict_tiled,
 )
 from napari_unet.runtime import devices
-from napari_unet.runtime.devices import auto_tile_shape, resolve_precision
+from napari_unet.runtime.devices import MAX_AUTO_TILE_OUTPUT, auto_tile_shape, resolve_precision
 from napari_unet.testing import predict_whole
 
 TOLERANCE = 1e-4  # tiled float32 vs. one forward pass over the whole image
@@ -100,7 +100,7 @@ def test_auto_tile_shape_is_valid_and_capped(model):
         p = network.pooling_factor
         out = network.valid_output_shape(shape)[0]
         assert shape[0] == shape[1] == network.input_shape_for_output((out // p * p,))[0]
-        assert p <= out // p * p <= 1024
+        assert p <= out // p * p <= MAX_AUTO_TILE_OUTPUT["cpu"]
 
 
 # -- tiled == whole ----------------------------------------------------------------------

@@ -277,7 +277,7 @@ def iter_predict_tiled(
         rounded up to a valid shape and reduced to what the image needs. ``None``: the
         largest square tile that fits in a share of the free memory (a quarter of the
         available system memory on a CPU, half the free GPU memory on CUDA), with an
-        output of at most ``MAX_AUTO_TILE_OUTPUT`` pixels (1024 on a CPU).
+        output of at most ``MAX_AUTO_TILE_OUTPUT`` pixels (768 on a CPU).
     batch_size : int, optional
         Tiles per forward pass. ``None``: as many as fit in the memory share, on a CPU
         no more pixels than one automatic tile, on a GPU at most 16.

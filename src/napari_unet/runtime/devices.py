@@ -252,10 +252,14 @@ def available_memory(device: str | torch.device = "cpu") -> int:
 
 # -- memory budget of prediction tiles ---------------------------------------------------
 
-#: Largest tile *output* side chosen automatically, in pixels, per device type. For depth
-#: 5 a 1024 px output needs a 1212 px input (40 % more pixels); 2048 px would cut that to
-#: 19 %, but on a CPU it quadruples the wait between progress records (and cancellation).
-MAX_AUTO_TILE_OUTPUT = {"cpu": 1024, "cuda": 2048, "mps": 2048}
+#: Largest tile *output* side chosen automatically, in pixels, per device type. Larger
+#: tiles waste less on the halo (a 768 px output needs a 956 px input at depth 5, 55 %
+#: more pixels; 1024 px, 40 %), but on a CPU a tile whose feature maps outgrow the cache
+#: runs slower per pixel: on a 2-core AMD EPYC (32 MiB L3), float32, 2048² took 2.84 s in
+#: 876² tiles against 3.23 s in 1212² tiles, and 1022² 0.68 s in four 700² tiles against
+#: 0.78-0.83 s in one 1212² tile; 512 px was no faster and slower on 520×696
+#: (docs/benchmarks.md, "Round 3, session 5"). On a GPU 2048 px.
+MAX_AUTO_TILE_OUTPUT = {"cpu": 768, "cuda": 2048, "mps": 2048}
 
 #: Bytes of activations per input pixel, per first-level channel and per byte of the
 #: element type, for one tile in inference (peak). Measured ~5.3 on a CPU in float32
