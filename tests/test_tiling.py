@@ -284,7 +284,7 @@ def test_invalid_arguments_raise(model, image, options, message):
 def test_resolve_precision_names():
     assert resolve_precision("float32", "cpu") is torch.float32
     assert resolve_precision("FLOAT32", "cpu") is torch.float32
-    expected = torch.bfloat16 if devices.cpu_has_amx() else torch.float32
+    expected = torch.bfloat16 if devices.cpu_prefers_bf16() else torch.float32
     assert resolve_precision("auto", "cpu") is expected
     for name in ("float64", "half", ""):
         with pytest.raises(ValueError, match="unknown precision"):
@@ -300,6 +300,45 @@ def test_resolve_precision_rejects_what_the_cpu_cannot_do(monkeypatch):
     with pytest.raises(ValueError, match="AVX512-FP16"):
         resolve_precision("float16", "cpu")
     assert resolve_precision("auto", "cpu") is torch.float32
+
+
+@pytest.mark.parametrize(
+    ("vendor", "flags", "amx", "expected"),
+    [
+        ("AuthenticAMD", {"avx2", "avx512f", "avx512_bf16"}, False, torch.bfloat16),  # Zen 4
+        ("AuthenticAMD", {"avx2"}, False, torch.float32),  # Zen 2/3
+        ("GenuineIntel", {"avx512f", "avx512_bf16"}, False, torch.float32),  # no AMX
+        ("GenuineIntel", {"avx512f", "avx512_bf16", "amx_bf16"}, True, torch.bfloat16),
+    ],
+)
+def test_auto_precision_on_a_cpu_is_bfloat16_only_where_it_is_faster(
+    monkeypatch, vendor, flags, amx, expected
+):
+    monkeypatch.setattr(devices, "cpu_vendor", lambda: vendor)
+    monkeypatch.setattr(devices, "cpu_flags", lambda: frozenset(flags))
+    monkeypatch.setattr(devices, "cpu_has_amx", lambda: amx)
+    monkeypatch.setattr(devices, "cpu_has_bf16", lambda: amx or "avx512_bf16" in flags)
+    assert resolve_precision("auto", "cpu") is expected
+
+
+def test_cpu_vendor_and_flags_read_proc_cpuinfo():
+    from pathlib import Path
+
+    info = Path("/proc/cpuinfo")
+    if not info.exists():
+        assert devices.cpu_vendor() == "" and devices.cpu_flags() == frozenset()
+        return
+    text = info.read_text(errors="replace")
+    vendor = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in text.splitlines()
+            if line.startswith("vendor_id")
+        ),
+        "",
+    )
+    assert devices.cpu_vendor() == vendor
+    assert devices.cpu_flags() and all(flag in text for flag in devices.cpu_flags())
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")

@@ -208,7 +208,7 @@ def test_train_stop_segment_export(make_napari_viewer, qtbot, tmp_path):
     assert len(np.unique(labels.data)) > 2  # background and more than one cell
     np.testing.assert_allclose(labels.scale, image.scale)
     np.testing.assert_allclose(labels.translate, image.translate)
-    # "auto" precision depends on the CPU: bfloat16 with AMX, else float32
+    # "auto" precision depends on the CPU (runtime.devices.cpu_prefers_bf16)
     from napari_unet.runtime.devices import resolve_precision
 
     auto = str(resolve_precision(segment.precision.value, "cpu")).removeprefix("torch.")

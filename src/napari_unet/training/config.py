@@ -107,8 +107,10 @@ class TrainingConfig:
     precision : {"auto", "float32", "bfloat16", "float16"}
         Compute precision of convolutions (mixed precision via ``torch.autocast``;
         weights, loss and optimiser stay float32). ``"auto"`` picks bfloat16 where
-        the device runs it fast (CPUs with AMX: ~3.7x faster per step here; Ampere+
-        GPUs), else float32. float16 uses loss scaling.
+        the device runs it fast (CPUs with AMX: ~3.7x faster per step here; AMD CPUs
+        with AVX512-BF16: ~1.6x; Ampere+ GPUs; see
+        :func:`napari_unet.runtime.devices.cpu_prefers_bf16`), else float32. float16
+        uses loss scaling.
     data_workers : int
         Processes that prepare augmented batches ahead of the training step
         (:class:`napari_unet.training.samples.BatchSource`); worth it on a GPU, where
