@@ -130,9 +130,9 @@ def run(size: int = 2048, tile_side: int | None = None, rounds: int = 3) -> dict
         "each runtime timed alone in its own process"
     )
     best: dict = {}
-    for _ in range(rounds):
+    for round_ in range(rounds):
         for name in RUNTIMES:
-            if best.get(name) is None and _ > 0:
+            if best.get(name) is None and round_ > 0:
                 continue  # failed or not installed in the first round
             done = subprocess.run(
                 [sys.executable, __file__, "--child", name, str(plan.tile_shape[0])],
@@ -143,11 +143,11 @@ def run(size: int = 2048, tile_side: int | None = None, rounds: int = 3) -> dict
             lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
             result = json.loads(lines[-1]) if lines else {"failed": done.stderr[-300:]}
             if "failed" in result:
-                if _ == 0:
+                if round_ == 0:
                     print(f"   {name}: {result['failed']}")
                 best[name] = None
                 continue
-            if _ == 0:
+            if round_ == 0:
                 print(
                     f"   {name}: max |logit difference| {result['max_error']:.2e}, "
                     f"same class {100 * result['same_class']:.3f} %"
