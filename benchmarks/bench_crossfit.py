@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_finetune import inner_cells, items_for, paint_cells, score  # noqa: E402
+from bench_finetune import cells_image, chosen_cells, items_for, paint_cells, score  # noqa: E402
 
 from napari_unet.inference.segment import iter_segment  # noqa: E402
 from napari_unet.metrics import seg_score  # noqa: E402
@@ -47,10 +47,8 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     base = load_model("default")
     train_items = items_for(args.dataset, "train")
-    big = [i for i, t in enumerate(train_items) if len(np.unique(t.masks)) > 2 * args.cells + 1]
-    item = train_items[int(rng.choice(big))]
-    ids = inner_cells(item.masks)
-    chosen = rng.choice(ids, size=min(args.cells, len(ids)), replace=False)
+    item = train_items[cells_image(train_items, args.cells, rng)]
+    chosen = chosen_cells(item.masks, args.cells, rng)
     val = items_for(args.dataset, "val")[:5]
 
     def labels(net, image):

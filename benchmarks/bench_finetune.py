@@ -90,10 +90,22 @@ def paint_cells(masks: np.ndarray, chosen, ring: int = 8) -> np.ndarray:
     return ann
 
 
+def chosen_cells(masks: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Ids of ``n`` cells not cut by the image edge, drawn with ``rng``."""
+    ids = inner_cells(masks)
+    return rng.choice(ids, size=min(n, len(ids)), replace=False)
+
+
 def painted_cells(masks: np.ndarray, n: int, rng: np.random.Generator, ring: int = 8) -> np.ndarray:
     """``n`` cells (not cut by the image edge) with a background stroke around each."""
-    ids = inner_cells(masks)
-    return paint_cells(masks, rng.choice(ids, size=min(n, len(ids)), replace=False), ring)
+    return paint_cells(masks, chosen_cells(masks, n, rng), ring)
+
+
+def cells_image(train_items: list, n: int, rng: np.random.Generator) -> int:
+    """Index of the image a ``cellsN`` protocol paints: one with enough cells that some
+    stay unpainted to score."""
+    big = [i for i, t in enumerate(train_items) if len(np.unique(t.masks)) > 2 * n + 1]
+    return int(rng.choice(big))
 
 
 def unpainted_only(masks: np.ndarray, annotation: np.ndarray, labels: np.ndarray):
@@ -195,9 +207,7 @@ def main() -> None:
         annotations = [painted_full(train_items[i].masks) for i in picks]
     else:
         n = int(args.protocol.removeprefix("cells"))
-        # an image with enough cells that some stay unpainted to score
-        big = [i for i, t in enumerate(train_items) if len(np.unique(t.masks)) > 2 * n + 1]
-        picks = [int(rng.choice(big))]
+        picks = [cells_image(train_items, n, rng)]
         images = [train_items[picks[0]].image]
         annotations = [painted_cells(train_items[picks[0]].masks, n, rng)]
     result["train_images"] = [train_items[i].name for i in picks]

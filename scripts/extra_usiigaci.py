@@ -9,7 +9,7 @@ phase-contrast set (Tsai et al., SoftwareX 2019): sets 1-25 and 46-50. The other
 test frames. This script writes them in the shared layout into
 ``scripts/nuclei_data.EXTRA / "usiigaci_26-45"``: ``images/setNN.tif`` (uint16, zlib),
 ``masks/setNN.png`` (uint16 instance labels, relabelled 1..N), ``split.tsv`` (a seeded
-11 train / 4 val / 5 test split), ``README.md`` and the licence. ``--source`` may be a
+11 train / 4 val / 5 test split), ``README.md`` and the licence. The source may be a
 checkout or a bare git directory (read with ``git show``). Nothing in ``../shared`` is
 touched.
 """
