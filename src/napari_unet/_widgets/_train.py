@@ -91,12 +91,9 @@ class TrainWidget(Container):
         self.status = message_label()
         #: The painted-cell score beside the loss curve: live, then the verdict.
         self.painted_score = message_label()
-        self.painted_score.tooltip = (
-            "A quarter of your painted cells (at most 10) are held out of training. They "
-            "score the starting model and the model being trained (SEG: mean overlap of "
-            "each held-out cell with its predicted cell, 0 to 1); the better one is kept, "
-            "and the instance step is fitted to them. Paint 3 cells or more."
-        )
+        from napari_unet.training.settings_help import help_text
+
+        self.painted_score.tooltip = help_text("painted_score")
         theme = get_theme(napari_viewer.theme)
         self.loss_plot = LossPlot(theme.text.as_hex(), theme.canvas.as_hex())
         self._threads = ThreadShare()  # the CPU's threads, for training and the preview

@@ -131,7 +131,9 @@ class TrainingConfig:
         Share of the painted cells held out of training to score it
         (:mod:`napari_unet.training.painted_score`): the starting model and the model being
         trained are compared on them, the better one is kept, and the instance step
-        is fitted to them. Needs 3 painted cells or more; 0: none held out.
+        is fitted to them. Needs 3 painted cells or more; a fine-tune on 3 to 5 of them
+        cross-fits instead, whatever the share (:mod:`napari_unet.training.cross_fit`);
+        0: none held out, no cross-fit.
     """
 
     n_iterations: int | None = None
@@ -311,6 +313,10 @@ class PaintedCellReport:
         How far the fine-tuned weights scored in ``trained`` lie from the start's, in
         (0, 1]: 1 is the trained network, 0.5 the half-way mix of the two
         (:data:`napari_unet.training.selection.MIX_SHARES`).
+    cross_fitted : bool
+        The painted cells were too few to hold a share out: they were split into two
+        folds, each scoring a network trained without it, and ``trained`` is the score of
+        those networks on every painted cell (:mod:`napari_unet.training.cross_fit`).
     """
 
     start: PaintedScore | None
@@ -319,6 +325,14 @@ class PaintedCellReport:
     kept: str
     seconds: float
     share: float = 1.0
+    cross_fitted: bool = False
+
+    @property
+    def cells(self) -> str:
+        """Which painted cells scored the models, in words."""
+        if self.cross_fitted:
+            return f"{self.trained.n_cells} painted cells, each unseen by the network it scored"
+        return f"{self.trained.n_cells} held-out cells"
 
     @property
     def message(self) -> str:
@@ -327,7 +341,7 @@ class PaintedCellReport:
         if self.start is None:
             return (
                 f"painted-cell SEG {self.trained.seg:.2f} after {duration} (AP@0.5 "
-                f"{self.trained.ap:.2f}, {self.trained.n_cells} held-out cells)"
+                f"{self.trained.ap:.2f}, {self.cells})"
             )
         if self.kept == "trained":
             mix = (
@@ -338,12 +352,12 @@ class PaintedCellReport:
             return (
                 f"painted-cell SEG: start {self.start.seg:.2f} → {self.trained.seg:.2f} after "
                 f"{duration} (AP@0.5 {self.start.ap:.2f} → {self.trained.ap:.2f}, "
-                f"{self.trained.n_cells} held-out cells{mix})"
+                f"{self.cells}{mix})"
             )
         text = (
             f"fine-tuning has not beaten the starting model yet (painted-cell SEG "
             f"{self.trained.seg:.2f} against {self.start_fitted.seg:.2f} after {duration}, "
-            f"{self.trained.n_cells} held-out cells); keeping the starting model"
+            f"{self.cells}); keeping the starting model"
         )
         if self.start_fitted.seg > self.start.seg:
             text += (

@@ -46,6 +46,7 @@ from napari_unet.training.config import (
     TrainingProgress,
     TrainingResult,
 )
+from napari_unet.training.cross_fit import all_cells, cross_fit_folds, train_folds
 from napari_unet.training.optimization import (
     TimeBudget,
     cosine_learning_rate,
@@ -54,9 +55,7 @@ from napari_unet.training.optimization import (
     optimizer_state_on_cpu,
     weighted_cross_entropy,
 )
-from napari_unet.training.painted_score import (
-    hold_out_cells,
-)
+from napari_unet.training.painted_score import hold_out_cells
 from napari_unet.training.samples import (
     BatchSource,
     batches_ahead,
@@ -255,56 +254,62 @@ def train(
     check_pairs(images, annotations)
     volumes = volume_spacings(images, axes, spacing)
     object_size = _object_size(config, annotations, dense, base_metadata)
-    held_out = painted = None
+    held_out = painted = folds = None
     trained_on, trained_dense = annotations, dense  # the held-out cells taken out of these
-    if config.hold_out > 0:
-        kept, held_out, painted = hold_out_cells(
-            images,
-            annotations,
-            dense=dense,
-            object_size=object_size,
-            percentiles=config.percentiles,
-            rng=rng,
-            share=config.hold_out,
-        )
+    held = dict(dense=dense, object_size=object_size, percentiles=config.percentiles, rng=rng)
+    if fine_tuning and config.hold_out > 0:  # too few cells for a held-out share
+        folds = cross_fit_folds(images, annotations, **held)
+    if config.hold_out > 0 and folds is None:
+        kept, held_out, painted = hold_out_cells(images, annotations, **held, share=config.hold_out)
         if held_out is not None:
             trained_on, trained_dense = kept, False
-    samples = prepare_samples(images, trained_on, config, trained_dense, n_classes, volumes)
-    if fine_tuning and not dense and config.start_labels > 0:
-        add_start_labels(samples, model, annotations, weight=config.start_labels, device=device)
     validation_data = prepare_validation(validation or [], config, dense, n_classes)
     settings = start_settings(model, object_size)
     metadata = _run_metadata(
         base_metadata, config, n_classes, object_size, settings.postprocessing()
     )
+    if folds is not None:
+        held_out = painted = all_cells(folds)
     start = StartScore(model, held_out, painted, settings, object_size, device, compare=fine_tuning)
     tile_shape = _tile_shape(model, config, object_size)
     augmentation = config.augmentation if config.augment else None
-    # Worker processes (if any) are forked before the model goes to the device.
-    source = (samples, model.halo, tile_shape, config.batch_size, augmentation, rng)
-    batches = BatchSource(*source, config.data_workers, ahead=batches_ahead(device))
-    try:
-        result = yield from _loop(
-            model,
-            metadata,
-            config,
-            device,
-            batches,
-            tile_shape,
-            validation_data=validation_data if validation else None,
-            start=start,
-            stop=stop,
-            snapshot_interval=snapshot_interval,
-            optimizer_state=optimizer_state,
+
+    options = dict(
+        validation_data=validation_data if validation else None,
+        stop=stop,
+        snapshot_interval=snapshot_interval,
+        optimizer_state=optimizer_state,
+    )
+
+    def fit(network, fit_annotations, scorer, fit_config, fit_dense=False):
+        samples = prepare_samples(
+            images, fit_annotations, fit_config, fit_dense, n_classes, volumes
         )
-    finally:
-        batches.close()
-    if held_out is not None:
-        result = start.verdict(result)
+        if fine_tuning and not dense and config.start_labels > 0:
+            add_start_labels(
+                samples, network, annotations, weight=config.start_labels, device=device
+            )
+        # Worker processes (if any) are forked before the network goes to the device.
+        source = (samples, network.halo, tile_shape, config.batch_size, augmentation, rng)
+        batches = BatchSource(*source, config.data_workers, ahead=batches_ahead(device))
+        try:
+            result = yield from _loop(
+                network, metadata, fit_config, device, batches, tile_shape, scorer, **options
+            )
+        finally:
+            batches.close()
+        result.model.metadata["training"]["n_planes"] = len(samples)
+        return result
+
+    if folds is not None:
+        result = yield from train_folds(fit, model, folds, start, config)
+    else:
+        result = yield from fit(model, trained_on, start, config, trained_dense)
+        if held_out is not None:
+            result = start.verdict(result)
     result.model.metadata["training"].update(
         fine_tuned_from=base_metadata.get("name"),
         n_images=len(images),
-        n_planes=len(samples),
         axes=axes if axes is None or isinstance(axes, str) else list(axes),
         dense=dense,
         seed=seed,
@@ -319,9 +324,9 @@ def _loop(
     device: torch.device,
     batches: BatchSource,
     tile_shape: tuple[int, int],
+    start: StartScore,
     *,
     validation_data: list | None,
-    start: StartScore,
     stop: threading.Event | None,
     snapshot_interval: float | None,
     optimizer_state: dict | None,

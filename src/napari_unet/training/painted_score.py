@@ -10,7 +10,11 @@ compare the starting model with the model being trained, to keep the better one,
 fit the instance step (:mod:`napari_unet.training.instance_fit`).
 
 Held-out cells, not a cross-validation over the painted cells: a k-fold would train k
-networks in a budget of minutes that fits one.
+networks in a budget of minutes that fits one. Except with very few painted cells
+(:data:`MAX_CROSS_FITTED`), where a held-out share is a single cell that cannot show a
+fine-tune that hurts: there the cells are split into two folds
+(:mod:`napari_unet.training.cross_fit`), each trained without one fold for half the
+budget, so that every painted cell scores a network that never saw it.
 """
 
 from __future__ import annotations
@@ -33,6 +37,11 @@ MAX_HELD_OUT = 10
 MAX_SCORED = 40
 #: Fewest painted cells with which any is held out (two or more stay for training).
 MIN_PAINTED_TO_HOLD_OUT = 3
+#: Most painted cells that are cross-fitted (:mod:`napari_unet.training.cross_fit`) rather
+#: than held out by share: with 5 the share holds out one cell. With 10 cells on Usiigaci
+#: 1–25 cross-fitting cost 0.04 SEG on unseen images, each fold learning from half the
+#: cells (``docs/benchmarks.md``, "Round 3").
+MAX_CROSS_FITTED = 5
 #: Spread of one cell's IoU between two models or two instance steps that are equally
 #: good (the noise of a score on one cell). A model or a setting must beat another by
 #: more than ``CELL_NOISE / sqrt(n_cells)`` (:func:`min_gain`) to replace it: 0.035 on 2
@@ -209,6 +218,63 @@ def as_partial(annotation: np.ndarray, dense: bool) -> np.ndarray:
     return np.where(annotation > 0, annotation.astype(np.int32) + 1, BACKGROUND).astype(np.int32)
 
 
+def painted_planes(images, partial) -> tuple[list, dict]:
+    """Every painted cell, and the planes they are painted in.
+
+    Returns
+    -------
+    candidates : list of tuple
+        ``(image, plane index, cell id, cut by the image edge)`` per painted cell.
+    planes : dict
+        The painted planes by ``(image, plane index)``.
+    """
+    candidates = []
+    planes: dict = {}
+    for n, (image, annotation) in enumerate(zip(images, partial, strict=True)):
+        for index, plane in iter_planes(image, image_layout(image)):
+            labels = annotation[index] if index else annotation
+            ids = np.unique(labels[labels >= FIRST_CELL])
+            if not len(ids):
+                continue
+            planes[n, index] = plane
+            edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+            candidates.extend((n, index, int(i), bool(np.isin(i, edge))) for i in ids)
+    return candidates, planes
+
+
+class CellCrops:
+    """Builds the :class:`_Crop` of painted cells (read before any cell is hidden)."""
+
+    def __init__(self, planes: dict, partial: list, percentiles, object_size: float):
+        self.planes, self.partial, self.percentiles = planes, partial, percentiles
+        self.ring = max(3, round(object_size / 4))
+        self.prepared: dict = {}  # once per plane: pixels, normalisation, each cell's box
+
+    def __call__(self, candidate: tuple) -> _Crop:
+        """The crop of one cell of :func:`painted_planes`."""
+        n, index, cell, _ = candidate
+        labels = self.partial[n][index] if index else self.partial[n]
+        if (n, index) not in self.prepared:
+            plane = np.asarray(self.planes[n, index])
+            normalization = percentile_normalization(plane, self.percentiles)
+            self.prepared[n, index] = plane, normalization, ndi.find_objects(labels)
+        plane, normalization, boxes = self.prepared[n, index]
+        box = _grown_box(boxes[cell - 1], self.ring + 1, plane.shape)
+        truth = labels[box] == cell
+        around = ndi.binary_dilation(truth, iterations=self.ring)
+        background = around & (labels[box] == BACKGROUND)
+        return _Crop(plane, normalization, box, truth, background)
+
+
+def without_cells(partial: list, cells: list, crops: list[_Crop]) -> list[np.ndarray]:
+    """Copies of ``partial`` without ``cells`` and the painted background around them."""
+    hidden = [a.copy() for a in partial]
+    for (n, index, _, _), crop in zip(cells, crops, strict=True):
+        plane_labels = hidden[n][index] if index else hidden[n]
+        plane_labels[crop.box][crop.truth | crop.background] = 0
+    return hidden
+
+
 def hold_out_cells(
     images,
     annotations,
@@ -253,17 +319,7 @@ def hold_out_cells(
         its instance step fitted on these; ``None`` with ``held_out``.
     """
     partial = [as_partial(a, dense) for a in annotations]
-    candidates = []  # (image, plane index, cell id, cut by the edge)
-    planes: dict = {}  # (image, plane index) -> the plane, for the painted planes
-    for n, (image, annotation) in enumerate(zip(images, partial, strict=True)):
-        for index, plane in iter_planes(image, image_layout(image)):
-            labels = annotation[index] if index else annotation
-            ids = np.unique(labels[labels >= FIRST_CELL])
-            if not len(ids):
-                continue
-            planes[n, index] = plane
-            edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
-            candidates.extend((n, index, int(i), bool(np.isin(i, edge))) for i in ids)
+    candidates, planes = painted_planes(images, partial)
     n_held = min(MAX_HELD_OUT, max(1, round(share * len(candidates)))) if share > 0 else 0
     if len(candidates) < MIN_PAINTED_TO_HOLD_OUT or n_held == 0:
         return partial, None, None
@@ -272,28 +328,11 @@ def hold_out_cells(
     order = rng.permutation(len(pool))
     held = [pool[i] for i in sorted(order[:n_held])]
     others = [pool[i] for i in sorted(order[n_held:MAX_SCORED])]
-    ring = max(3, round(object_size / 4))
-    prepared: dict = {}  # once per plane: pixels, normalisation, each cell's bounding box
-
-    def crop(n, index, cell) -> _Crop:
-        labels = partial[n][index] if index else partial[n]  # not yet hidden: read first
-        if (n, index) not in prepared:
-            plane = np.asarray(planes[n, index])
-            normalization = percentile_normalization(plane, percentiles)
-            prepared[n, index] = plane, normalization, ndi.find_objects(labels)
-        plane, normalization, boxes = prepared[n, index]
-        box = _grown_box(boxes[cell - 1], ring + 1, plane.shape)
-        truth = labels[box] == cell
-        around = ndi.binary_dilation(truth, iterations=ring)
-        background = around & (labels[box] == BACKGROUND)
-        return _Crop(plane, normalization, box, truth, background)
-
-    held_crops = [crop(n, index, cell) for n, index, cell, _ in held]
-    other_crops = [crop(n, index, cell) for n, index, cell, _ in others]
-    for (n, index, _, _), c in zip(held, held_crops, strict=True):
-        plane_labels = partial[n][index] if index else partial[n]
-        plane_labels[c.box][c.truth | c.background] = 0  # hidden from training
-    return partial, HeldOutCells(held_crops), HeldOutCells(held_crops + other_crops)
+    crop = CellCrops(planes, partial, percentiles, object_size)
+    held_crops = [crop(c) for c in held]
+    other_crops = [crop(c) for c in others]
+    kept = without_cells(partial, held, held_crops)
+    return kept, HeldOutCells(held_crops), HeldOutCells(held_crops + other_crops)
 
 
 def _grown_box(box: tuple, margin: int, shape: tuple[int, int]) -> tuple[slice, slice]:

@@ -86,6 +86,11 @@ class StartScore:
     the trained network, with an instance step fitted on the held-out cells from that
     same start, is kept only if it beats the starting model (with its fitted step) on
     them (:mod:`napari_unet.training.painted_score`).
+
+    With ``picks_weights=False`` the held-out cells only score the progress records and
+    the best weights of the run are chosen by its training loss: a cross-fitted phase
+    (:mod:`napari_unet.training.cross_fit`) must not pick its weights by the cells that
+    judge them.
     """
 
     def __init__(
@@ -97,8 +102,10 @@ class StartScore:
         object_size: float,
         device,
         compare: bool,
+        picks_weights: bool = True,
     ):
         self.held_out, self.device, self.object_size = held_out, device, object_size
+        self.picks_weights = picks_weights
         self.settings = self.fitted_settings = settings
         self.score = self.fitted = None
         if held_out is None or not compare:  # from scratch: nothing to compare with
@@ -114,28 +121,45 @@ class StartScore:
         """The painted-cell score of ``model`` with the starting model's instance step."""
         return self.held_out.evaluate(model, self.settings, self.device)
 
-    def verdict(self, result: TrainingResult) -> TrainingResult:
+    def verdict(self, result: TrainingResult, folds: list | None = None) -> TrainingResult:
         """Keep the start, or the best of the trained network and its mixes with the start.
 
         Each fine-tuned candidate (:data:`MIX_SHARES`) gets its instance step fitted on
-        the held-out cells. The gentlest mix is the fine-tuned choice unless a larger
+        the cells that score it. The gentlest mix is the fine-tuned choice unless a larger
         share beats it by more than
         :func:`~napari_unet.training.painted_score.min_gain`; the start is kept only if
         it beats that choice by the same margin (a tie keeps the mix: on 1 or 2 held-out
         cells the score cannot tell them apart, and on unseen images the gentlest mix
         scored above the start on average, ``docs/benchmarks.md``).
+
+        Parameters
+        ----------
+        result : TrainingResult
+            The run; its model is set to the weights kept, its report added.
+        folds : list of (dict, HeldOutCells), optional
+            Cross-fitted trainings (:mod:`napari_unet.training.cross_fit`): each one's
+            weights (CPU state dict) and the painted cells it never saw, which score it;
+            the weights returned are their average (a "model soup" of fine-tunes from one
+            start; Wortsman et al., ICML 2022) at the chosen share. ``None``: the
+            result's weights, scored on the held-out cells.
         """
         model = result.model
-        trained_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        if folds is None:
+            state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            folds = [(state, self.held_out)]
+        trained_state = soup([state for state, _ in folds])
+        cells = HeldOutCells([crop for _, fold_cells in folds for crop in fold_cells.crops])
         start_state = self.state if self.fitted is not None else trained_state  # from scratch
         chosen = None  # (share, settings, score)
         for share in MIX_SHARES if self.fitted is not None else (1.0,):
-            model.load_state_dict(mixed_state(start_state, trained_state, share))
-            probabilities = self.held_out.predict(
-                model, self.device, output_classes=self.settings.output_classes
-            )
+            probabilities = []
+            for state, fold_cells in folds:
+                model.load_state_dict(mixed_state(start_state, state, share))
+                probabilities += fold_cells.predict(
+                    model, self.device, output_classes=self.settings.output_classes
+                )
             settings, score = fit_instance_step(
-                self.held_out, probabilities, self.settings, self.object_size
+                cells, probabilities, self.settings, self.object_size
             )
             if chosen is None or score.better_than(chosen[2], min_gain(score.n_cells)):
                 chosen = (share, settings, score)
@@ -152,7 +176,13 @@ class StartScore:
             result.best_iteration = 0
         record = model.metadata["training"]
         report = PaintedCellReport(
-            self.score, self.fitted, trained, kept, record["seconds"], share=share
+            self.score,
+            self.fitted,
+            trained,
+            kept,
+            record["seconds"],
+            share=share,
+            cross_fitted=len(folds) > 1,
         )
         model.metadata["postprocessing"] = settings.postprocessing()
         record["best_iteration"] = result.best_iteration
@@ -161,18 +191,40 @@ class StartScore:
         return result
 
 
+def soup(states: list[dict]) -> dict:
+    """The average of state dicts of one network (a "model soup"; counters from the last).
+
+    Parameters
+    ----------
+    states : list of dict of str to torch.Tensor
+        State dicts of networks fine-tuned from one start (CPU tensors).
+
+    Returns
+    -------
+    dict of str to torch.Tensor
+        The mean of every floating-point tensor; the one state itself when alone.
+    """
+    if len(states) == 1:
+        return states[0]
+    return {
+        name: torch.stack([s[name] for s in states]).mean(0) if value.is_floating_point() else value
+        for name, value in states[-1].items()
+    }
+
+
 class BestWeights:
     """The best weights of a run, kept as a CPU copy.
 
     By validation score when there is validation data, else by the SEG on the
-    held-out painted cells when cells were held out, else by smoothed training loss
-    (from iteration 10 on, so that one lucky batch does not win).
+    held-out painted cells when cells were held out (and ``start.picks_weights``), else by
+    smoothed training loss (from iteration 10 on, so that one lucky batch does not win).
     """
 
     def __init__(self, model: UNet, validation_data: list | None, start: StartScore):
         self.model = model
         self.validation_data = validation_data
         self.start = start if start.held_out is not None else None
+        self.by_painted = self.start is not None and start.picks_weights
         self.state, self.iteration = self._copy(), 0
         self.score = -math.inf
         self.painted = None
@@ -198,10 +250,15 @@ class BestWeights:
             current = self.start.evaluate(self.model)
             score = current.seg
             if current.better_than(self.painted):
-                self.painted, self.state, self.iteration = current, self._copy(), iteration
+                self.painted = current
+                if self.by_painted:
+                    self.state, self.iteration = self._copy(), iteration
             painted = PaintedProgress(self.start.score, current, self.painted)
-        elif (
-            not self.validation_data and self.smoothed < self.loss and iteration >= min(10, planned)
+        if (
+            not self.validation_data
+            and not (self.by_painted and validate)
+            and self.smoothed < self.loss
+            and iteration >= min(10, planned)
         ):
             self.state, self.iteration = self._copy(), iteration
         self.loss = min(self.loss, self.smoothed)

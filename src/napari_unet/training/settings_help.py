@@ -17,6 +17,12 @@ from napari_unet.training.config import (
     MIN_TILE_OUTPUT,
     TrainingConfig,
 )
+from napari_unet.training.painted_score import (
+    HELD_OUT_SHARE,
+    MAX_CROSS_FITTED,
+    MAX_HELD_OUT,
+    MIN_PAINTED_TO_HOLD_OUT,
+)
 
 _DEFAULTS = TrainingConfig()
 
@@ -92,6 +98,16 @@ SETTINGS_HELP: dict[str, str] = {
         "made with another tool); nothing is ignored."
     ),
     "pairs": "Image/annotation pairs to train on together; when empty, the pair selected on top.",
+    "painted_score": (
+        "How the model does on your own painted cells (SEG: mean overlap of each cell with "
+        "its predicted cell, 0 to 1), for the starting model and the model being trained; "
+        "the better one is kept, and the instance step is fitted to them. From "
+        f"{MAX_CROSS_FITTED + 1} painted cells on, one in {round(1 / HELD_OUT_SHARE)} (at "
+        f"most {MAX_HELD_OUT}) is held out of training to score it. With "
+        f"{MIN_PAINTED_TO_HOLD_OUT} to {MAX_CROSS_FITTED}, training runs twice, half the "
+        "time each, each time without half of your cells, so that every painted cell "
+        f"scores a model that never saw it. Paint {MIN_PAINTED_TO_HOLD_OUT} cells or more."
+    ),
 }
 
 
