@@ -1,5 +1,9 @@
 """A cross-fitted never-worse verdict, simulated outside ``train()`` (issue 21).
 
+Since round 3, session 6 the verdict is in ``train()`` (``napari_unet.training.cross_fit``,
+measured with ``bench_finetune.py``); this script reproduces the session-5 simulation that
+led to it.
+
     PYTHONPATH=src python benchmarks/bench_crossfit.py usiigaci2 5 0     # data, cells, seed
 
 Paints ``cells`` cells of one ``train`` image as ``bench_finetune.py`` does (same seed, same

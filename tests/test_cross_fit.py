@@ -1,14 +1,16 @@
 """Cross-fitting the never-worse rule when only a few cells are painted."""
 
 import numpy as np
+import pytest
 import torch
 from conftest import _painted, _sample
 
+from napari_unet.method.network import UNet
 from napari_unet.models.files import load_model
 from napari_unet.runtime.progress import run_to_completion
 from napari_unet.training import TrainingConfig, train
 from napari_unet.training.cross_fit import cross_fit_folds
-from napari_unet.training.painted_score import MAX_CROSS_FITTED
+from napari_unet.training.painted_score import MAX_CROSS_FITTED, MIN_CROSS_FITTED
 from napari_unet.training.selection import MIX_SHARES, mixed_state, soup
 
 
@@ -54,16 +56,21 @@ def test_folds_split_the_painted_cells_and_leave_the_annotation_alone(sample_ima
 
 def test_more_or_fewer_cells_or_no_background_are_not_cross_fitted(sample_image, sample_masks):
     assert _folds(sample_image, _painted(sample_masks, MAX_CROSS_FITTED + 1)) is None
-    assert _folds(sample_image, _painted(sample_masks, 2)) is None
+    assert _folds(sample_image, _painted(sample_masks, 1)) is None
+    two = _folds(sample_image, _painted(sample_masks, MIN_CROSS_FITTED))
+    assert [len(fold.cells) for fold in two] == [1, 1]
     # cells painted without any background: a fold's training would have nothing to learn
     # the background from
     cells_only = np.where(_painted(sample_masks, 4) >= 2, _painted(sample_masks, 4), 0)
     assert _folds(sample_image, cells_only) is None
 
 
-def test_five_painted_cells_that_training_cannot_help_keep_the_start(one_torch_thread):
+@pytest.mark.parametrize(("n_painted", "folds"), [(5, [3, 2]), (2, [1, 1])])
+def test_few_painted_cells_that_training_cannot_help_keep_the_start(
+    n_painted, folds, one_torch_thread
+):
     masks = _sample("cells_masks.tif")
-    image, annotation = np.array(_sample("cells.tif")), _painted(masks, 5)
+    image, annotation = np.array(_sample("cells.tif")), _painted(masks, n_painted)
     start = load_model("default")
     # a learning rate that wrecks the network within a few steps
     config = TrainingConfig(
@@ -83,14 +90,15 @@ def test_five_painted_cells_that_training_cannot_help_keep_the_start(one_torch_t
     report = result.painted
     # every painted cell scored a network that never saw it, and the start won
     assert report.cross_fitted and report.kept == "start" and result.best_iteration == 0
-    assert report.trained.n_cells == 5 and report.trained.seg < report.start_fitted.seg
-    assert "5 painted cells, each unseen" in report.message
+    assert report.trained.n_cells == n_painted
+    assert report.trained.seg < report.start_fitted.seg
+    assert f"{n_painted} painted cells, each unseen" in report.message
     assert "keeping the starting model" in report.message
     for name, value in start.state_dict().items():
         torch.testing.assert_close(result.model.state_dict()[name], value)
     # one run of 6 iterations in two phases of 3, each scored on its own fold's cells
     record = result.model.metadata["training"]
-    assert record["cross_fit"] == {"cells": [3, 2], "iterations": [3, 3]}
+    assert record["cross_fit"] == {"cells": folds, "iterations": [3, 3]}
     assert record["iterations_done"] == 6 and record["config"]["n_iterations"] == 6
     assert record["painted_cells"]["cross_fitted"] is True
     assert [p.iteration for p in result.history] == [1, 2, 3, 4, 5, 6]
@@ -99,7 +107,7 @@ def test_five_painted_cells_that_training_cannot_help_keep_the_start(one_torch_t
     seconds = [p.seconds for p in result.history]
     assert seconds == sorted(seconds)
     scored = [(p.iteration, p.painted.current.n_cells) for p in result.history if p.painted]
-    assert scored == [(3, 3), (6, 2)]
+    assert scored == [(3, folds[0]), (6, folds[1])]
     # the set-aside fine-tune is the average of the two networks (the last preview showed
     # it), mixed with the start at the share that scored best
     assert report.share in MIX_SHARES
@@ -110,6 +118,21 @@ def test_five_painted_cells_that_training_cannot_help_keep_the_start(one_torch_t
     assert any(
         not torch.equal(averaged[k], v) for k, v in result.history[2].snapshot.state_dict().items()
     )
+
+
+def test_an_iteration_cap_is_shared_among_the_folds(sample_image, sample_masks):
+    annotation = _painted(sample_masks, 2)
+    for cap, phases in ((3, [2, 1]), (1, [1])):
+        config = TrainingConfig(max_seconds=None, n_iterations=cap, tile_shape=(44, 44))
+        net = UNet(depth=2, base_channels=2, n_classes=3)
+        result = run_to_completion(
+            train([sample_image], [annotation], model=net, config=config, seed=0, device="cpu")
+        )
+        assert [p.iteration for p in result.history] == list(range(1, cap + 1))
+        assert all(p.n_iterations == cap for p in result.history)
+        assert result.model.metadata["training"]["cross_fit"]["iterations"] == phases
+        # a cap of 1 trains one fold: only that fold's cell scores it
+        assert result.painted.trained.n_cells == len(phases)
 
 
 def test_a_soup_is_the_mean_of_the_weights():

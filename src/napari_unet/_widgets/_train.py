@@ -238,7 +238,15 @@ class TrainWidget(Container):
             step = InstanceSettings.for_model(result.model).describe()
             self.painted_score.value = f"{result.painted.message}\ninstance step fitted: {step}"
         elif not result.history or result.history[-1].validation_score is None:
-            self.painted_score.value = "Paint 3 cells or more to get a painted-cell score."
+            from napari_unet.training.painted_score import (
+                MIN_CROSS_FITTED,
+                MIN_PAINTED_TO_HOLD_OUT,
+            )
+
+            self.painted_score.value = (
+                f"Paint {MIN_CROSS_FITTED} cells or more ({MIN_PAINTED_TO_HOLD_OUT} from "
+                "scratch) to get a painted-cell score."
+            )
 
     def stop(self):
         """Ask training to end after the current iteration (the best model is kept)."""

@@ -131,7 +131,7 @@ class TrainingConfig:
         Share of the painted cells held out of training to score it
         (:mod:`napari_unet.training.painted_score`): the starting model and the model being
         trained are compared on them, the better one is kept, and the instance step
-        is fitted to them. Needs 3 painted cells or more; a fine-tune on 3 to 5 of them
+        is fitted to them. Needs 3 painted cells or more; a fine-tune on 2 to 5 of them
         cross-fits instead, whatever the share (:mod:`napari_unet.training.cross_fit`);
         0: none held out, no cross-fit.
     """

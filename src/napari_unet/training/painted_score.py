@@ -11,10 +11,10 @@ fit the instance step (:mod:`napari_unet.training.instance_fit`).
 
 Held-out cells, not a cross-validation over the painted cells: a k-fold would train k
 networks in a budget of minutes that fits one. Except with very few painted cells
-(:data:`MAX_CROSS_FITTED`), where a held-out share is a single cell that cannot show a
-fine-tune that hurts: there the cells are split into two folds
-(:mod:`napari_unet.training.cross_fit`), each trained without one fold for half the
-budget, so that every painted cell scores a network that never saw it.
+(:data:`MIN_CROSS_FITTED` to :data:`MAX_CROSS_FITTED`), where a held-out share is a
+single cell or none, which cannot show a fine-tune that hurts: there the cells are split
+into two folds (:mod:`napari_unet.training.cross_fit`), each trained without one fold for
+half the budget, so that every painted cell scores a network that never saw it.
 """
 
 from __future__ import annotations
@@ -37,6 +37,10 @@ MAX_HELD_OUT = 10
 MAX_SCORED = 40
 #: Fewest painted cells with which any is held out (two or more stay for training).
 MIN_PAINTED_TO_HOLD_OUT = 3
+#: Fewest painted cells with which a fine-tune is cross-fitted (one cell per fold): with
+#: 2 painted cells nothing can be held out, and an unguarded 2-cell fine-tune fell to SEG
+#: 0.05 on unseen small crowded cells (``docs/benchmarks.md``, "Round 3, session 6").
+MIN_CROSS_FITTED = 2
 #: Most painted cells that are cross-fitted (:mod:`napari_unet.training.cross_fit`) rather
 #: than held out by share: with 5 the share holds out one cell. With 10 cells on Usiigaci
 #: 1–25 cross-fitting cost 0.04 SEG on unseen images, each fold learning from half the

@@ -21,6 +21,7 @@ from napari_unet.training.painted_score import (
     HELD_OUT_SHARE,
     MAX_CROSS_FITTED,
     MAX_HELD_OUT,
+    MIN_CROSS_FITTED,
     MIN_PAINTED_TO_HOLD_OUT,
 )
 
@@ -104,9 +105,10 @@ SETTINGS_HELP: dict[str, str] = {
         "the better one is kept, and the instance step is fitted to them. From "
         f"{MAX_CROSS_FITTED + 1} painted cells on, one in {round(1 / HELD_OUT_SHARE)} (at "
         f"most {MAX_HELD_OUT}) is held out of training to score it. With "
-        f"{MIN_PAINTED_TO_HOLD_OUT} to {MAX_CROSS_FITTED}, training runs twice, half the "
+        f"{MIN_CROSS_FITTED} to {MAX_CROSS_FITTED}, a fine-tune runs twice, half the "
         "time each, each time without half of your cells, so that every painted cell "
-        f"scores a model that never saw it. Paint {MIN_PAINTED_TO_HOLD_OUT} cells or more."
+        f"scores a model that never saw it. Paint {MIN_CROSS_FITTED} cells or more "
+        f"({MIN_PAINTED_TO_HOLD_OUT} from scratch)."
     ),
 }
 
