@@ -129,3 +129,33 @@ def test_the_one_dock_train_tab_is_the_same_panel(make_napari_viewer):
     assert not train.advanced.expanded
     loop.show_tab("Train")
     assert train.data.image_layer.value is viewer.layers["nuclei"]
+
+
+def test_a_few_painted_cells_are_cross_fitted_and_scored_live(make_napari_viewer, qtbot):
+    import numpy as np
+    from napari_helpers import tiny_training
+
+    from napari_unet._widgets._session import TrainingState
+
+    viewer = make_napari_viewer()
+    image = open_sample(viewer)
+    painted = viewer.layers["nuclei annotation"]
+    ids = np.unique(painted.data[painted.data >= 2])[:3]
+    three = np.where((painted.data == 1) | np.isin(painted.data, ids), painted.data, 0)
+    layer = viewer.add_labels(
+        three, name="three cells", scale=image.scale, translate=image.translate
+    )
+    train = dock(viewer, "Train")
+    train.data.annotation_layer.value = layer
+    tiny_training(train, n_iterations=4)
+    train.settings.start_from.value = "default"  # a fine-tune: the start is judged
+    train.start_button.native.click()
+    qtbot.waitUntil(lambda: not train.state.running, timeout=60000)
+    assert train.state is TrainingState.DONE, train.status.value
+    # one run on the loss curve, scored live at the end of each half on the cells it
+    # did not see, and the verdict in words
+    assert train.loss_plot.iterations == [1, 2, 3, 4]
+    assert [i for i, _ in train.loss_plot.scores] == [2, 4]
+    assert train.progress.value == train.progress.max
+    assert "3 painted cells, each unseen by the network it scored" in train.painted_score.value
+    assert np.array_equal(layer.data, three)  # the painting is untouched
