@@ -39,10 +39,7 @@ from napari_unet.training.painted_score import (
     painted_planes,
     without_cells,
 )
-from napari_unet.training.selection import StartScore, soup
-
-#: Folds of a cross-fit: two, so that each network still learns from half the cells.
-N_FOLDS = 2
+from napari_unet.training.selection import StartScore, cpu_state, soup
 
 
 @dataclass(frozen=True)
@@ -96,7 +93,7 @@ def cross_fit_folds(
     if not MIN_CROSS_FITTED <= len(candidates) <= MAX_CROSS_FITTED:
         return None
     order = rng.permutation(len(candidates))
-    half = (len(candidates) + 1) // 2
+    half = (len(candidates) + 1) // 2  # two folds: each network learns from half the cells
     crop = CellCrops(planes, partial, percentiles, object_size)
     folds = []
     for picked in (order[:half], order[half:]):
@@ -133,10 +130,6 @@ def _phase_config(
         if n_iterations < 1:
             return None
     return replace(config, max_seconds=seconds, n_iterations=n_iterations)
-
-
-def _state(model) -> dict:
-    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
 def train_folds(
@@ -184,16 +177,7 @@ def train_folds(
         phase_config = _phase_config(config, started, len(history), len(folds) - k)
         if phase_config is None:
             break
-        scorer = StartScore(
-            model,
-            fold.cells,
-            fold.cells,
-            start.settings,
-            start.object_size,
-            start.device,
-            compare=True,
-            picks_weights=False,  # the cells that judge the network do not pick its weights
-        )
+        scorer = start.judged_on(fold.cells)
         offset, elapsed = len(history), time.perf_counter() - started
         phase = fit(copy.deepcopy(model), fold.trained_on, scorer, phase_config)
         try:
@@ -221,7 +205,7 @@ def train_folds(
                 yield progress
         finally:
             phase.close()
-        states.append(_state(result.model))
+        states.append(cpu_state(result.model))
         lengths.append(len(history) - offset)
         if result.stopped:
             break

@@ -87,10 +87,9 @@ class StartScore:
     same start, is kept only if it beats the starting model (with its fitted step) on
     them (:mod:`napari_unet.training.painted_score`).
 
-    With ``picks_weights=False`` the held-out cells only score the progress records and
-    the best weights of the run are chosen by its training loss: a cross-fitted phase
-    (:mod:`napari_unet.training.cross_fit`) must not pick its weights by the cells that
-    judge them.
+    :meth:`judged_on` gives the start scored on some of those cells for the progress
+    records only: a cross-fitted phase (:mod:`napari_unet.training.cross_fit`) must not
+    pick its weights by the cells that judge them.
     """
 
     def __init__(
@@ -102,16 +101,17 @@ class StartScore:
         object_size: float,
         device,
         compare: bool,
-        picks_weights: bool = True,
     ):
         self.held_out, self.device, self.object_size = held_out, device, object_size
-        self.picks_weights = picks_weights
+        self.picks_weights = True  # the held-out cells pick the run's best weights
         self.settings = self.fitted_settings = settings
         self.score = self.fitted = None
         if held_out is None or not compare:  # from scratch: nothing to compare with
             return
-        self.state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        self.state = cpu_state(model)
         probabilities = painted.predict(model, device, output_classes=settings.output_classes)
+        # by crop, so that judged_on() scores some of these cells without predicting again
+        self._probabilities = {id(c): p for c, p in zip(painted.crops, probabilities, strict=True)}
         self.fitted_settings, _ = fit_instance_step(painted, probabilities, settings, object_size)
         on_held_out = probabilities[: len(held_out)]
         self.score = held_out.score(on_held_out, settings)
@@ -120,6 +120,19 @@ class StartScore:
     def evaluate(self, model: UNet):
         """The painted-cell score of ``model`` with the starting model's instance step."""
         return self.held_out.evaluate(model, self.settings, self.device)
+
+    def judged_on(self, cells: HeldOutCells) -> StartScore:
+        """The start scored on ``cells`` (some of the painted cells it was scored on).
+
+        For progress records only: the held-out cells of the copy do not pick the run's
+        best weights (:class:`BestWeights` keeps them by training loss), and the start's
+        predictions are reused, not repeated.
+        """
+        judge = copy.copy(self)
+        judge.held_out, judge.picks_weights = cells, False
+        start = [self._probabilities[id(crop)] for crop in cells.crops]
+        judge.score = cells.score(start, self.settings)
+        return judge
 
     def verdict(self, result: TrainingResult, folds: list | None = None) -> TrainingResult:
         """Keep the start, or the best of the trained network and its mixes with the start.
@@ -145,8 +158,7 @@ class StartScore:
         """
         model = result.model
         if folds is None:
-            state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-            folds = [(state, self.held_out)]
+            folds = [(cpu_state(model), self.held_out)]
         trained_state = soup([state for state, _ in folds])
         cells = HeldOutCells([crop for _, fold_cells in folds for crop in fold_cells.crops])
         start_state = self.state if self.fitted is not None else trained_state  # from scratch
@@ -191,6 +203,11 @@ class StartScore:
         return result
 
 
+def cpu_state(model: UNet) -> dict:
+    """A CPU copy of ``model``'s state dict (detached)."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
 def soup(states: list[dict]) -> dict:
     """The average of state dicts of one network (a "model soup"; counters from the last).
 
@@ -231,7 +248,7 @@ class BestWeights:
         self.smoothed = self.loss = math.inf
 
     def _copy(self) -> dict:
-        return {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+        return cpu_state(self.model)
 
     def update(self, iteration: int, loss: float, validate: bool, planned: int, device):
         """Smooth ``loss``, score if asked; return the score and the painted-cell score."""
